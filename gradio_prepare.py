@@ -1,0 +1,64 @@
+"""Prepare StreamDiffusion models: choose the baked parameters, build the TensorRT engines, write config.yaml.
+
+    python gradio_prepare.py                 the web UI on http://0.0.0.0:7861
+    python gradio_prepare.py build --help    the same from the command line
+    python -m gradio gradio_prepare.py       the UI with hot reload (module-level `demo`)
+
+The inference script loads engines/<model_slug>/config.yaml with StreamDiffusion's create_wrapper_from_config()
+and changes runtime values with update_stream_params(). Those runtime values are not form fields: every config
+starts from RUNTIME_DEFAULTS below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sdprep import cli
+from sdprep.config import RuntimeDefaults
+
+RUNTIME_DEFAULTS: RuntimeDefaults = {
+    "sampler": "normal",
+    "guidance_scale": 1.2,
+    "delta": 0.7,
+    "prompt": "",
+    "negative_prompt": "blurry, low quality",
+    "seed": 2,
+    "controlnet_conditioning_scale": 1.0,
+    "ipadapter_scale": 0.7,
+}
+
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 7861
+
+
+def _create_demo():
+    from sdprep.ui.app import create_demo
+
+    return create_demo(RUNTIME_DEFAULTS)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from sdprep.ui.app import launch
+
+    if args.python:
+        os.environ["SDPREP_PYTHON"] = args.python
+    if args.streamdiffusion_src:
+        os.environ["SDPREP_STREAMDIFFUSION_SRC"] = args.streamdiffusion_src
+    os.environ["SDPREP_GPU"] = str(args.gpu)
+    host = args.host or os.environ.get("SDPREP_HOST") or DEFAULT_HOST
+    port = args.port or int(os.environ.get("SDPREP_PORT") or DEFAULT_PORT)
+    auth = args.auth or os.environ.get("SDPREP_AUTH")
+    return launch(demo if demo is not None else _create_demo(), host=host, port=port, auth=auth)
+
+
+# `python -m gradio gradio_prepare.py` and `gradio gradio_prepare.py` import this module and serve `demo`;
+# the CLI never builds the UI, so `build` starts without importing gradio.
+demo = None
+if __name__ != "__main__":
+    demo = _create_demo()
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(sys.argv[1:], RUNTIME_DEFAULTS, serve))

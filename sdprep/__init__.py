@@ -1,0 +1,1 @@
+"""sdprep: prepare StreamDiffusion models (baked parameters, TensorRT engines, config.yaml)."""

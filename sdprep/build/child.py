@@ -1,0 +1,198 @@
+"""Start a child Python that may import StreamDiffusion, read what it says line by line, and end it for sure.
+
+The UI process never imports torch, TensorRT or StreamDiffusion; the probe and the build run here instead.
+The child writes protocol events as lines starting with EVENT_PREFIX followed by one JSON object; every
+other line is raw log. Its stdout and stderr are merged so the log keeps their order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from sdprep.build.protocol import EVENT_PREFIX
+
+CHILD_DIR = Path(__file__).resolve().parent
+PYTHON_ENV = "SDPREP_PYTHON"
+STREAMDIFFUSION_SRC_ENV = "SDPREP_STREAMDIFFUSION_SRC"
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """Which interpreter runs the child and what it can import."""
+
+    python: str | None = None  # default: $SDPREP_PYTHON, else this interpreter
+    streamdiffusion_src: str | None = None  # a folder put first on the child's path, e.g. StreamDiffusion/src
+    gpu: int = 0
+
+    def interpreter(self) -> str:
+        return self.python or os.environ.get(PYTHON_ENV) or sys.executable
+
+    def source_dir(self) -> str | None:
+        return self.streamdiffusion_src or os.environ.get(STREAMDIFFUSION_SRC_ENV) or None
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        src = self.source_dir()
+        if src:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(src), env.get("PYTHONPATH")) if p)
+        # The child sees only the chosen GPU, as device 0: StreamDiffusion always uses cuda:0.
+        env["CUDA_VISIBLE_DEVICES"] = str(self.gpu)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        return env
+
+
+@dataclass
+class ChildLine:
+    time: float  # monotonic time the line arrived
+    text: str
+    event: dict[str, Any] | None = None
+
+
+@dataclass
+class ChildProcess:
+    """A running child; iterate `lines()` until it ends, `stop()` to end it and everything it started."""
+
+    process: subprocess.Popen[bytes]
+    started: float = field(default_factory=time.monotonic)
+    _queue: queue.Queue[ChildLine | None] = field(default_factory=queue.Queue)
+
+    @classmethod
+    def start(cls, spec: ChildSpec, script: str, args: list[str], cwd: Path | None = None) -> ChildProcess:
+        command = [spec.interpreter(), "-u", str(CHILD_DIR / script), *args]
+        kwargs: dict[str, Any] = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            # Its own session: a terminal's Ctrl-C reaches only us, and killpg reaches all it started.
+            kwargs["start_new_session"] = True
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=spec.environment(),
+            cwd=str(cwd) if cwd else None,
+            **kwargs,
+        )
+        child = cls(process)
+        threading.Thread(target=child._read, name="sdprep-child-reader", daemon=True).start()
+        return child
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        pending = b""
+        while True:
+            chunk = self.process.stdout.read1(65536)  # type: ignore[attr-defined]
+            if not chunk:
+                break
+            pending += chunk
+            # Progress bars redraw with \r; treat it as a line end so they show up live.
+            *complete, pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+            for raw in complete:
+                self._queue.put(_parse(raw))
+        if pending:
+            self._queue.put(_parse(pending))
+        self._queue.put(None)
+
+    def lines(self, poll: float = 0.2) -> Iterator[ChildLine | None]:
+        """Lines as they arrive; yields None every `poll` seconds of silence so callers can check cancel."""
+        while True:
+            try:
+                line = self._queue.get(timeout=poll)
+            except queue.Empty:
+                yield None
+                continue
+            if line is None:
+                return
+            yield line
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self, grace: float = 2.0) -> None:
+        """End the child and all its descendants: polite first, then by force. Returns within ~grace+1 s."""
+        stop_tree(self.process.pid, grace)
+        try:
+            self.process.wait(timeout=grace + 1)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _parse(raw: bytes) -> ChildLine:
+    text = raw.decode("utf-8", errors="replace").rstrip()
+    now = time.monotonic()
+    if text.startswith(EVENT_PREFIX):
+        try:
+            return ChildLine(now, text, json.loads(text[len(EVENT_PREFIX) :]))
+        except json.JSONDecodeError:
+            pass
+    return ChildLine(now, text)
+
+
+def stop_tree(pid: int, grace: float = 2.0) -> None:
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    if os.name != "nt":
+        # The process group also holds descendants whose parent already died (re-parented to init).
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for process in family:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=grace)
+    if os.name != "nt":
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=1.0)
+
+
+def describe_exit(code: int) -> str:
+    """What an exit code means, for people (negative codes are POSIX signals)."""
+    if code == 0:
+        return "exited normally"
+    if code < 0:
+        number = -code
+        meanings = {
+            signal.SIGSEGV: "crashed with a segmentation fault (SIGSEGV), often a TensorRT or driver fault",
+            signal.SIGABRT: "aborted (SIGABRT), usually a fatal error in native code",
+            signal.SIGKILL: "was killed (SIGKILL), most often by the system running out of memory",
+            signal.SIGTERM: "was terminated (SIGTERM)",
+            signal.SIGBUS: "crashed with a bus error (SIGBUS)",
+            signal.SIGILL: "crashed with an illegal instruction (SIGILL)",
+            signal.SIGFPE: "crashed with an arithmetic fault (SIGFPE)",
+        }
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
+        return meanings.get(number, f"was stopped by {name}")  # type: ignore[call-overload]
+    if os.name == "nt" and code in (0xC0000005, -1073741819):
+        return "crashed with an access violation (0xC0000005), often a TensorRT or driver fault"
+    if os.name == "nt" and code in (0xC0000409, -1073740791):
+        return "crashed (stack buffer overrun, 0xC0000409)"
+    return f"exited with code {code}"

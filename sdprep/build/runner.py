@@ -1,0 +1,519 @@
+"""One build, start to proof: validate, probe, lock the GPU, guard against stale engines, run the child,
+stream its progress, prove the engines exist, and only then write config.yaml and the manifest.
+
+Used by the CLI directly and by the UI through build/jobs.py. Nothing here imports StreamDiffusion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sdprep import derive
+from sdprep.build import manifest as mf
+from sdprep.build.child import ChildProcess, ChildSpec, describe_exit
+from sdprep.build.environment import WIDE_MAX_BATCH, Environment, ProbeError, probe
+from sdprep.build.lock import GpuLock
+from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
+from sdprep.params import BakedParams
+from sdprep.paths import atomic_write_text
+from sdprep.validate import Problem, check_unet_batch, has_errors, validate
+
+Outcome = Literal["built", "up_to_date", "failed", "cancelled", "refused"]
+EventKind = Literal["stage", "log", "raw", "waiting"]
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    child: ChildSpec = field(default_factory=ChildSpec)
+    force: bool = False
+    wait_for_gpu: bool = True
+    refresh_probe: bool = False
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    kind: EventKind
+    elapsed: float  # seconds since the build started
+    message: str
+    stage: str | None = None
+
+
+@dataclass
+class BuildResult:
+    outcome: Outcome
+    reason: str  # one line for people
+    config_path: Path | None = None
+    manifest_path: Path | None = None
+    log_path: Path | None = None
+    engines: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+    log_tail: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    duration: float = 0.0
+    variant: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("built", "up_to_date")
+
+
+class BuildCancelled(Exception):
+    pass
+
+
+_TRACEBACK_LINE = re.compile(r"^(Traceback \(most recent call last\):|\s+File \"|\s{4})")
+
+
+def without_tracebacks(lines: list[str]) -> list[str]:
+    """Log lines for people: traceback frames dropped, the final exception line kept (tracebacks: --debug)."""
+    return [line for line in lines if not _TRACEBACK_LINE.match(line)]
+
+
+class Build:
+    """The state of one build; `run()` does it. Split into steps so each reads as what it proves."""
+
+    def __init__(
+        self,
+        params: BakedParams,
+        runtime: RuntimeDefaults,
+        options: BuildOptions,
+        on_event: Callable[[BuildEvent], None],
+        cancel: threading.Event,
+    ) -> None:
+        self.params = params
+        self.options = options
+        self.on_event = on_event
+        self.cancel = cancel
+        self.started = time.monotonic()
+        self.config = make_config(params, runtime)
+        self.fingerprint = mf.fingerprint(self.config)
+        self.engine_dir = derive.engine_dir(params)
+        self.variant = f"{derive.variant_name(params)}-{self.fingerprint[:6]}"
+        self.stages: dict[str, float] = {}
+        self._stage: tuple[str, float] | None = None
+        self.log_lines: list[str] = []
+        self.log_path: Path | None = None
+        self._log_handle: Any = None
+        self.aside: list[tuple[Path, Path]] = []  # (original, aside copy)
+
+    # --- events and log -----------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def event(self, kind: EventKind, message: str, stage: str | None = None) -> None:
+        if kind == "stage":
+            self._close_stage()
+            self._stage = (message, time.monotonic())
+        self._log(message if kind == "raw" else f"[{kind}] {message}")
+        self.on_event(BuildEvent(kind, self.elapsed(), message, stage))
+
+    def _close_stage(self) -> None:
+        if self._stage:
+            label, since = self._stage
+            self.stages[label] = round(self.stages.get(label, 0.0) + time.monotonic() - since, 3)
+            self._stage = None
+
+    def _log(self, line: str) -> None:
+        self.log_lines.append(line)
+        if self._log_handle:
+            self._log_handle.write(line + "\n")
+            self._log_handle.flush()
+
+    def result(self, outcome: Outcome, reason: str, **extra: Any) -> BuildResult:
+        self._close_stage()
+        if outcome not in ("built", "up_to_date", "refused"):
+            self._log(f"[{outcome}] {reason}")
+        return BuildResult(
+            outcome=outcome,
+            reason=reason,
+            log_path=self.log_path,
+            stages=dict(self.stages),
+            log_tail=without_tracebacks(self.log_lines)[-LOG_TAIL_LINES:],
+            duration=round(self.elapsed(), 3),
+            variant=self.variant,
+            **extra,
+        )
+
+    # --- the steps -----------------------------------------------------------------------------------------
+    def run(self) -> BuildResult:
+        problems = validate(self.params, max_unet_batch=WIDE_MAX_BATCH)
+        if has_errors(problems):
+            return self.result("refused", "The parameters have errors; nothing was built.", problems=problems)
+        try:
+            environment = self.probe()
+        except ProbeError as error:
+            return self.result("refused", str(error))
+        missing = environment.missing()
+        if missing:
+            return self.result("refused", " ".join(missing))
+        problems += check_unet_batch(self.params, environment.max_unet_batch())
+        problems += environment.refusals({**self.params.__dict__, "scheduler": derive.scheduler(self.params)})
+        if has_errors(problems):
+            return self.result("refused", "This StreamDiffusion cannot build these parameters.", problems=problems)
+
+        if not self.options.force:
+            ready = self.up_to_date(environment)
+            if ready is not None:
+                return ready
+        lock = GpuLock(self.options.child.gpu)
+        if not lock.acquire(
+            what=f"{self.params.model} ({self.variant})",
+            wait=self.options.wait_for_gpu,
+            should_stop=self.cancel.is_set,
+            on_wait=lambda holder: self.event(
+                "waiting",
+                f"GPU {self.options.child.gpu} is busy: {holder.get('what', 'another build')} "
+                f"(process {holder.get('pid', '?')}, since {holder.get('since', '?')}). Waiting for it to finish.",
+            ),
+        ):
+            if self.cancel.is_set():
+                return self.result("cancelled", "Cancelled while waiting for the GPU.")
+            holder = lock.holder()
+            return self.result(
+                "refused", f"GPU {self.options.child.gpu} is busy with {holder.get('what', 'another build')}."
+            )
+        try:
+            return self.build_locked(environment)
+        finally:
+            lock.release()
+            if self._log_handle:
+                self._log_handle.close()
+
+    def probe(self) -> Environment:
+        self.event("stage", "Checking the build environment", "probe")
+        environment = probe(self.options.child, refresh=self.options.refresh_probe)
+        gpu = environment.gpu_name or "no GPU"
+        self.event(
+            "log",
+            f"{gpu}, torch {environment.torch.get('version')}, TensorRT {environment.tensorrt_version}, "
+            f"StreamDiffusion {environment.streamdiffusion.get('version') or ''} "
+            f"at {environment.streamdiffusion.get('location')}",
+        )
+        return environment
+
+    def up_to_date(self, environment: Environment) -> BuildResult | None:
+        manifest = mf.read_manifest(self.engine_dir)
+        record = (manifest.get("variants") or {}).get(self.variant)
+        if not record or record.get("fingerprint") != self.fingerprint:
+            return None
+        if record.get("engine_key") != environment.engine_key():
+            self.event(
+                "log",
+                f"The engines of {self.variant} were built on {record.get('environment', {}).get('gpu')} with "
+                f"TensorRT {record.get('environment', {}).get('tensorrt')}: stale here, rebuilding.",
+            )
+            return None
+        if record.get("stale"):
+            self.event("log", f"Engines of {self.variant} were replaced by a later build: rebuilding.")
+            return None
+        engines = {engine.relative: engine for engine in mf.scan_engines(self.engine_dir)}
+        for relative in record.get("engines", []):
+            engine = engines.get(relative)
+            if engine is None or mf.trusted_record(manifest, engine) is None:
+                self.event("log", f"{relative} is missing or changed since it was built: rebuilding.")
+                return None
+        config_path = self.write_configs()
+        manifest["config"] = config_path.name
+        manifest["latest_variant"] = self.variant
+        mf.write_manifest(self.engine_dir, manifest)
+        return self.result(
+            "up_to_date",
+            f"Already built ({record.get('built_at')}); engines verified, nothing to do.",
+            config_path=config_path,
+            manifest_path=self.engine_dir / mf.MANIFEST_NAME,
+            engines=[self.describe(engines[relative], reused=True) for relative in record.get("engines", [])],
+        )
+
+    def build_locked(self, environment: Environment) -> BuildResult:
+        self.engine_dir.mkdir(parents=True, exist_ok=True)
+        logs = self.engine_dir / mf.LOGS_DIR
+        logs.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_path = logs / f"{stamp}-{self.variant}.log"
+        self._log_handle = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in run()
+        for line in self.log_lines:
+            self._log_handle.write(line + "\n")
+        restore_leftovers(self.engine_dir)
+
+        manifest = mf.read_manifest(self.engine_dir)
+        engine_key = environment.engine_key()
+        slots = mf.expected_slots(self.config, environment.features.get("safety_checker_engine", True) is not False)
+        keys = {slot.id: mf.slot_key(slot, self.config) for slot in slots}
+        before = {engine.relative: engine for engine in mf.scan_engines(self.engine_dir)}
+        reusable = self.set_aside_foreign(before, slots, keys, engine_key, manifest, stamp)
+
+        job = logs / f"{stamp}-{self.variant}.config.json"
+        atomic_write_text(job, json.dumps(self.config))
+        try:
+            failure = self.run_child(job)
+        finally:
+            job.unlink(missing_ok=True)
+        after = {engine.relative: engine for engine in mf.scan_engines(self.engine_dir)}
+        fresh = {
+            relative: engine
+            for relative, engine in after.items()
+            if relative not in before
+            or (before[relative].mtime_ns, before[relative].size) != (engine.mtime_ns, engine.size)
+        }
+        # Complete engines a failed build left are still good engines: record them so a retry can reuse them.
+        self.record_engines(manifest, fresh, slots, keys, engine_key)
+        if failure is not None:
+            self.put_back(superseded=set())
+            mf.write_manifest(self.engine_dir, manifest)
+            return failure
+
+        used: dict[str, mf.EngineFile] = {}
+        missing: list[str] = []
+        for slot in slots:
+            built = [engine for engine in fresh.values() if engine.matches(slot)]
+            kept = [after[rel] for rel in reusable.get(slot.id, []) if rel in after]
+            chosen = built or kept
+            if not chosen:
+                missing.append(slot.label)
+            for engine in chosen:
+                used[engine.relative] = engine
+        if missing:
+            self.put_back(superseded=set())
+            mf.write_manifest(self.engine_dir, manifest)
+            return self.result(
+                "failed",
+                f"StreamDiffusion finished but no {', '.join(missing)} engine was built in {self.engine_dir} — "
+                "most often it ran out of GPU memory and fell back to PyTorch (see the log).",
+                manifest_path=self.engine_dir / mf.MANIFEST_NAME,
+            )
+        superseded = self.put_back(superseded=set(fresh))
+        return self.finish(manifest, environment, used, fresh, superseded)
+
+    def set_aside_foreign(
+        self,
+        before: dict[str, mf.EngineFile],
+        slots: list[mf.EngineSlot],
+        keys: dict[str, str],
+        engine_key: str,
+        manifest: dict[str, Any],
+        stamp: str,
+    ) -> dict[str, list[str]]:
+        """Move away every engine StreamDiffusion might wrongly reuse; return the ones safe to reuse."""
+        reusable: dict[str, list[str]] = {}
+        for engine in before.values():
+            slot = next((slot for slot in slots if engine.matches(slot)), None)
+            if slot is None:
+                continue  # another ControlNet's engine or a safety checker that is off: not ours to touch
+            record = mf.trusted_record(manifest, engine)
+            if record and record.get("key") == keys[slot.id] and record.get("engine_key") == engine_key:
+                reusable.setdefault(slot.id, []).append(engine.relative)
+                self.event("log", f"Reusing {engine.relative}: built from the same parameters on this machine.")
+                continue
+            if record is None:
+                why = "its origin is unknown (not built by this app, or changed since)"
+            elif record.get("engine_key") != engine_key:
+                why = "it was built on another GPU or TensorRT version"
+            else:
+                why = "it was built from other parameters that StreamDiffusion does not put in folder names"
+            target = self.engine_dir / mf.ASIDE_DIR / stamp / engine.relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(engine.path, target)
+            self.aside.append((engine.path, target))
+            self.event("log", f"Setting aside {engine.relative} and rebuilding it: {why}.")
+        return reusable
+
+    def run_child(self, job: Path) -> BuildResult | None:
+        """Run the worker; None when it exited 0 with a result, else the failed/cancelled result."""
+        try:
+            child = ChildProcess.start(self.options.child, "worker.py", [str(job)])
+        except OSError as error:
+            return self.result(
+                "failed", f"Cannot start the build Python {self.options.child.interpreter()}: {error.strerror}."
+            )
+        got_result = False
+        error_event: dict[str, Any] | None = None
+        try:
+            for line in child.lines():
+                if self.cancel.is_set():
+                    self.event("log", "Cancelling: stopping the build process and everything it started.")
+                    child.stop()
+                    return self.result("cancelled", "Build cancelled; earlier engines and config are untouched.")
+                if line is None:
+                    continue
+                if line.event is None:
+                    self.event("raw", line.text)
+                    continue
+                kind = line.event.get("event")
+                if kind == "stage":
+                    self.event("stage", str(line.event.get("message", "")), str(line.event.get("stage", "")))
+                elif kind == "log":
+                    self.event("log", str(line.event.get("message", "")))
+                elif kind == "result":
+                    got_result = True
+                elif kind == "error":
+                    error_event = line.event
+            code = child.wait(timeout=30)
+        finally:
+            child.stop(grace=1.0)
+        if code != 0 or not got_result:
+            if error_event:
+                detail = error_event.get("message") or ""
+                reason = f"{error_event.get('type', 'Error')}: {detail}" if detail else str(error_event.get("type"))
+            else:
+                reason = f"The build process {describe_exit(code)}."
+            return self.result("failed", reason)
+        return None
+
+    def record_engines(
+        self,
+        manifest: dict[str, Any],
+        fresh: dict[str, mf.EngineFile],
+        slots: list[mf.EngineSlot],
+        keys: dict[str, str],
+        engine_key: str,
+    ) -> None:
+        registry = manifest.setdefault("engines", {})
+        for relative, engine in fresh.items():
+            slot = next((slot for slot in slots if engine.matches(slot)), None)
+            if slot is None:
+                continue
+            registry[relative] = {
+                **mf.file_record(engine),
+                "key": keys[slot.id],
+                "engine_key": engine_key,
+                "built_at": mf.now_iso(),
+                "fingerprint": self.fingerprint,
+            }
+
+    def put_back(self, superseded: set[str]) -> set[str]:
+        """Return set-aside engines to their place, except those a proven build replaced (then drop them)."""
+        replaced: set[str] = set()
+        for original, aside in self.aside:
+            relative = original.relative_to(self.engine_dir).as_posix()
+            if relative in superseded:
+                aside.unlink(missing_ok=True)
+                replaced.add(relative)
+            else:
+                original.unlink(missing_ok=True)  # an unproven new file at the old place
+                original.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(aside, original)
+        self.aside.clear()
+        remove_empty_aside(self.engine_dir)
+        return replaced
+
+    def finish(
+        self,
+        manifest: dict[str, Any],
+        environment: Environment,
+        used: dict[str, mf.EngineFile],
+        fresh: dict[str, mf.EngineFile],
+        superseded: set[str],
+    ) -> BuildResult:
+        for name, record in (manifest.get("variants") or {}).items():
+            if name != self.variant and superseded & set(record.get("engines", [])):
+                record["stale"] = True
+                self.event("log", f"Variant {name} shared an engine folder with this build; it needs a rebuild.")
+        try:
+            config_path = self.write_configs()
+        except OSError as error:
+            return self.result(
+                "failed",
+                f"The engines were built, but config.yaml could not be written: {error.strerror or error}. "
+                "The earlier config.yaml is unchanged.",
+            )
+        built_at = mf.now_iso()
+        record = {
+            "fingerprint": self.fingerprint,
+            "engine_key": environment.engine_key(),
+            "environment": environment.summary(),
+            "config": f"{mf.CONFIGS_DIR}/{self.variant}.yaml",
+            "built_at": built_at,
+            "params": asdict(self.params),
+            "engines": sorted(used),
+            "stages": dict(self.stages),
+            "duration": round(self.elapsed(), 3),
+            "log": self.log_path.relative_to(self.engine_dir).as_posix() if self.log_path else None,
+            "outcome": "built",
+        }
+        manifest.update(
+            {
+                "format": 1,
+                "model": self.params.model,
+                "config": config_path.name,
+                "latest_variant": self.variant,
+                **{key: record[key] for key in ("fingerprint", "environment", "built_at", "stages", "outcome")},
+            }
+        )
+        manifest.setdefault("variants", {})[self.variant] = record
+        engines = [self.describe(engine, reused=engine.relative not in fresh) for engine in used.values()]
+        manifest["files"] = engines
+        try:
+            mf.write_manifest(self.engine_dir, manifest)
+        except OSError as error:
+            self.event("log", f"build.json could not be written ({error.strerror}); the next build rebuilds.")
+        self.event("stage", "Done", "done")
+        return self.result(
+            "built",
+            f"Built {len(used)} engine(s) in {self.elapsed():.1f} s.",
+            config_path=config_path,
+            manifest_path=self.engine_dir / mf.MANIFEST_NAME,
+            engines=engines,
+        )
+
+    def describe(self, engine: mf.EngineFile, reused: bool) -> dict[str, Any]:
+        return {
+            "path": engine.relative,
+            "kind": engine.kind,
+            "size": engine.size,
+            "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(engine.mtime_ns / 1e9)),
+            "reused": reused,
+        }
+
+    def write_configs(self) -> Path:
+        text = dump_yaml(self.config, config_header(self.params))
+        atomic_write_text(self.engine_dir / mf.CONFIGS_DIR / f"{self.variant}.yaml", text)
+        config_path = self.engine_dir / "config.yaml"
+        atomic_write_text(config_path, text)
+        return config_path
+
+
+def restore_leftovers(engine_dir: Path) -> None:
+    """Engines a killed app left aside go back where they were (unless something newer took the place)."""
+    aside_root = engine_dir / mf.ASIDE_DIR
+    if not aside_root.is_dir():
+        return
+    for stamp in aside_root.iterdir():
+        for path in sorted(stamp.rglob("*")):
+            if path.is_file():
+                original = engine_dir / path.relative_to(stamp)
+                if original.exists():
+                    path.unlink()
+                else:
+                    original.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, original)
+    remove_empty_aside(engine_dir)
+
+
+def remove_empty_aside(engine_dir: Path) -> None:
+    aside_root = engine_dir / mf.ASIDE_DIR
+    if not aside_root.is_dir():
+        return
+    for folder in sorted(aside_root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    if not any(aside_root.iterdir()):
+        aside_root.rmdir()
+
+
+def run_build(
+    params: BakedParams,
+    runtime: RuntimeDefaults,
+    options: BuildOptions | None = None,
+    on_event: Callable[[BuildEvent], None] = lambda event: None,
+    cancel: threading.Event | None = None,
+) -> BuildResult:
+    return Build(params, runtime, options or BuildOptions(), on_event, cancel or threading.Event()).run()

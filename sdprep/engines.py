@@ -1,0 +1,152 @@
+"""The engines library: what is prepared under an engines folder, whether it is still good, and deleting it.
+
+Reads only files (build.json, config.yaml, the engine files); never imports StreamDiffusion.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdprep.build import manifest as mf
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    config: Path
+    built_at: str
+    gpu: str | None
+    tensorrt: str | None
+    engines: list[dict[str, Any]]
+    missing: list[str]
+    stale: bool
+    duration: float | None
+
+    @property
+    def status(self) -> str:
+        if self.missing:
+            return "engines missing"
+        if self.stale:
+            return "stale (engines replaced by a later build)"
+        return "ready"
+
+    @property
+    def size(self) -> int:
+        return sum(engine["size"] for engine in self.engines)
+
+    def headline(self) -> str:
+        return (
+            f"{self.name}: {self.status}, {len(self.engines)} engine(s), {self.size / 1e6:.1f} MB, "
+            f"built {self.built_at} on {self.gpu} / TensorRT {self.tensorrt}"
+        )
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    slug: str
+    folder: Path
+    model: str
+    config: Path | None
+    latest_variant: str | None
+    variants: list[Variant] = field(default_factory=list)
+    loose_engines: int = 0  # engine files no build of this app recorded
+
+    def headline(self) -> str:
+        latest = next((v for v in self.variants if v.name == self.latest_variant), None)
+        state = latest.status if latest else "no recorded build"
+        return f"{self.slug} ({self.model}): {state}; config {self.config or 'none'}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug,
+            "folder": str(self.folder),
+            "model": self.model,
+            "config": str(self.config) if self.config else None,
+            "latest_variant": self.latest_variant,
+            "loose_engines": self.loose_engines,
+            "variants": [
+                {
+                    "name": v.name,
+                    "config": str(v.config),
+                    "status": v.status,
+                    "built_at": v.built_at,
+                    "gpu": v.gpu,
+                    "tensorrt": v.tensorrt,
+                    "size": v.size,
+                    "engines": v.engines,
+                    "missing": v.missing,
+                }
+                for v in self.variants
+            ],
+        }
+
+
+def read_model(folder: Path) -> PreparedModel | None:
+    manifest = mf.read_manifest(folder)
+    config = folder / "config.yaml"
+    if not manifest and not config.exists():
+        return None
+    on_disk = {engine.relative: engine for engine in mf.scan_engines(folder)}
+    recorded: set[str] = set()
+    variants: list[Variant] = []
+    for name, record in (manifest.get("variants") or {}).items():
+        engines, missing = [], []
+        for relative in record.get("engines", []):
+            recorded.add(relative)
+            engine = on_disk.get(relative)
+            if engine is None or mf.trusted_record(manifest, engine) is None:
+                missing.append(relative)
+            else:
+                engines.append({"path": relative, "kind": engine.kind, "size": engine.size})
+        environment = record.get("environment") or {}
+        variants.append(
+            Variant(
+                name=name,
+                config=folder / record.get("config", f"{mf.CONFIGS_DIR}/{name}.yaml"),
+                built_at=record.get("built_at", "?"),
+                gpu=environment.get("gpu"),
+                tensorrt=environment.get("tensorrt"),
+                engines=engines,
+                missing=missing,
+                stale=bool(record.get("stale")),
+                duration=record.get("duration"),
+            )
+        )
+    variants.sort(key=lambda v: v.built_at, reverse=True)
+    return PreparedModel(
+        slug=folder.name,
+        folder=folder,
+        model=str(manifest.get("model") or "?"),
+        config=config if config.exists() else None,
+        latest_variant=manifest.get("latest_variant"),
+        variants=variants,
+        loose_engines=len(set(on_disk) - recorded),
+    )
+
+
+def list_models(engines_root: Path) -> list[PreparedModel]:
+    if not engines_root.is_dir():
+        return []
+    models = [read_model(folder) for folder in sorted(engines_root.iterdir()) if folder.is_dir()]
+    return [model for model in models if model is not None]
+
+
+class DeleteRefused(ValueError):
+    pass
+
+
+def delete_model(engines_root: Path, slug: str) -> Path:
+    """Delete one prepared model's folder; refuses anything that is not a direct child of the engines folder."""
+    root = engines_root.resolve()
+    target = (root / slug).resolve()
+    if not slug or target.parent != root or target == root:
+        raise DeleteRefused(f"{slug!r} is not a model folder inside {root}; nothing was deleted.")
+    if not target.is_dir():
+        raise DeleteRefused(f"{target} does not exist.")
+    if read_model(target) is None:
+        raise DeleteRefused(f"{target} holds no prepared model (no build.json or config.yaml); nothing was deleted.")
+    shutil.rmtree(target)
+    return target

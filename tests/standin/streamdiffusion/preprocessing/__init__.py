@@ -1,0 +1,1 @@
+"""Stand-in for ``streamdiffusion.preprocessing`` (only the processor registry is modelled)."""

@@ -1,0 +1,56 @@
+"""Stand-in for the ``torch`` package (stdlib only, no tensors).
+
+Only what an engine-preparation app touches is here: version strings, the
+``torch.cuda`` device queries and the dtype objects the StreamDiffusion config
+loader maps strings to. The simulated machine comes from STANDIN_* variables
+(see ``_machine.py``).
+"""
+
+from __future__ import annotations
+
+from torch import _machine, cuda, version
+
+
+class dtype:  # lowercase on purpose: same name as torch.dtype
+    """A dtype sentinel; compares by identity like the real singletons."""
+
+    def __init__(self, name: str, itemsize: int, is_floating_point: bool = True) -> None:
+        self._name = name
+        self.itemsize = itemsize
+        self.is_floating_point = is_floating_point
+
+    def __repr__(self) -> str:
+        return f"torch.{self._name}"
+
+    def __reduce__(self) -> str:
+        # Pickle as the module-level singleton so identity survives a round trip.
+        return self._name
+
+
+float16 = dtype("float16", 2)
+half = float16
+float32 = dtype("float32", 4)
+float = float32  # torch really exports a name that shadows the builtin
+bfloat16 = dtype("bfloat16", 2)
+float64 = dtype("float64", 8)
+double = float64
+uint8 = dtype("uint8", 1, is_floating_point=False)
+int64 = dtype("int64", 8, is_floating_point=False)
+
+__version__: str = _machine.torch_version()
+
+__all__ = [
+    "__version__",
+    "bfloat16",
+    "cuda",
+    "double",
+    "dtype",
+    "float",
+    "float16",
+    "float32",
+    "float64",
+    "half",
+    "int64",
+    "uint8",
+    "version",
+]
