@@ -33,12 +33,6 @@ DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 7861
 
 
-def _create_demo():
-    from sdprep.ui.app import create_demo
-
-    return create_demo(RUNTIME_DEFAULTS)
-
-
 def serve(args: argparse.Namespace) -> int:
     from sdprep.ui.app import launch
 
@@ -50,15 +44,17 @@ def serve(args: argparse.Namespace) -> int:
     host = args.host or os.environ.get("SDPREP_HOST") or DEFAULT_HOST
     port = args.port or int(os.environ.get("SDPREP_PORT") or DEFAULT_PORT)
     auth = args.auth or os.environ.get("SDPREP_AUTH")
-    return launch(demo if demo is not None else _create_demo(), host=host, port=port, auth=auth)
+    return launch(demo, host=host, port=port, auth=auth)
 
 
-# `python -m gradio gradio_prepare.py` and `gradio gradio_prepare.py` import this module and serve `demo`;
-# the CLI never builds the UI, so `build` starts without importing gradio.
-demo = None
-if __name__ != "__main__":
-    demo = _create_demo()
+# Headless commands run before the UI is built, so `build`, `probe` and `list` start without importing gradio.
+if __name__ == "__main__" and sys.argv[1:2] and sys.argv[1] in cli.HEADLESS_COMMANDS:
+    sys.exit(cli.main(sys.argv[1:], RUNTIME_DEFAULTS, serve))
 
+from sdprep.ui.app import create_demo  # noqa: E402 - after the headless dispatch on purpose
+
+# Module-level for hot reload: `python -m gradio gradio_prepare.py` re-imports this module and serves `demo`.
+demo = create_demo(RUNTIME_DEFAULTS)
 
 if __name__ == "__main__":
     sys.exit(cli.main(sys.argv[1:], RUNTIME_DEFAULTS, serve))

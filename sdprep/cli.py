@@ -40,6 +40,7 @@ from sdprep.params import (
 from sdprep.validate import Problem, has_errors, validate
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 0, 1, 2, 130
+HEADLESS_COMMANDS = ("build", "probe", "list", "check")
 
 # Form field -> the flag a CLI user typed, so every message names what to fix.
 FIELD_FLAGS: dict[str, str] = {

@@ -98,9 +98,7 @@ class StreamDiffusion:
         # outside 0..num_inference_steps-1 fails here with torch's IndexError.
         for index in self.t_list:
             if not 0 <= index < num_inference_steps:
-                raise IndexError(
-                    f"index {index} is out of bounds for dimension 0 with size {num_inference_steps}"
-                )
+                raise IndexError(f"index {index} is out of bounds for dimension 0 with size {num_inference_steps}")
         if self.cfg_type == "none":
             guidance_scale = 1.0
         self.prompt = prompt

@@ -244,14 +244,16 @@ class StreamDiffusionWrapper:
                     "local folder or the repo_id of a model on the Hub."
                 )
                 logger.warning(f"_load_model: {method} failed: {error}")
-            message = (
-                f"_load_model: All loading methods failed for model '{model_id_or_path}'. Last error: {error}"
-            )
+            message = f"_load_model: All loading methods failed for model '{model_id_or_path}'. Last error: {error}"
             logger.error(message)
             raise RuntimeError(message)
         if self.device == "cuda":
             # The fork moves the text encoder to the GPU here; without one, torch raises.
             torch.cuda.current_device()
+            # Text encoder(s) now sit in VRAM: make max_memory_allocated() show it.
+            record = getattr(torch.cuda, "_record_allocation", None)
+            if record is not None:
+                record(int((2.5 if "xl" in model_id_or_path.lower() else 1.2) * 1024**3))
         logger.info("Model loading succeeded")
 
     def _fuse_loras(self, lora_dict: Optional[Dict[str, float]]) -> Optional[Dict[str, float]]:
@@ -477,9 +479,7 @@ class StreamDiffusionWrapper:
             if not build_engines_if_missing:
                 lines = ["Required TensorRT engines are missing and build_engines_if_missing=False:"]
                 lines += [f"  - {item}" for item in missing]
-                lines.append(
-                    "\nTo build engines, set build_engines_if_missing=True or run the build script manually."
-                )
+                lines.append("\nTo build engines, set build_engines_if_missing=True or run the build script manually.")
                 raise RuntimeError("\n".join(lines))
             logger.info("Missing TensorRT engines, building them...")
             for item in missing:

@@ -48,8 +48,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def engine_document(kind: str, key: str, batch: dict[str, int], resolution: tuple[int, int] | None,
-                    extra: dict[str, Any]) -> str:
+def engine_document(
+    kind: str, key: str, batch: dict[str, int], resolution: tuple[int, int] | None, extra: dict[str, Any]
+) -> str:
     doc = {
         "format": ENGINE_FORMAT,
         "engine": kind,
@@ -70,13 +71,17 @@ def rewrite_engine(engine_path: Path) -> None:
         doc = json.loads(engine_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         doc = {"engine": "unknown", "key": engine_path.parent.name, "batch": {}}
-    extra = {k: v for k, v in doc.items() if k not in {"format", "engine", "key", "batch", "resolution",
-                                                       "tensorrt", "build_id", "built_at"}}
+    extra = {
+        k: v
+        for k, v in doc.items()
+        if k not in {"format", "engine", "key", "batch", "resolution", "tensorrt", "build_id", "built_at"}
+    }
     res = doc.get("resolution")
     _atomic_write_text(
         engine_path,
-        engine_document(doc.get("engine", "unknown"), doc.get("key", ""), doc.get("batch", {}),
-                        tuple(res) if res else None, extra),
+        engine_document(
+            doc.get("engine", "unknown"), doc.get("key", ""), doc.get("batch", {}), tuple(res) if res else None, extra
+        ),
     )
 
 

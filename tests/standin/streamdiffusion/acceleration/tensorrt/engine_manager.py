@@ -61,9 +61,7 @@ class EngineManager:
         self.engine_dir.mkdir(parents=True, exist_ok=True)
         # Same shape as the real _configs so callers that build the manager via
         # __new__ and fill _configs themselves keep working.
-        self._configs: dict[EngineType, dict[str, Any]] = {
-            kind: {"filename": name} for kind, name in FILENAMES.items()
-        }
+        self._configs: dict[EngineType, dict[str, Any]] = {kind: {"filename": name} for kind, name in FILENAMES.items()}
         # canonical key of every path handed out, so the build can record what it baked
         self.cache_keys: dict[Path, str] = {}
 

@@ -1,0 +1,41 @@
+"""Shared fixtures: the project root, the stand-in StreamDiffusion, and isolated lock/cache folders."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STANDIN = ROOT / "tests" / "standin"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test gets its own GPU lock folder and probe cache, so tests never see each other's builds."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("SDPREP_LOCK_DIR", str(state / "locks"))
+    monkeypatch.setenv("SDPREP_CACHE_DIR", str(state / "cache"))
+    for name in list(__import__("os").environ):
+        if name.startswith("STANDIN_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+def runtime_defaults() -> dict:
+    """RUNTIME_DEFAULTS as written in gradio_prepare.py, read without importing it (that builds the whole UI)."""
+    tree = ast.parse((ROOT / "gradio_prepare.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "RUNTIME_DEFAULTS":
+            return ast.literal_eval(node.value)  # type: ignore[arg-type]
+    raise AssertionError("gradio_prepare.py has no RUNTIME_DEFAULTS")
+
+
+@pytest.fixture
+def runtime() -> dict:
+    return runtime_defaults()
