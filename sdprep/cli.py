@@ -274,17 +274,23 @@ def run_cli_build(
             print(f"[{event.elapsed:7.1f}s] {marker} {event.message}", file=out, flush=True)
 
     result_box: list[BuildResult] = []
-    worker = threading.Thread(
-        target=lambda: result_box.append(run_build(params, runtime, options, show, cancel)), daemon=True
-    )
-    worker.start()
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            result_box.append(run_build(params, runtime, options, show, cancel))
+        finally:
+            finished.set()
+
+    threading.Thread(target=work, name="build", daemon=True).start()
+    # Waiting on an Event, not Thread.join: a Ctrl-C that interrupts join() can leave the thread looking dead.
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not finished.wait(0.2):
+            pass
     except KeyboardInterrupt:
         print("Cancelling...", file=err, flush=True)
         cancel.set()
-        worker.join()
+        finished.wait()
     return report(result_box[0], args.debug, out, err)
 
 

@@ -101,7 +101,9 @@ def _wrapper_params_via_standin(config: dict[str, Any]) -> dict[str, Any]:
         "print(json.dumps(x(json.load(sys.stdin)), default=str))"
     )
     env = {**os.environ, "PYTHONPATH": str(STANDIN)}
-    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(config), capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(config), capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(done.stdout)
 
 

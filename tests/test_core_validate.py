@@ -71,7 +71,9 @@ def test_lora_scale_zero_is_a_warning(tmp_path: Path) -> None:
     assert not has_errors(problems) and "lora_json" in fields(problems, "warning")
 
 
-@pytest.mark.parametrize(("width", "ok"), [(512, True), (1024, True), (384, True), (516, False), (248, False), (1032, False), (320, False)])
+@pytest.mark.parametrize(
+    ("width", "ok"), [(512, True), (1024, True), (384, True), (516, False), (248, False), (1032, False), (320, False)]
+)
 def test_size_rules(width: int, ok: bool, tmp_path: Path) -> None:
     problems = validate(make(width=width, engines_dir=str(tmp_path)))
     assert ("width" not in fields(problems)) is ok
@@ -107,7 +109,9 @@ def test_controlnet_slot_rules(tmp_path: Path) -> None:
 
 
 def test_more_than_three_controlnets(tmp_path: Path) -> None:
-    params = make(use_controlnet=True, controlnets=[{"model_id": f"a/b{i}"} for i in range(4)], engines_dir=str(tmp_path))
+    params = make(
+        use_controlnet=True, controlnets=[{"model_id": f"a/b{i}"} for i in range(4)], engines_dir=str(tmp_path)
+    )
     assert "controlnets" in fields(validate(params))
 
 
@@ -118,7 +122,9 @@ def test_controlnet_slots_ignored_when_off(tmp_path: Path) -> None:
 
 def test_ipadapter_rules(tmp_path: Path) -> None:
     sd15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    problems = validate(make(model=sd15, consistency_lora="lcm", use_ipadapter=True, ipadapter_tokens=16, engines_dir=str(tmp_path)))
+    problems = validate(
+        make(model=sd15, consistency_lora="lcm", use_ipadapter=True, ipadapter_tokens=16, engines_dir=str(tmp_path))
+    )
     assert "ipadapter_tokens" in fields(problems, "warning") and not has_errors(problems)
     plus = make(
         model=sd15,
@@ -141,8 +147,15 @@ def test_no_lcm_lora_for_sd21(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("steps", "cfg", "scheduler", "ok"),
-    [(4, "self", "lcm", True), (5, "self", "lcm", False), (2, "full", "lcm", True), (3, "full", "lcm", False),
-     (3, "initialize", "lcm", True), (4, "initialize", "lcm", False), (8, "full", "tcd", True)],
+    [
+        (4, "self", "lcm", True),
+        (5, "self", "lcm", False),
+        (2, "full", "lcm", True),
+        (3, "full", "lcm", False),
+        (3, "initialize", "lcm", True),
+        (4, "initialize", "lcm", False),
+        (8, "full", "tcd", True),
+    ],
 )
 def test_unet_batch_limit_of_the_config_route(steps: int, cfg: str, scheduler: str, ok: bool, tmp_path: Path) -> None:
     params = make(denoise_steps=steps, cfg_type=cfg, scheduler=scheduler, engines_dir=str(tmp_path))
@@ -154,7 +167,9 @@ def test_unet_batch_limit_of_the_config_route(steps: int, cfg: str, scheduler: s
 
 
 def test_cache_maxframes_range_only_with_cached_attention(tmp_path: Path) -> None:
-    assert "cache_maxframes" in fields(validate(make(use_cached_attn=True, cache_maxframes=9, engines_dir=str(tmp_path))))
+    assert "cache_maxframes" in fields(
+        validate(make(use_cached_attn=True, cache_maxframes=9, engines_dir=str(tmp_path)))
+    )
     assert validate(make(use_cached_attn=False, cache_maxframes=9, engines_dir=str(tmp_path))) == []
 
 

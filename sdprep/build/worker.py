@@ -30,11 +30,10 @@ ENGINE_LABELS = {
     "cnet": "ControlNet",
     "safety_checker": "safety checker",
 }
-# Log message fragments (lower case) that mark a stage. Only for showing progress: success is decided by
+# Log message fragments (lower case) that mark a stage; loading the model is announced by build() itself.
+# Only for showing progress: success is decided by
 # the exit code, the result event and the engine files on disk.
 LOG_STAGES = (
-    ("_load_model", "load_model", "Loading the model"),
-    ("loading pipeline", "load_model", "Loading the model"),
     ("loading lora", "fuse_loras", "Loading and fusing LoRAs"),
     ("merging", "fuse_loras", "Loading and fusing LoRAs"),
     ("fuse", "fuse_loras", "Loading and fusing LoRAs"),

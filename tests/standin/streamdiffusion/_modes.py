@@ -83,12 +83,15 @@ class Behaviour:
 
     def on_stage(self, stage: str, kind: str) -> None:
         """Called by the pretend builder before each build stage of each engine."""
-        if self.mode == "slow" and stage == "export":
+        if self.mode == "slow" and stage in ("export", "build"):
+            # Half before the ONNX export, half in the TensorRT build (where the .onnx file exists, as in
+            # the real fork, whose engine build takes minutes after the export).
             steps = max(1, int(_seconds("STANDIN_SLOW_STEPS", 4)))
-            pause = _seconds("STANDIN_SLOW_SECONDS", 0.5) / steps
+            pause = _seconds("STANDIN_SLOW_SECONDS", 0.5) / steps / 2
+            verb = "exporting" if stage == "export" else "building"
             for k in range(1, steps + 1):
                 time.sleep(pause)
-                print(f"[slow] exporting {kind} {k}/{steps}", flush=True)
+                print(f"[slow] {verb} {kind} {k}/{steps}", flush=True)
         if self.mode == "fallback" and kind == "unet" and stage == "optimize":
             import torch
 
