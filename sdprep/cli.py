@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     form.add_argument("--ipadapter-encoder", metavar="PATH", default=DEFAULTS.ipadapter_encoder_path)
     form.add_argument("--ipadapter-tokens", type=int, choices=(4, 16), default=DEFAULTS.ipadapter_tokens)
     form.add_argument("--ipadapter-type", choices=IPADAPTER_TYPE_CHOICES, default=DEFAULTS.ipadapter_type)
-    form.add_argument("--engines-dir", default=DEFAULTS.engines_dir, metavar="DIR")
+    form.add_argument("--engines-dir", default=None, metavar="DIR", help=f"default: {DEFAULTS.engines_dir}")
     build.add_argument("--from-config", metavar="PATH", help="rebuild the engines of an existing config.yaml")
     build.add_argument("--config-only", action="store_true", help="write config.yaml without building")
     build.add_argument("--force", action="store_true", help="rebuild even when the engines are up to date")
@@ -214,7 +214,7 @@ def params_from_args(args: argparse.Namespace) -> tuple[BakedParams, list[Proble
         "ipadapter_encoder_path": args.ipadapter_encoder,
         "ipadapter_tokens": args.ipadapter_tokens,
         "ipadapter_type": args.ipadapter_type,
-        "engines_dir": args.engines_dir,
+        "engines_dir": args.engines_dir or DEFAULTS.engines_dir,
     }
     return params_from_values(values), problems
 
@@ -231,8 +231,12 @@ def command_build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextI
         except ConfigError as error:
             print(f"error: --from-config: {error}", file=err)
             return EXIT_INVALID
-        if args.engines_dir != DEFAULTS.engines_dir:
-            params = params_from_values({**params.__dict__, "engines_dir": args.engines_dir})
+        # The config's own engines folder only if it exists here: a config copied from another machine
+        # names that machine's folder, so it is rebuilt into ./engines unless --engines-dir says otherwise.
+        engines_dir = args.engines_dir or (
+            params.engines_dir if Path(params.engines_dir).is_dir() else DEFAULTS.engines_dir
+        )
+        params = params_from_values({**params.__dict__, "engines_dir": engines_dir})
         for note in notes:
             print(f"note: {note}", file=err)
         problems: list[Problem] = []
