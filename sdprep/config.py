@@ -61,14 +61,12 @@ BAKED_KEYS = (
     "acceleration",
     "engine_dir",
 )
+# Top-level keys an inference script may change without a rebuild (update_stream_params / prepare).
+RUNTIME_CONFIG_KEYS = ("prompt", "negative_prompt", "guidance_scale", "delta", "seed", "num_inference_steps", "sampler")
+# Keys inside controlnets[] / ipadapter_config[] items that are runtime too.
+RUNTIME_ITEM_KEYS = ("conditioning_scale", "enabled", "preprocessor", "preprocessor_params", "scale")
 RUNTIME_KEYS = (
-    "prompt",
-    "negative_prompt",
-    "guidance_scale",
-    "delta",
-    "seed",
-    "num_inference_steps",
-    "sampler",
+    *RUNTIME_CONFIG_KEYS,
     "t_index_list values (same length)",
     "controlnets[].conditioning_scale / enabled / preprocessor",
     "ipadapter_config[].scale / enabled",

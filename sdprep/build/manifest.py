@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdprep.config import RUNTIME_CONFIG_KEYS, RUNTIME_ITEM_KEYS
 from sdprep.paths import atomic_write_text
 
 MANIFEST_NAME = "build.json"
@@ -29,17 +30,11 @@ KIND_LABELS = {
     "cnet": "ControlNet",
     "safety_checker": "safety checker",
 }
-# Config keys that never change an engine: leaving them out of the fingerprint lets a runtime edit of
-# config.yaml (a new prompt) still count as the same build.
-RUNTIME_CONFIG_KEYS = frozenset(
+# Keys that never change an engine: leaving them out of the fingerprint lets a runtime edit of config.yaml
+# (a new prompt) or a moved engines folder still count as the same build.
+IGNORED_KEYS = frozenset(
     {
-        "prompt",
-        "negative_prompt",
-        "guidance_scale",
-        "delta",
-        "seed",
-        "num_inference_steps",
-        "sampler",
+        *RUNTIME_CONFIG_KEYS,
         "build_engines_if_missing",
         "compile_engines_only",
         "engine_dir",
@@ -47,7 +42,6 @@ RUNTIME_CONFIG_KEYS = frozenset(
         "seed_blending",
     }
 )
-RUNTIME_ITEM_KEYS = frozenset({"conditioning_scale", "enabled", "preprocessor", "preprocessor_params", "scale"})
 
 
 def _digest(value: Any) -> str:
@@ -55,7 +49,7 @@ def _digest(value: Any) -> str:
 
 
 def baked_part(config: dict[str, Any]) -> dict[str, Any]:
-    baked = {key: value for key, value in config.items() if key not in RUNTIME_CONFIG_KEYS}
+    baked = {key: value for key, value in config.items() if key not in IGNORED_KEYS}
     for list_key in ("controlnets", "ipadapter_config"):
         if list_key in baked:
             baked[list_key] = [
