@@ -2,11 +2,15 @@
 
     python gradio_prepare.py build [flags] [--config-only]   write config.yaml (and build the engines)
     python gradio_prepare.py build --from-config PATH        rebuild an existing config's engines here
+    python gradio_prepare.py build ... --check               build, then load the engines and time frames
+    python gradio_prepare.py check PATH/config.yaml          load a config's engines, run frames, report fps
     python gradio_prepare.py probe                           what the build Python can do
     python gradio_prepare.py list                            the prepared models
 
 Exit codes: 0 built / up to date / written, 1 build failed, 2 invalid input, 130 cancelled (Ctrl-C).
 On success the last line of stdout is the config.yaml path.
+`check`: 0 passed, 1 failed (or cannot check here: no GPU, GPU busy), 2 bad path or config, 130 cancelled;
+on success the last line of stdout is the output image's path.
 """
 
 from __future__ import annotations
@@ -21,9 +25,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sdprep import derive
+from sdprep.build.checker import (
+    DEFAULT_FRAMES,
+    DEFAULT_WARMUP,
+    CheckOptions,
+    CheckResult,
+    build_and_check,
+    read_check_config,
+    run_check,
+)
 from sdprep.build.child import ChildSpec
 from sdprep.build.environment import ProbeError, probe
-from sdprep.build.runner import BuildEvent, BuildOptions, BuildResult, run_build
+from sdprep.build.runner import BuildEvent, BuildOptions, BuildResult
 from sdprep.config import ConfigError, RuntimeDefaults, load_params, render_config, write_config
 from sdprep.engines import list_models
 from sdprep.params import (
@@ -117,8 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--config-only", action="store_true", help="write config.yaml without building")
     build.add_argument("--force", action="store_true", help="rebuild even when the engines are up to date")
     build.add_argument("--no-wait", action="store_true", help="fail instead of waiting when the GPU is busy")
+    build.add_argument("--check", action="store_true", help="after the build, load the engines and time frames")
+    add_check_flags(build)
     add_child_flags(build)
     build.add_argument("--debug", action="store_true", help="print the raw build log and tracebacks")
+
+    check = commands.add_parser("check", help="load a config's engines as an inference script would, report fps")
+    check.add_argument("config", metavar="PATH", help="a config.yaml (or configs/<variant>.yaml) written by a build")
+    add_check_flags(check)
+    check.add_argument("--no-wait", action="store_true", help="fail instead of waiting when the GPU is busy")
+    check.add_argument("--refresh", action="store_true", help="probe the environment again instead of the cache")
+    add_child_flags(check)
+    check.add_argument("--debug", action="store_true", help="print the raw log and tracebacks")
 
     probe_command = commands.add_parser("probe", help="what the build Python can build")
     add_child_flags(probe_command)
@@ -136,6 +159,21 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default 7861, or $SDPREP_PORT)")
     parser.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="or $SDPREP_AUTH")
     add_child_flags(parser)
+
+
+def add_check_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="N", help="untimed frames first")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N", help="timed frames")
+
+
+def check_options(args: argparse.Namespace) -> CheckOptions:
+    return CheckOptions(
+        child=child_spec(args),
+        warmup=args.warmup,
+        frames=args.frames,
+        wait_for_gpu=not args.no_wait,
+        refresh_probe=getattr(args, "refresh", False),
+    )
 
 
 def add_child_flags(parser: argparse.ArgumentParser) -> None:
@@ -210,7 +248,8 @@ def params_from_args(args: argparse.Namespace) -> tuple[BakedParams, list[Proble
         "use_controlnet": bool(slots),
         "controlnets": slots,
         "use_ipadapter": args.ipadapter is not None,
-        "ipadapter_model_path": args.ipadapter or DEFAULTS.ipadapter_model_path,
+        # `--ipadapter ""` is an empty path (an error), not the default adapter.
+        "ipadapter_model_path": DEFAULTS.ipadapter_model_path if args.ipadapter is None else args.ipadapter,
         "ipadapter_encoder_path": args.ipadapter_encoder,
         "ipadapter_tokens": args.ipadapter_tokens,
         "ipadapter_type": args.ipadapter_type,
@@ -242,6 +281,9 @@ def command_build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextI
         problems: list[Problem] = []
     else:
         params, problems = params_from_args(args)
+    if args.config_only and args.check:
+        print("error: --check: a check loads built engines; it cannot follow --config-only.", file=err)
+        return EXIT_INVALID
     if args.config_only:
         problems += validate(params)
         print_problems(problems, err)
@@ -266,7 +308,7 @@ def command_build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextI
 def run_cli_build(
     args: argparse.Namespace, params: BakedParams, runtime: RuntimeDefaults, out: TextIO, err: TextIO
 ) -> int:
-    options = BuildOptions(child=child_spec(args), force=args.force, wait_for_gpu=not args.no_wait)
+    options = BuildOptions(child=child_spec(args), force=args.force, wait_for_gpu=not args.no_wait, check=args.check)
     cancel = threading.Event()
 
     def show(event: BuildEvent) -> None:
@@ -277,12 +319,16 @@ def run_cli_build(
             marker = {"stage": "==>", "log": "   ", "waiting": "..."}[event.kind]
             print(f"[{event.elapsed:7.1f}s] {marker} {event.message}", file=out, flush=True)
 
-    result_box: list[BuildResult] = []
+    result_box: list[tuple[BuildResult, CheckResult | None]] = []
+    built_code: list[int] = []  # the build's report, printed before its check starts
     finished = threading.Event()
+
+    def on_built(build: BuildResult) -> None:
+        built_code.append(report(build, args.debug, out, err, last_line=not args.check))
 
     def work() -> None:
         try:
-            result_box.append(run_build(params, runtime, options, show, cancel))
+            result_box.append(build_and_check(params, runtime, options, show, cancel, check_options(args), on_built))
         finally:
             finished.set()
 
@@ -295,10 +341,19 @@ def run_cli_build(
         print("Cancelling...", file=err, flush=True)
         cancel.set()
         finished.wait()
-    return report(result_box[0], args.debug, out, err)
+    build, check = result_box[0]
+    code = built_code[0]
+    if code != EXIT_OK or not args.check:
+        return code
+    if check is None:  # cancelled between the build and its check
+        print(str(build.config_path), file=out)
+        return EXIT_CANCELLED
+    code = report_check(check, out, err)
+    print(str(build.config_path), file=out)  # the build's contract: its last stdout line is the config path
+    return code
 
 
-def report(result: BuildResult, debug: bool, out: TextIO, err: TextIO) -> int:
+def report(result: BuildResult, debug: bool, out: TextIO, err: TextIO, last_line: bool = True) -> int:
     if result.outcome == "refused":
         print_problems(result.problems, err)
         print(f"error: {result.reason}", file=err)
@@ -318,7 +373,81 @@ def report(result: BuildResult, debug: bool, out: TextIO, err: TextIO) -> int:
     if result.stages and debug:
         print(json.dumps(result.stages, indent=2), file=out)
     print(result.reason, file=out)
-    print(str(result.config_path), file=out)
+    if last_line:
+        print(str(result.config_path), file=out)
+    return EXIT_OK
+
+
+def command_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    path = Path(args.config)
+    try:
+        read_check_config(path)
+    except ConfigError as error:
+        print(f"error: {error}", file=err)
+        return EXIT_INVALID
+    if args.warmup < 0 or args.frames < 1:
+        print("error: --warmup must be 0 or more and --frames 1 or more.", file=err)
+        return EXIT_INVALID
+    options = check_options(args)
+    cancel = threading.Event()
+    show = event_printer(args.debug, out)
+    result_box: list[CheckResult] = []
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            result_box.append(run_check(path, options, show, cancel))
+        finally:
+            finished.set()
+
+    threading.Thread(target=work, name="check", daemon=True).start()
+    try:
+        while not finished.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        print("Cancelling...", file=err, flush=True)
+        cancel.set()
+        finished.wait()
+    code = report_check(result_box[0], out, err)
+    if code == EXIT_OK and result_box[0].image_path:
+        print(str(result_box[0].image_path), file=out)
+    return code
+
+
+def event_printer(debug: bool, out: TextIO) -> Callable[[BuildEvent], None]:
+    def show(event: BuildEvent) -> None:
+        if event.kind == "raw":
+            if debug:
+                print(f"  {event.message}", file=out, flush=True)
+        else:
+            marker = {"stage": "==>", "log": "   ", "waiting": "..."}[event.kind]
+            print(f"[{event.elapsed:7.1f}s] {marker} {event.message}", file=out, flush=True)
+
+    return show
+
+
+def report_check(result: CheckResult, out: TextIO, err: TextIO) -> int:
+    """The check's numbers on stdout; why it failed on stderr. Exit code: 0 passed, 1 failed/refused, 130."""
+    if result.outcome == "refused":
+        print(f"error: {result.reason}", file=err)
+        return EXIT_FAILED
+    if result.outcome == "cancelled":
+        print(f"cancelled: {result.reason}", file=err)
+        return EXIT_CANCELLED
+    if result.numbers():
+        print(f"  {result.numbers()}", file=out)
+    if result.outcome == "failed":
+        print(f"failed: {result.reason}", file=err)
+        if result.log_tail:
+            print("Last lines of the check log:", file=err)
+            for line in result.log_tail[-12:]:
+                print(f"  {line}", file=err)
+        if result.log_path:
+            print(f"Full log: {result.log_path}", file=err)
+        return EXIT_FAILED
+    if result.variant:
+        print(f"  recorded in build.json (variant {result.variant})", file=out)
+    print(f"Check passed: {result.speed or result.reason}", file=out)
     return EXIT_OK
 
 
@@ -372,6 +501,8 @@ def main(
             return command_build(args, runtime, out, err)
         if args.command == "probe":
             return command_probe(args, out, err)
+        if args.command == "check":
+            return command_check(args, out, err)
         return command_list(args, out)
     except KeyboardInterrupt:
         return EXIT_CANCELLED

@@ -24,6 +24,23 @@ class Variant:
     missing: list[str]
     stale: bool
     duration: float | None
+    check: dict[str, Any] | None = None  # build.json's "check" record: the last load-and-run check of this build
+
+    @property
+    def speed(self) -> str | None:
+        """After a passed check its speed, e.g. "512x512, 1 step: 87.0 fps on NVIDIA GeForce RTX 4090"; else None."""
+        if not self.check or self.check.get("outcome") != "passed":
+            return None
+        return speed_text(self.check)
+
+    @property
+    def check_summary(self) -> str | None:
+        """The speed after a passed check, the reason after a failed one, None when never checked."""
+        if not self.check:
+            return None
+        if self.check.get("outcome") == "passed":
+            return self.speed
+        return f"check {self.check.get('outcome', 'failed')}: {self.check.get('reason', '')}".rstrip(": ")
 
     @property
     def status(self) -> str:
@@ -41,6 +58,7 @@ class Variant:
         return (
             f"{self.name}: {self.status}, {len(self.engines)} engine(s), {self.size / 1e6:.1f} MB, "
             f"built {self.built_at} on {self.gpu} / TensorRT {self.tensorrt}"
+            + (f"; {self.check_summary}" if self.check_summary else "")
         )
 
 
@@ -78,6 +96,8 @@ class PreparedModel:
                     "size": v.size,
                     "engines": v.engines,
                     "missing": v.missing,
+                    "check": v.check,
+                    "speed": v.speed,
                 }
                 for v in self.variants
             ],
@@ -113,6 +133,7 @@ def read_model(folder: Path) -> PreparedModel | None:
                 missing=missing,
                 stale=bool(record.get("stale")),
                 duration=record.get("duration"),
+                check=record.get("check") if isinstance(record.get("check"), dict) else None,
             )
         )
     variants.sort(key=lambda v: v.built_at, reverse=True)
@@ -132,6 +153,18 @@ def list_models(engines_root: Path) -> list[PreparedModel]:
         return []
     models = [read_model(folder) for folder in sorted(engines_root.iterdir()) if folder.is_dir()]
     return [model for model in models if model is not None]
+
+
+def speed_text(check: dict[str, Any]) -> str | None:
+    """A check's speed in one line: "512x512, 1 step: 87.0 fps on NVIDIA GeForce RTX 4090"."""
+    fps = check.get("fps")
+    if fps is None:
+        return None
+    steps = check.get("steps")
+    size = f"{check.get('width')}x{check.get('height')}" if check.get("width") and check.get("height") else None
+    what = ", ".join(part for part in (size, f"{steps} step{'s' if steps != 1 else ''}" if steps else None) if part)
+    gpu = f" on {check['gpu']}" if check.get("gpu") else ""
+    return f"{what + ': ' if what else ''}{float(fps):.1f} fps{gpu}"
 
 
 class DeleteRefused(ValueError):
