@@ -37,6 +37,8 @@ class BuildOptions:
     force: bool = False
     wait_for_gpu: bool = True
     refresh_probe: bool = False
+    # Load the engines and time frames after a proven build; run by checker.build_and_check, not here.
+    check: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,12 @@ class Build:
         self.on_event = on_event
         self.cancel = cancel
         self.started = time.monotonic()
-        self.config = make_config(params, runtime)
+        try:
+            self.config = make_config(params, runtime)
+        except (ValueError, TypeError, KeyError):
+            # Invalid parameters (e.g. LoRA JSON that is a list): run() refuses them with the validation problems
+            # before the config is used; computing it must not crash the build thread first.
+            self.config = {}
         self.fingerprint = mf.fingerprint(self.config)
         self.engine_dir = derive.engine_dir(params)
         self.variant = f"{derive.variant_name(params)}-{self.fingerprint[:6]}"
