@@ -22,7 +22,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from sdprep import derive
 from sdprep.build.checker import (
@@ -253,7 +253,8 @@ def params_from_args(args: argparse.Namespace) -> tuple[BakedParams, list[Proble
         "ipadapter_encoder_path": args.ipadapter_encoder,
         "ipadapter_tokens": args.ipadapter_tokens,
         "ipadapter_type": args.ipadapter_type,
-        "engines_dir": args.engines_dir or DEFAULTS.engines_dir,
+        # `--engines-dir ""` is refused by validate(), not silently replaced by the default folder.
+        "engines_dir": DEFAULTS.engines_dir if args.engines_dir is None else args.engines_dir,
     }
     return params_from_values(values), problems
 
@@ -272,8 +273,10 @@ def command_build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextI
             return EXIT_INVALID
         # The config's own engines folder only if it exists here: a config copied from another machine
         # names that machine's folder, so it is rebuilt into ./engines unless --engines-dir says otherwise.
-        engines_dir = args.engines_dir or (
-            params.engines_dir if Path(params.engines_dir).is_dir() else DEFAULTS.engines_dir
+        engines_dir = (
+            args.engines_dir
+            if args.engines_dir is not None
+            else (params.engines_dir if Path(params.engines_dir).is_dir() else DEFAULTS.engines_dir)
         )
         params = params_from_values({**params.__dict__, "engines_dir": engines_dir})
         for note in notes:
@@ -305,34 +308,22 @@ def command_build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextI
     return run_cli_build(args, params, runtime, out, err)
 
 
-def run_cli_build(
-    args: argparse.Namespace, params: BakedParams, runtime: RuntimeDefaults, out: TextIO, err: TextIO
-) -> int:
-    options = BuildOptions(child=child_spec(args), force=args.force, wait_for_gpu=not args.no_wait, check=args.check)
+T = TypeVar("T")
+
+
+def run_cancellable(work: Callable[[threading.Event], T], err: TextIO) -> T:
+    """Run work(cancel) in a thread; Ctrl-C sets cancel and waits for work to wind down (it stops the child)."""
     cancel = threading.Event()
-
-    def show(event: BuildEvent) -> None:
-        if event.kind == "raw":
-            if args.debug:
-                print(f"  {event.message}", file=out, flush=True)
-        else:
-            marker = {"stage": "==>", "log": "   ", "waiting": "..."}[event.kind]
-            print(f"[{event.elapsed:7.1f}s] {marker} {event.message}", file=out, flush=True)
-
-    result_box: list[tuple[BuildResult, CheckResult | None]] = []
-    built_code: list[int] = []  # the build's report, printed before its check starts
     finished = threading.Event()
+    box: list[T] = []
 
-    def on_built(build: BuildResult) -> None:
-        built_code.append(report(build, args.debug, out, err, last_line=not args.check))
-
-    def work() -> None:
+    def target() -> None:
         try:
-            result_box.append(build_and_check(params, runtime, options, show, cancel, check_options(args), on_built))
+            box.append(work(cancel))
         finally:
             finished.set()
 
-    threading.Thread(target=work, name="build", daemon=True).start()
+    threading.Thread(target=target, name="sdprep-work", daemon=True).start()
     # Waiting on an Event, not Thread.join: a Ctrl-C that interrupts join() can leave the thread looking dead.
     try:
         while not finished.wait(0.2):
@@ -341,7 +332,24 @@ def run_cli_build(
         print("Cancelling...", file=err, flush=True)
         cancel.set()
         finished.wait()
-    build, check = result_box[0]
+    if not box:
+        raise RuntimeError("the build thread ended without a result")
+    return box[0]
+
+
+def run_cli_build(
+    args: argparse.Namespace, params: BakedParams, runtime: RuntimeDefaults, out: TextIO, err: TextIO
+) -> int:
+    options = BuildOptions(child=child_spec(args), force=args.force, wait_for_gpu=not args.no_wait, check=args.check)
+    show = event_printer(args.debug, out)
+    built_code: list[int] = []  # the build's report, printed before its check starts
+
+    def on_built(build: BuildResult) -> None:
+        built_code.append(report(build, args.debug, out, err, last_line=not args.check))
+
+    build, check = run_cancellable(
+        lambda cancel: build_and_check(params, runtime, options, show, cancel, check_options(args), on_built), err
+    )
     code = built_code[0]
     if code != EXIT_OK or not args.check:
         return code
@@ -389,28 +397,11 @@ def command_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print("error: --warmup must be 0 or more and --frames 1 or more.", file=err)
         return EXIT_INVALID
     options = check_options(args)
-    cancel = threading.Event()
     show = event_printer(args.debug, out)
-    result_box: list[CheckResult] = []
-    finished = threading.Event()
-
-    def work() -> None:
-        try:
-            result_box.append(run_check(path, options, show, cancel))
-        finally:
-            finished.set()
-
-    threading.Thread(target=work, name="check", daemon=True).start()
-    try:
-        while not finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        print("Cancelling...", file=err, flush=True)
-        cancel.set()
-        finished.wait()
-    code = report_check(result_box[0], out, err)
-    if code == EXIT_OK and result_box[0].image_path:
-        print(str(result_box[0].image_path), file=out)
+    result = run_cancellable(lambda cancel: run_check(path, options, show, cancel), err)
+    code = report_check(result, out, err)
+    if code == EXIT_OK and result.image_path:
+        print(str(result.image_path), file=out)
     return code
 
 
