@@ -21,10 +21,11 @@ class Variant:
     gpu: str | None
     tensorrt: str | None
     engines: list[dict[str, Any]]
-    missing: list[str]
+    missing: list[str]  # recorded engine files that are gone
     stale: bool
     duration: float | None
     check: dict[str, Any] | None = None  # build.json's "check" record: the last load-and-run check of this build
+    changed: list[str] = field(default_factory=list)  # recorded engine files rewritten since (not by this app)
 
     @property
     def speed(self) -> str | None:
@@ -46,6 +47,8 @@ class Variant:
     def status(self) -> str:
         if self.missing:
             return "engines missing"
+        if self.changed:
+            return "engines changed since the build"
         if self.stale:
             return "stale (engines replaced by a later build)"
         return "ready"
@@ -96,6 +99,7 @@ class PreparedModel:
                     "size": v.size,
                     "engines": v.engines,
                     "missing": v.missing,
+                    "changed": v.changed,
                     "check": v.check,
                     "speed": v.speed,
                 }
@@ -113,14 +117,16 @@ def read_model(folder: Path) -> PreparedModel | None:
     recorded: set[str] = set()
     variants: list[Variant] = []
     for name, record in (manifest.get("variants") or {}).items():
-        engines, missing = [], []
+        engines, missing, changed = [], [], []
         for relative in record.get("engines", []):
             recorded.add(relative)
             engine = on_disk.get(relative)
-            if engine is None or mf.trusted_record(manifest, engine) is None:
+            if engine is None:
                 missing.append(relative)
-            else:
-                engines.append({"path": relative, "kind": engine.kind, "size": engine.size})
+                continue
+            if mf.trusted_record(manifest, engine) is None:
+                changed.append(relative)
+            engines.append({"path": relative, "kind": engine.kind, "size": engine.size})
         environment = record.get("environment") or {}
         variants.append(
             Variant(
@@ -131,6 +137,7 @@ def read_model(folder: Path) -> PreparedModel | None:
                 tensorrt=environment.get("tensorrt"),
                 engines=engines,
                 missing=missing,
+                changed=changed,
                 stale=bool(record.get("stale")),
                 duration=record.get("duration"),
                 check=record.get("check") if isinstance(record.get("check"), dict) else None,

@@ -64,3 +64,14 @@ def test_delete_only_inside_the_engines_folder(tmp_path: Path) -> None:
 def test_empty_or_missing_engines_folder(tmp_path: Path) -> None:
     assert list_models(tmp_path / "nothing") == []
     assert list_models(tmp_path) == []
+
+
+def test_rewritten_engine_files_show_as_changed(tmp_path: Path) -> None:
+    engines = tmp_path / "engines"
+    build(engines)
+    (model,) = list_models(engines)
+    unet = next(model.folder.rglob("unet.engine"))
+    unet.write_bytes(unet.read_bytes() + b"rebuilt elsewhere")
+    (model,) = list_models(engines)
+    assert model.variants[0].status == "engines changed since the build"
+    assert model.variants[0].changed == [unet.relative_to(model.folder).as_posix()]
