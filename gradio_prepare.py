@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 
 from sdprep import cli
 from sdprep.config import RuntimeDefaults
@@ -57,4 +58,8 @@ from sdprep.ui.app import create_demo  # noqa: E402 - after the headless dispatc
 demo = create_demo(RUNTIME_DEFAULTS)
 
 if __name__ == "__main__":
-    sys.exit(cli.main(sys.argv[1:], RUNTIME_DEFAULTS, serve))
+    code = cli.main(sys.argv[1:], RUNTIME_DEFAULTS, serve)
+    # Under `gradio gradio_prepare.py` the reloader runs this file again in its watcher thread, where launch()
+    # returns at once: sys.exit() there would silently end the watcher, and with it hot reload.
+    if threading.current_thread() is threading.main_thread():
+        sys.exit(code)
