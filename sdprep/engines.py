@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sdprep.build import manifest as mf
+from sdprep.config import ConfigError, read_config
 
 
 @dataclass(frozen=True)
@@ -147,12 +148,20 @@ def read_model(folder: Path) -> PreparedModel | None:
     return PreparedModel(
         slug=folder.name,
         folder=folder,
-        model=str(manifest.get("model") or "?"),
+        model=str(manifest.get("model") or _model_of(config)),
         config=config if config.exists() else None,
         latest_variant=manifest.get("latest_variant"),
         variants=variants,
         loose_engines=len(set(on_disk) - recorded),
     )
+
+
+def _model_of(config: Path) -> str:
+    """The model_id of a config.yaml written without a build (Save config only), for the library's listing."""
+    try:
+        return str(read_config(config).get("model_id") or "?")
+    except ConfigError:
+        return "?"
 
 
 def list_models(engines_root: Path) -> list[PreparedModel]:

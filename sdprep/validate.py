@@ -216,6 +216,14 @@ def _controlnets(params: BakedParams) -> list[Problem]:
     if not params.use_controlnet:
         return []
     problems: list[Problem] = []
+    if not params.controlnets:
+        problems.append(
+            _warning(
+                "use_controlnet",
+                "No ControlNet is chosen: the UNet is built to accept ControlNets, but no ControlNet engine is built; "
+                "ControlNets added later run in PyTorch (slower).",
+            )
+        )
     if len(params.controlnets) > MAX_CONTROLNETS:
         problems.append(_error("controlnets", f"At most {MAX_CONTROLNETS} ControlNets can be baked."))
     seen: set[str] = set()

@@ -199,3 +199,8 @@ def test_engines_folder_not_writable_as_seen_by_os_access(tmp_path: Path, monkey
     # CI runs as root, where chmod cannot make a folder read-only; os.access is what validate asks.
     monkeypatch.setattr("sdprep.validate.os.access", lambda path, mode: False)
     assert "not writable" in messages(validate(make(engines_dir=str(tmp_path / "e"))), "engines_dir")
+
+
+def test_controlnet_on_without_slots_is_a_warning(tmp_path: Path) -> None:
+    problems = validate(make(use_controlnet=True, engines_dir=str(tmp_path)))
+    assert not has_errors(problems) and "use_controlnet" in fields(problems, "warning")

@@ -75,3 +75,13 @@ def test_rewritten_engine_files_show_as_changed(tmp_path: Path) -> None:
     (model,) = list_models(engines)
     assert model.variants[0].status == "engines changed since the build"
     assert model.variants[0].changed == [unet.relative_to(model.folder).as_posix()]
+
+
+def test_a_saved_config_without_a_build_is_listed_with_its_model(tmp_path: Path) -> None:
+    from sdprep.config import render_config, write_config
+    from sdprep.derive import config_path
+
+    params = params_from_values({"engines_dir": str(tmp_path), "model": "stabilityai/sdxl-turbo"})
+    write_config(config_path(params), render_config(params, runtime_defaults()))
+    (model,) = list_models(tmp_path)
+    assert model.model == "stabilityai/sdxl-turbo" and model.variants == []
