@@ -5,6 +5,7 @@ Every endpoint the page uses has an api_name; these tests call them by field nam
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -511,3 +512,20 @@ def test_hot_reload_keeps_the_running_build(tmp_path: Path) -> None:
         running = reopened.wait_for(follow, "/follow", lambda out: "[slow]" in out["o_log"], timeout=20)
         assert not running["o_result"]  # the same build, still running after the reload
         assert reopened.named("/follow", follow.result(timeout=60))["o_result"].startswith("#### ✔ Built")
+
+
+def test_build_then_check_shows_speed_and_the_output_frame(api: Api, engines: str) -> None:
+    out = api.call("/build", engines_dir=engines, check=True)
+    assert out["o_result"].startswith("#### ✔ Built"), out
+    assert "Check passed" in out["chk_heading"] and "fps on NVIDIA GeForce RTX 4090" in out["chk_heading"], out
+    image = out["o_check_image"]  # an update: shown, with the frame copied into Gradio's file cache
+    assert image["visible"] is True and Path(image["value"]).name == "check.png"
+    assert (Path(engines) / "stabilityai--sd-turbo" / "check.png").is_file()
+    listed = api.call("/library_list", engines_dir=engines)
+    assert "fps on NVIDIA GeForce RTX 4090" in json.dumps(listed)
+
+
+def test_build_without_check_shows_no_check(api: Api, engines: str) -> None:
+    out = api.call("/build", engines_dir=engines, check=False)
+    assert out["o_result"].startswith("#### ✔ Built") and out["chk_heading"] == ""
+    assert not (Path(engines) / "stabilityai--sd-turbo" / "check.png").exists()

@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sdprep.build.runner import BuildEvent, BuildOptions, BuildResult, run_build
+from sdprep.build.checker import CheckResult, build_and_check
+from sdprep.build.runner import BuildEvent, BuildOptions, BuildResult
 from sdprep.config import RuntimeDefaults
 from sdprep.params import BakedParams
 
@@ -26,6 +27,7 @@ class BuildJob:
     created: float = field(default_factory=time.time)
     events: list[BuildEvent] = field(default_factory=list)
     result: BuildResult | None = None
+    check: CheckResult | None = None  # the load-and-run check after the build, when BuildOptions.check
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -38,21 +40,27 @@ class BuildJob:
             self.events.append(event)
             self._changed.notify_all()
 
-    def finish(self, result: BuildResult) -> None:
+    def finish(self, result: BuildResult, check: CheckResult | None = None) -> None:
         with self._changed:
-            self.result = result
+            self.result, self.check = result, check
             self._changed.notify_all()
 
     def cancel(self) -> None:
         self.cancel_event.set()
 
     def follow(self, interval: float = 0.3) -> Iterator[tuple[list[BuildEvent], BuildResult | None]]:
-        """Every `interval` at most: the events so far and the result once there is one (then it stops)."""
+        """Every `interval` at most: the events so far and the result once there is one (then it stops).
+
+        Waits only while nothing is new since the last yield: events added while the caller was busy with the
+        previous yield (their notify had no waiter) are yielded at once, not after the next event or `interval`.
+        """
+        seen = -1
         while True:
             with self._changed:
-                if self.result is None:
+                if self.result is None and len(self.events) == seen:
                     self._changed.wait(interval)
                 events, result = list(self.events), self.result
+            seen = len(events)
             yield events, result
             if result is not None:
                 return
@@ -63,22 +71,35 @@ class JobBoard:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._turn = threading.Lock()
+        # Builds take turns first come, first served (a plain Lock wakes waiters in any order, which would
+        # contradict the queue position pages show): each waits until it is at the head of `_queue`.
+        self._turn = threading.Condition()
+        self._queue: list[BuildJob] = []
         self.jobs: list[BuildJob] = []
 
     def submit(self, params: BakedParams, runtime: RuntimeDefaults, options: BuildOptions) -> BuildJob:
-        job = BuildJob(params)
         with self._lock:
+            job = BuildJob(params)  # ids in the order of self.jobs
             self.jobs.append(job)
-            del self.jobs[:-20]  # keep the recent history only
+            if len(self.jobs) > 20:  # keep the recent history, and every build that has not finished
+                self.jobs = [old for old in self.jobs[:-20] if old.running] + self.jobs[-20:]
+            with self._turn:
+                self._queue.append(job)
 
         def work() -> None:
             try:
                 with self._turn:
+                    while self._queue[0] is not job and not job.cancel_event.is_set():
+                        self._turn.wait(0.2)  # a queued build that is cancelled ends now, not at its turn
+                try:
                     if job.cancel_event.is_set():
                         job.finish(BuildResult("cancelled", "Cancelled before it started."))
-                        return
-                    job.finish(run_build(params, runtime, options, job.add, job.cancel_event))
+                    else:
+                        job.finish(*build_and_check(params, runtime, options, job.add, job.cancel_event))
+                finally:
+                    with self._turn:
+                        self._queue.remove(job)
+                        self._turn.notify_all()
             except Exception as error:  # a bug must still end the job, or pages would wait forever
                 job.finish(BuildResult("failed", f"Internal error: {type(error).__name__}: {error}"))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sdprep import derive
+from sdprep.build.checker import CheckResult
 from sdprep.build.environment import Environment
 from sdprep.build.jobs import BuildJob
 from sdprep.build.manifest import KIND_LABELS
@@ -255,6 +256,22 @@ def result_markdown(result: BuildResult | None, lang: str) -> str:
     return "\n".join(lines)
 
 
+def check_markdown(check: CheckResult | None, lang: str) -> str:
+    """The load-and-run check after a build: its speed and numbers, or why it failed."""
+    if check is None:
+        return ""
+    lines = [f"#### {t('chk_heading', lang)}: {t('chk_' + check.outcome, lang)}", ""]
+    lines += [html.escape(check.speed or check.reason), "", html.escape(check.numbers()), ""]
+    if not check.ok:
+        for name in check.rebuilt + check.missing:
+            lines.append(f"- `{name}`")
+        if check.log_tail and check.outcome == "failed":
+            lines += ["", f"**{t('res_log_tail', lang)}**", "", "```text", *check.log_tail[-8:], "```"]
+    if check.log_path:
+        lines += ["", t("res_log_path", lang, path=check.log_path)]
+    return "\n".join(lines)
+
+
 # --- environment ----------------------------------------------------------------------------------------------
 def environment_markdown(environment: Environment | None, error: str | None, lang: str) -> str:
     if error:
@@ -307,6 +324,8 @@ def environment_markdown(environment: Environment | None, error: str | None, lan
 def variant_status(variant: Variant, lang: str) -> str:
     if variant.missing:
         return t("status_missing", lang)
+    if variant.changed:
+        return t("status_changed", lang)
     if variant.stale:
         return t("status_stale", lang)
     return t("status_ready", lang)
@@ -344,7 +363,8 @@ def library_html(models: list[PreparedModel], folder: Path, lang: str) -> str:
                 missing = "".join(f"<li class='sdprep-error'><code>{esc(path)}</code></li>" for path in variant.missing)
                 parts.append(
                     f"<tr><td><code>{esc(variant.name)}</code>{marker}</td>"
-                    f"<td>{esc(variant_status(variant, lang))}</td>"
+                    f"<td>{esc(variant_status(variant, lang))}"
+                    f"{f'<br><small>{esc(variant.check_summary)}</small>' if variant.check_summary else ''}</td>"
                     f"<td><details><summary>{len(variant.engines)} · {esc(human_size(variant.size))}</summary>"
                     f"<ul>{engines}{missing}</ul></details></td>"
                     f"<td>{esc(variant.built_at)}</td>"

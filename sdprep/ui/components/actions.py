@@ -29,7 +29,9 @@ def render(form: Form, build_enabled: bool) -> None:
         )
         form.part("cancel", gr.Button(label("btn_cancel"), variant="stop", elem_id="cancel-button"), value="btn_cancel")
         form.part("save", gr.Button(label("btn_save"), elem_id="save-button"), value="btn_save")
-    form.part("force", gr.Checkbox(value=False, label=label("f_force")), label="f_force")
+    with gr.Row():
+        form.part("force", gr.Checkbox(value=False, label=label("f_force")), label="f_force")
+        form.part("check", gr.Checkbox(value=True, label=label("f_check")), label="f_check")
     with form.part("load_box", gr.Accordion(label("btn_load"), open=False), label="btn_load"):
         with gr.Row(equal_height=True):
             form.part(

@@ -56,11 +56,17 @@ def render(form: Form) -> None:
         ),
         label="o_log",
     )
+    form.part("check_result", gr.Markdown("", label=label("chk_heading"), elem_id="check-result"), label="chk_heading")
+    form.part(
+        "check_image",
+        gr.Image(None, label=label("o_check_image"), type="filepath", interactive=False, visible=False, height=256),
+        label="o_check_image",
+    )
     form.part("job", gr.State(None))
 
 
 def outputs(form: Form) -> list[Block]:
-    return [form.parts[name] for name in ("job", "progress", "log", "result")]
+    return [form.parts[name] for name in ("job", "progress", "log", "result", "check_result", "check_image")]
 
 
 def view(form: Form, job: BuildJob, lang: str) -> dict[Block, Any]:
@@ -71,6 +77,10 @@ def view(form: Form, job: BuildJob, lang: str) -> dict[Block, Any]:
         form.parts["progress"]: present.progress_markdown(job, position, lang),
         form.parts["log"]: present.log_text(list(job.events), lang),
         form.parts["result"]: present.result_markdown(job.result, lang),
+        form.parts["check_result"]: present.check_markdown(job.check, lang),
+        form.parts["check_image"]: gr.Image(
+            value=str(image) if (image := job.check and job.check.image_path) else None, visible=bool(image)
+        ),
     }
 
 
@@ -100,7 +110,11 @@ def start(form: Form, values: dict[Block, Any]) -> Iterator[dict[Block, Any]]:
             form.parts["result"]: present.result_markdown(refused, lang),
         }
         return
-    options = BuildOptions(child=state.child_spec(), force=bool(values.get(form.parts["force"])))
+    options = BuildOptions(
+        child=state.child_spec(),
+        force=bool(values.get(form.parts["force"])),
+        check=bool(values.get(form.parts["check"])),
+    )
     job = state.job_board().submit(params, form.runtime, options)
     yield from follow(form, job, lang)
 
@@ -158,7 +172,7 @@ def listen(form: Form) -> None:
 
     build_event = form.parts["build"].click(
         build,
-        inputs={*form.inputs(), form.parts["force"], form.parts["job"]},
+        inputs={*form.inputs(), form.parts["force"], form.parts["check"], form.parts["job"]},
         outputs=outputs(form),
         api_name="build",
         concurrency_limit=1,
