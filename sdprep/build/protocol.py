@@ -8,7 +8,10 @@ line the child prints is raw log. The parent never decides success from raw log.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -20,3 +23,28 @@ def emit(event: str, **fields: Any) -> None:
     # One write per line: the child's other threads print too, and a line must never be split.
     sys.stdout.write(f"{EVENT_PREFIX}{line}\n")
     sys.stdout.flush()
+
+
+def end_with_parent(interval: float = 0.5) -> None:
+    """End this child, and everything it started, as soon as the app that started it is gone.
+
+    An app killed mid-build (SIGKILL, a crash, a closed console) takes the GPU lock with it; a build left running
+    would share the GPU with the next one, and nobody would prove its engines. POSIX only: an orphan is re-parented,
+    so its parent pid changes. The parent starts the child as the leader of its own process group (see child.py),
+    so the whole group goes.
+    """
+    if os.name == "nt":
+        return
+    parent = os.getppid()
+    if parent <= 1:
+        return  # already orphaned, or the app is PID 1 (a container): nothing to watch
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        sys.stdout.flush()
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()

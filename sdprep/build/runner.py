@@ -6,6 +6,7 @@ Used by the CLI directly and by the UI through build/jobs.py. Nothing here impor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,6 +30,8 @@ from sdprep.validate import Problem, check_unet_batch, has_errors, validate
 Outcome = Literal["built", "up_to_date", "failed", "cancelled", "refused"]
 EventKind = Literal["stage", "log", "raw", "waiting"]
 LOG_TAIL_LINES = 20
+# A temp file of an atomic write older than this was left by a killed process (a live write takes milliseconds).
+STALE_TEMP_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,13 @@ class Build:
     def _log(self, line: str) -> None:
         self.log_lines.append(line)
         if self._log_handle:
-            self._log_handle.write(line + "\n")
-            self._log_handle.flush()
+            try:
+                self._log_handle.write(line + "\n")
+                self._log_handle.flush()
+            except OSError:  # a full disk: the log stays in memory (the tail still reaches the person)
+                handle, self._log_handle = self._log_handle, None
+                with contextlib.suppress(OSError):
+                    handle.close()
 
     def result(self, outcome: Outcome, reason: str, **extra: Any) -> BuildResult:
         self._close_stage()
@@ -152,6 +160,20 @@ class Build:
 
     # --- the steps -----------------------------------------------------------------------------------------
     def run(self) -> BuildResult:
+        try:
+            return self._run()
+        except OSError as error:
+            # A read-only or full engines folder is a reason for people, not an internal error.
+            with contextlib.suppress(OSError):
+                self.put_back(superseded=set())
+            where = error.filename or self.engine_dir
+            return self.result(
+                "failed",
+                f"Cannot write {where}: {error.strerror or error}. Check that the folder is writable and the disk "
+                "has free space; the earlier config.yaml is unchanged.",
+            )
+
+    def _run(self) -> BuildResult:
         problems = validate(self.params, max_unet_batch=WIDE_MAX_BATCH)
         if has_errors(problems):
             return self.result("refused", "The parameters have errors; nothing was built.", problems=problems)
@@ -193,7 +215,9 @@ class Build:
         finally:
             lock.release()
             if self._log_handle:
-                self._log_handle.close()
+                with contextlib.suppress(OSError):
+                    self._log_handle.close()
+                self._log_handle = None
 
     def probe(self) -> Environment:
         self.event("stage", "Checking the build environment", "probe")
@@ -250,6 +274,7 @@ class Build:
         for line in self.log_lines:
             self._log_handle.write(line + "\n")
         restore_leftovers(self.engine_dir)
+        remove_stale_temp_files(self.engine_dir)
 
         manifest = mf.read_manifest(self.engine_dir)
         engine_key = environment.engine_key()
@@ -486,6 +511,16 @@ class Build:
         config_path = self.engine_dir / "config.yaml"
         atomic_write_text(config_path, text)
         return config_path
+
+
+def remove_stale_temp_files(engine_dir: Path, older_than: float = STALE_TEMP_SECONDS) -> None:
+    """Temp files of atomic writes a killed app left (`.config.yaml.k3j2.tmp`): never read, so removed once old."""
+    now = time.time()
+    for folder in (engine_dir, engine_dir / mf.CONFIGS_DIR, engine_dir / mf.LOGS_DIR):
+        for path in folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > older_than:
+                    path.unlink()
 
 
 def restore_leftovers(engine_dir: Path) -> None:

@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from protocol import emit  # type: ignore[import-not-found]  # run by path: this folder is sys.path[0]
+from protocol import emit, end_with_parent  # type: ignore[import-not-found]  # run by path: sys.path[0] is here
 
 ENGINE_LABELS = {
     "unet": "UNet",
@@ -133,6 +133,7 @@ def build(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    end_with_parent()
     config = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger().addHandler(StageLogHandler())
