@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ast
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# gradio and gradio_client report usage to their makers unless told not to; tests must not reach the network.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = ROOT / "tests" / "standin"
@@ -21,7 +25,7 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("SDPREP_LOCK_DIR", str(state / "locks"))
     monkeypatch.setenv("SDPREP_CACHE_DIR", str(state / "cache"))
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("STANDIN_"):
             monkeypatch.delenv(name)
     yield

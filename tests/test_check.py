@@ -255,6 +255,26 @@ def test_build_and_check_for_the_ui(tmp_path: Path) -> None:
     assert again.outcome == "up_to_date" and no_check is None
 
 
+def test_an_up_to_date_build_reuses_its_passed_check(tmp_path: Path) -> None:
+    params = params_from_values({"engines_dir": str(tmp_path / "engines"), "model": "standin/model"})
+    options = BuildOptions(child=ChildSpec(streamdiffusion_src=str(STANDIN)), check=True)
+    fast = CheckOptions(warmup=0, frames=2)
+    _, first = build_and_check(params, runtime_defaults(), options, check_options=fast)
+    assert first is not None and first.outcome == "passed" and first.fps
+    events: list[BuildEvent] = []
+    again, reused = build_and_check(params, runtime_defaults(), options, events.append, check_options=fast)
+    assert again.outcome == "up_to_date"
+    assert reused is not None and reused.outcome == "passed" and "not run again" in reused.reason
+    assert reused.fps == first.fps and reused.image_path == first.image_path
+    assert not any(event.kind == "stage" and "Loading" in event.message for event in events), "no check child ran"
+    # A check that failed is not reused: the next up-to-date build checks again.
+    record = manifest(again.config_path)
+    record["variants"][again.variant]["check"]["outcome"] = "failed"
+    (again.config_path.parent / "build.json").write_text(json.dumps(record))
+    _, rechecked = build_and_check(params, runtime_defaults(), options, check_options=fast)
+    assert rechecked is not None and rechecked.outcome == "passed" and "not run again" not in rechecked.reason
+
+
 def test_deleted_engines_fail_naming_what_is_missing(tmp_path: Path) -> None:
     config = built(tmp_path)
     unet = next(config.parent.rglob("unet.engine"))

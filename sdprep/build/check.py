@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from protocol import emit  # type: ignore[import-not-found]  # run by path: this folder is sys.path[0]
+from protocol import emit, end_with_parent  # type: ignore[import-not-found]  # run by path: sys.path[0] is here
 
 NEUTRAL_PROMPT = "a photo of a cat, high quality"
 PROGRESS_EVERY = 2.0  # seconds between "frame k/N" messages
@@ -158,6 +158,7 @@ def check(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    end_with_parent()  # a check left behind by a killed app would hold the GPU beside the next build
     job = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     try:

@@ -501,6 +501,44 @@ def run_check(
     return Check(Path(config_path), options or CheckOptions(), on_event, cancel or threading.Event()).run()
 
 
+def recorded_check(build: BuildResult) -> CheckResult | None:
+    """For an up-to-date build, the passed check already recorded on these very engines, instead of a new one.
+
+    "Up to date" proved the engine files unchanged since their build on this GPU and TensorRT; a check passed
+    after that build measured them. Running it again would only delay the answer (loading engines takes long on
+    a GPU). `python gradio_prepare.py check` always measures anew.
+    """
+    if build.outcome != "up_to_date" or build.config_path is None or build.variant is None:
+        return None
+    folder = build.config_path.parent
+    record = (mf.read_manifest(folder).get("variants") or {}).get(build.variant) or {}
+    check = record.get("check") or {}
+    image = folder / str(check.get("image") or "")
+    if check.get("outcome") != "passed" or str(check.get("checked_at", "")) < str(record.get("built_at", "~")):
+        return None
+    if check.get("gpu") != (record.get("environment") or {}).get("gpu") or not image.is_file():
+        return None
+    return CheckResult(
+        outcome="passed",
+        reason=f"Checked at {check.get('checked_at')} on these unchanged engines; not run again.",
+        config_path=build.config_path,
+        load_seconds=check.get("load_seconds"),
+        mean_ms=check.get("mean_ms"),
+        p95_ms=check.get("p95_ms"),
+        fps=check.get("fps"),
+        peak_memory_bytes=check.get("peak_memory_bytes"),
+        device_used_bytes=check.get("device_used_bytes"),
+        image_path=image,
+        gpu=check.get("gpu"),
+        width=check.get("width"),
+        height=check.get("height"),
+        steps=check.get("steps"),
+        frames=int(check.get("frames") or 0),
+        warmup=int(check.get("warmup") or 0),
+        variant=build.variant,
+    )
+
+
 def build_and_check(
     params: BakedParams,
     runtime: RuntimeDefaults,
@@ -520,6 +558,10 @@ def build_and_check(
     on_built(build)
     if not (options.check and build.ok and build.config_path) or cancel.is_set():
         return build, None
+    earlier = recorded_check(build)
+    if earlier is not None:
+        on_event(BuildEvent("log", build.duration, earlier.reason))
+        return build, earlier
     check_options = check_options or CheckOptions()
     check_options = replace(check_options, child=options.child, wait_for_gpu=options.wait_for_gpu)
     offset = build.duration
