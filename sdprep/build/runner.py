@@ -99,12 +99,7 @@ class Build:
         self.on_event = on_event
         self.cancel = cancel
         self.started = time.monotonic()
-        try:
-            self.config = make_config(params, runtime)
-        except (ValueError, TypeError, KeyError):
-            # Invalid parameters (e.g. LoRA JSON that is a list): run() refuses them with the validation problems
-            # before the config is used; computing it must not crash the build thread first.
-            self.config = {}
+        self.config = make_config(params, runtime)  # valid params only: run_build() validates first
         self.fingerprint = mf.fingerprint(self.config)
         self.engine_dir = derive.engine_dir(params)
         self.variant = f"{derive.variant_name(params)}-{self.fingerprint[:6]}"
@@ -159,9 +154,10 @@ class Build:
         )
 
     # --- the steps -----------------------------------------------------------------------------------------
-    def run(self) -> BuildResult:
+    def run(self, problems: list[Problem]) -> BuildResult:
+        """Build parameters that passed validate() (its warnings in `problems`)."""
         try:
-            return self._run()
+            return self._run(problems)
         except OSError as error:
             # A read-only or full engines folder is a reason for people, not an internal error.
             with contextlib.suppress(OSError):
@@ -173,10 +169,7 @@ class Build:
                 "has free space; the earlier config.yaml is unchanged.",
             )
 
-    def _run(self) -> BuildResult:
-        problems = validate(self.params, max_unet_batch=WIDE_MAX_BATCH)
-        if has_errors(problems):
-            return self.result("refused", "The parameters have errors; nothing was built.", problems=problems)
+    def _run(self, problems: list[Problem]) -> BuildResult:
         try:
             environment = self.probe()
         except ProbeError as error:
@@ -558,4 +551,9 @@ def run_build(
     on_event: Callable[[BuildEvent], None] = lambda event: None,
     cancel: threading.Event | None = None,
 ) -> BuildResult:
-    return Build(params, runtime, options or BuildOptions(), on_event, cancel or threading.Event()).run()
+    # Validated before anything else: nothing is probed, locked or written for parameters with errors, and
+    # the config is only ever made from valid ones (the batch limit is checked once the probe says it).
+    problems = validate(params, max_unet_batch=WIDE_MAX_BATCH)
+    if has_errors(problems):
+        return BuildResult("refused", "The parameters have errors; nothing was built.", problems=problems)
+    return Build(params, runtime, options or BuildOptions(), on_event, cancel or threading.Event()).run(problems)
