@@ -23,15 +23,8 @@ from sdprep.build import manifest as mf
 from sdprep.build.child import ChildProcess, ChildSpec, describe_exit
 from sdprep.build.environment import ProbeError, probe
 from sdprep.build.lock import GpuLock
-from sdprep.build.runner import (
-    LOG_TAIL_LINES,
-    BuildEvent,
-    BuildOptions,
-    BuildResult,
-    EventKind,
-    run_build,
-    without_tracebacks,
-)
+from sdprep.build.progress import BuildEvent, Progress
+from sdprep.build.runner import BuildOptions, BuildResult, run_build
 from sdprep.config import ConfigError, RuntimeDefaults, read_config
 from sdprep.engines import speed_text
 from sdprep.params import BakedParams
@@ -179,43 +172,16 @@ class Check:
         self.options = options
         self.on_event = on_event
         self.cancel = cancel
-        self.started = time.monotonic()
+        self.progress = Progress(on_event)
+        self.event = self.progress.event
         self.folder = model_folder(self.config_path)
         self.config: dict[str, Any] = {}
-        self.stages: dict[str, float] = {}
-        self._stage: tuple[str, float] | None = None
-        self.log_lines: list[str] = []
-        self.log_path: Path | None = None
-        self._log_handle: Any = None
         self.gpu: str | None = None
 
-    # --- events and log (as a build's) ------------------------------------------------------------------------
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def event(self, kind: EventKind, message: str, stage: str | None = None) -> None:
-        if kind == "stage":
-            self._close_stage()
-            self._stage = (message, time.monotonic())
-        self._log(message if kind == "raw" else f"[{kind}] {message}")
-        self.on_event(BuildEvent(kind, self.elapsed(), message, stage))
-
-    def _close_stage(self) -> None:
-        if self._stage:
-            label, since = self._stage
-            self.stages[label] = round(self.stages.get(label, 0.0) + time.monotonic() - since, 3)
-            self._stage = None
-
-    def _log(self, line: str) -> None:
-        self.log_lines.append(line)
-        if self._log_handle:
-            self._log_handle.write(line + "\n")
-            self._log_handle.flush()
-
     def result(self, outcome: CheckOutcome, reason: str, **extra: Any) -> CheckResult:
-        self._close_stage()
+        self.progress.close_stage()
         if outcome != "passed":  # a pass is logged by its caller, once its reason holds the numbers
-            self._log(f"[{outcome}] {reason}")
+            self.progress.log(f"[{outcome}] {reason}")
         config = self.config
         t_index_list = config.get("t_index_list")
         return CheckResult(
@@ -228,10 +194,10 @@ class Check:
             steps=len(t_index_list) if isinstance(t_index_list, list) else None,
             warmup=self.options.warmup,
             frames=self.options.frames,
-            log_path=self.log_path,
-            log_tail=without_tracebacks(self.log_lines)[-LOG_TAIL_LINES:],
-            stages=dict(self.stages),
-            duration=round(self.elapsed(), 3),
+            log_path=self.progress.path,
+            log_tail=self.progress.tail(),
+            stages=dict(self.progress.stages),
+            duration=round(self.progress.elapsed(), 3),
             **extra,
         )
 
@@ -269,22 +235,17 @@ class Check:
             return self.check_locked()
         finally:
             lock.release()
-            if self._log_handle:
-                self._log_handle.close()
-                self._log_handle = None
+            self.progress.close_file()
 
     def open_log(self, stamp: str) -> None:
         logs = self.folder / mf.LOGS_DIR
         try:
             logs.mkdir(parents=True, exist_ok=True)
-            self.log_path = logs / f"{stamp}-check.log"
-            self._log_handle = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in run()
+            self.progress.open_file(logs / f"{stamp}-check.log")
         except OSError as error:
-            self.log_path = None
+            self.progress.close_file()
+            self.progress.path = None
             self.event("log", f"No log file: cannot write in {logs} ({error.strerror or error}).")
-            return
-        for line in self.log_lines:
-            self._log_handle.write(line + "\n")
 
     def check_locked(self) -> CheckResult:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -318,7 +279,7 @@ class Check:
             "frames": self.options.frames,
             "image_path": str(partial_image),
         }
-        job_path = (self.log_path.parent if self.log_path else self.folder) / f"{stamp}-check.json"
+        job_path = (self.progress.path.parent if self.progress.path else self.folder) / f"{stamp}-check.json"
         before = {engine.relative: engine for engine in mf.scan_engines(engine_dir)}
         try:
             atomic_write_text(job_path, json.dumps(job))
@@ -379,7 +340,7 @@ class Check:
                     self.event("log", f"The output image could not be kept at {image_path}: {problem}.")
             result = self.result("passed", "", image_path=image, **measured)
             result.reason = f"Loaded without rebuilding: {result.speed or result.numbers()}."
-            self._log(f"[passed] {result.reason}")
+            self.progress.log(f"[passed] {result.reason}")
         self.record(manifest, variant, result)
         return result
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,14 +21,13 @@ from sdprep.build import manifest as mf
 from sdprep.build.child import ChildProcess, ChildSpec, describe_exit
 from sdprep.build.environment import WIDE_MAX_BATCH, Environment, ProbeError, probe
 from sdprep.build.lock import GpuLock
+from sdprep.build.progress import BuildEvent, Progress
 from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.validate import Problem, check_unet_batch, has_errors, validate
 
 Outcome = Literal["built", "up_to_date", "failed", "cancelled", "refused"]
-EventKind = Literal["stage", "log", "raw", "waiting"]
-LOG_TAIL_LINES = 20
 # A temp file of an atomic write older than this was left by a killed process (a live write takes milliseconds).
 STALE_TEMP_SECONDS = 600.0
 
@@ -42,14 +40,6 @@ class BuildOptions:
     refresh_probe: bool = False
     # Load the engines and time frames after a proven build; run by checker.build_and_check, not here.
     check: bool = False
-
-
-@dataclass(frozen=True)
-class BuildEvent:
-    kind: EventKind
-    elapsed: float  # seconds since the build started
-    message: str
-    stage: str | None = None
 
 
 @dataclass
@@ -75,14 +65,6 @@ class BuildCancelled(Exception):
     pass
 
 
-_TRACEBACK_LINE = re.compile(r"^(Traceback \(most recent call last\):|\s+File \"|\s{4})")
-
-
-def without_tracebacks(lines: list[str]) -> list[str]:
-    """Log lines for people: traceback frames dropped, the final exception line kept (tracebacks: --debug)."""
-    return [line for line in lines if not _TRACEBACK_LINE.match(line)]
-
-
 class Build:
     """The state of one build; `run()` does it. Split into steps so each reads as what it proves."""
 
@@ -98,57 +80,25 @@ class Build:
         self.options = options
         self.on_event = on_event
         self.cancel = cancel
-        self.started = time.monotonic()
+        self.progress = Progress(on_event)
+        self.event = self.progress.event
         self.config = make_config(params, runtime)  # valid params only: run_build() validates first
         self.fingerprint = mf.fingerprint(self.config)
         self.engine_dir = derive.engine_dir(params)
         self.variant = f"{derive.variant_name(params)}-{self.fingerprint[:6]}"
-        self.stages: dict[str, float] = {}
-        self._stage: tuple[str, float] | None = None
-        self.log_lines: list[str] = []
-        self.log_path: Path | None = None
-        self._log_handle: Any = None
         self.aside: list[tuple[Path, Path]] = []  # (original, aside copy)
 
-    # --- events and log -----------------------------------------------------------------------------------
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def event(self, kind: EventKind, message: str, stage: str | None = None) -> None:
-        if kind == "stage":
-            self._close_stage()
-            self._stage = (message, time.monotonic())
-        self._log(message if kind == "raw" else f"[{kind}] {message}")
-        self.on_event(BuildEvent(kind, self.elapsed(), message, stage))
-
-    def _close_stage(self) -> None:
-        if self._stage:
-            label, since = self._stage
-            self.stages[label] = round(self.stages.get(label, 0.0) + time.monotonic() - since, 3)
-            self._stage = None
-
-    def _log(self, line: str) -> None:
-        self.log_lines.append(line)
-        if self._log_handle:
-            try:
-                self._log_handle.write(line + "\n")
-                self._log_handle.flush()
-            except OSError:  # a full disk: the log stays in memory (the tail still reaches the person)
-                handle, self._log_handle = self._log_handle, None
-                with contextlib.suppress(OSError):
-                    handle.close()
-
     def result(self, outcome: Outcome, reason: str, **extra: Any) -> BuildResult:
-        self._close_stage()
+        self.progress.close_stage()
         if outcome not in ("built", "up_to_date", "refused"):
-            self._log(f"[{outcome}] {reason}")
+            self.progress.log(f"[{outcome}] {reason}")
         return BuildResult(
             outcome=outcome,
             reason=reason,
-            log_path=self.log_path,
-            stages=dict(self.stages),
-            log_tail=without_tracebacks(self.log_lines)[-LOG_TAIL_LINES:],
-            duration=round(self.elapsed(), 3),
+            log_path=self.progress.path,
+            stages=dict(self.progress.stages),
+            log_tail=self.progress.tail(),
+            duration=round(self.progress.elapsed(), 3),
             variant=self.variant,
             **extra,
         )
@@ -207,10 +157,7 @@ class Build:
             return self.build_locked(environment)
         finally:
             lock.release()
-            if self._log_handle:
-                with contextlib.suppress(OSError):
-                    self._log_handle.close()
-                self._log_handle = None
+            self.progress.close_file()
 
     def probe(self) -> Environment:
         self.event("stage", "Checking the build environment", "probe")
@@ -262,10 +209,7 @@ class Build:
         logs = self.engine_dir / mf.LOGS_DIR
         logs.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_path = logs / f"{stamp}-{self.variant}.log"
-        self._log_handle = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in run()
-        for line in self.log_lines:
-            self._log_handle.write(line + "\n")
+        self.progress.open_file(logs / f"{stamp}-{self.variant}.log")
         restore_leftovers(self.engine_dir)
         remove_stale_temp_files(self.engine_dir)
 
@@ -459,9 +403,9 @@ class Build:
             "built_at": built_at,
             "params": asdict(self.params),
             "engines": sorted(used),
-            "stages": dict(self.stages),
-            "duration": round(self.elapsed(), 3),
-            "log": self.log_path.relative_to(self.engine_dir).as_posix() if self.log_path else None,
+            "stages": dict(self.progress.stages),
+            "duration": round(self.progress.elapsed(), 3),
+            "log": self.progress.path.relative_to(self.engine_dir).as_posix() if self.progress.path else None,
             "outcome": "built",
         }
         manifest.update(
@@ -483,7 +427,7 @@ class Build:
         self.event("stage", "Done", "done")
         return self.result(
             "built",
-            f"Built {len(used)} engine(s) in {self.elapsed():.1f} s.",
+            f"Built {len(used)} engine(s) in {self.progress.elapsed():.1f} s.",
             config_path=config_path,
             manifest_path=self.engine_dir / mf.MANIFEST_NAME,
             engines=engines,
