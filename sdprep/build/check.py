@@ -84,13 +84,9 @@ def load(config: dict[str, Any]) -> tuple[Any, Any, float]:
     if not (config.get("prompt") or "prompt_blending" in config):
         # create_wrapper_from_config prepares only for a non-empty prompt; frames need a prepared stream.
         emit("stage", stage="prepare", message="Preparing a neutral prompt")
-        wrapper.prepare(
-            prompt=NEUTRAL_PROMPT,
-            negative_prompt=config.get("negative_prompt", ""),
-            num_inference_steps=config.get("num_inference_steps", 50),
-            guidance_scale=config.get("guidance_scale", 1.2),
-            delta=config.get("delta", 1.0),
-        )
+        # The config's own runtime values; a key it lacks keeps StreamDiffusion's default, as at inference.
+        runtime = ("negative_prompt", "num_inference_steps", "guidance_scale", "delta")
+        wrapper.prepare(prompt=NEUTRAL_PROMPT, **{key: config[key] for key in runtime if key in config})
     return torch, wrapper, time.perf_counter() - started
 
 
