@@ -529,3 +529,11 @@ def test_build_without_check_shows_no_check(api: Api, engines: str) -> None:
     out = api.call("/build", engines_dir=engines, check=False)
     assert out["o_result"].startswith("#### ✔ Built") and out["chk_heading"] == ""
     assert not (Path(engines) / "stabilityai--sd-turbo" / "check.png").exists()
+
+
+def test_the_build_result_shows_while_its_check_still_runs(api: Api, engines: str) -> None:
+    job = api.submit("/build", model="standin/slowframes-model", engines_dir=engines, check=True)
+    during = api.wait_for(job, "/build", lambda out: out["o_result"].startswith("#### ✔ Built"), timeout=30)
+    assert during["chk_heading"] == "", "the check has not finished yet"
+    done = api.named("/build", job.result(timeout=60))
+    assert "Check passed" in done["chk_heading"]

@@ -27,6 +27,7 @@ class BuildJob:
     created: float = field(default_factory=time.time)
     events: list[BuildEvent] = field(default_factory=list)
     result: BuildResult | None = None
+    built: BuildResult | None = None  # the build's own result, known before its check ends
     check: CheckResult | None = None  # the load-and-run check after the build, when BuildOptions.check
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _changed: threading.Condition = field(default_factory=threading.Condition)
@@ -38,6 +39,11 @@ class BuildJob:
     def add(self, event: BuildEvent) -> None:
         with self._changed:
             self.events.append(event)
+            self._changed.notify_all()
+
+    def set_built(self, built: BuildResult) -> None:
+        with self._changed:
+            self.built = built
             self._changed.notify_all()
 
     def finish(self, result: BuildResult, check: CheckResult | None = None) -> None:
@@ -95,7 +101,11 @@ class JobBoard:
                     if job.cancel_event.is_set():
                         job.finish(BuildResult("cancelled", "Cancelled before it started."))
                     else:
-                        job.finish(*build_and_check(params, runtime, options, job.add, job.cancel_event))
+                        job.finish(
+                            *build_and_check(
+                                params, runtime, options, job.add, job.cancel_event, on_built=job.set_built
+                            )
+                        )
                 finally:
                     with self._turn:
                         self._queue.remove(job)

@@ -76,7 +76,8 @@ def view(form: Form, job: BuildJob, lang: str) -> dict[Block, Any]:
         form.parts["job"]: job.id,
         form.parts["progress"]: present.progress_markdown(job, position, lang),
         form.parts["log"]: present.log_text(list(job.events), lang),
-        form.parts["result"]: present.result_markdown(job.result, lang),
+        # The build's result shows as soon as it is known; its check may still be running.
+        form.parts["result"]: present.result_markdown(job.result or job.built, lang),
         form.parts["check_result"]: present.check_markdown(job.check, lang),
         form.parts["check_image"]: gr.Image(
             value=str(image) if (image := job.check and job.check.image_path) else None, visible=bool(image)
@@ -87,11 +88,11 @@ def view(form: Form, job: BuildJob, lang: str) -> dict[Block, Any]:
 def follow(form: Form, job: BuildJob, lang: str) -> Iterator[dict[Block, Any]]:
     """The job's view whenever it changes (and every REDRAW_EVERY for the clock) until it has a result."""
     board = state.job_board()
-    shown: tuple[int, bool, int] | None = None
+    shown: tuple[int, bool, bool, int] | None = None
     shown_at = 0.0
     for events, result in job.follow():
         now = time.monotonic()
-        key = (len(events), result is not None, board.position(job) if result is None else 0)
+        key = (len(events), result is not None, job.built is not None, board.position(job) if result is None else 0)
         if key == shown and result is None and now - shown_at < REDRAW_EVERY:
             continue
         shown, shown_at = key, now
