@@ -322,8 +322,9 @@ def form_changes(count: int) -> Iterator[dict[str, Any]]:
 
 @dataclass
 class BuildRun:
-    seconds: float  # request sent -> the update that carries the result
+    seconds: float  # request sent -> the update that carries the build's result
     outcome: str
+    check_seconds: float | None = None  # request sent -> the update that carries the check's result
     lines: list[tuple[float, str]] = field(default_factory=list)  # (arrival wall time, log line), first arrival
     sent_wall: float = 0.0
 
@@ -338,8 +339,10 @@ def ui_build(app: BrowserClient, engines: Path, **values: Any) -> BuildRun:
     lines: list[tuple[float, str]] = []
     sent_wall = time.time()
     started = time.perf_counter()
-    outcome, finished = "unknown", 0.0
+    outcome, finished, checked = "unknown", 0.0, None
     for arrival, outputs, _ in app.stream("build", engines_dir=str(engines), **values):
+        if outputs.get("chk_heading") and checked is None:
+            checked = time.perf_counter() - started
         for line in str(outputs.get("o_log") or "").splitlines():
             if line not in seen:
                 seen.add(line)
@@ -348,7 +351,7 @@ def ui_build(app: BrowserClient, engines: Path, **values: Any) -> BuildRun:
         for label, name in _OUTCOMES.items():
             if label in result and not finished:
                 outcome, finished = name, time.perf_counter()
-    return BuildRun((finished or time.perf_counter()) - started, outcome, lines, sent_wall)
+    return BuildRun((finished or time.perf_counter()) - started, outcome, checked, lines, sent_wall)
 
 
 def line_delays(run: BuildRun) -> tuple[list[float], list[float]]:
@@ -385,9 +388,9 @@ def measure_app(args: argparse.Namespace, state: Path, say: Callable[[str], None
         with_check, rss_after_each = [], []
         for index in range(5):
             run = ui_build(app, workdir / f"engines-checked-{index}")
-            if run.outcome != "built":
-                raise RuntimeError(f"zero-work build {index} ended {run.outcome}")
-            with_check.append(run.seconds)
+            if run.outcome != "built" or run.check_seconds is None:
+                raise RuntimeError(f"zero-work build {index} ended {run.outcome}, check after {run.check_seconds}")
+            with_check.append(run.check_seconds)
             rss_after_each.append(rss_tree(server.process.pid) / MB)
             say(f"  zero-work build + check {index + 1}/5: {run.seconds:.2f} s")
         time.sleep(1.0)
@@ -797,7 +800,8 @@ def build_metrics(data: dict[str, Any]) -> list[Metric]:
             "s",
             app["build_and_check_s"],
             statistics.median(app["build_and_check_s"]) <= build_goal,
-            "two child processes: the build, then the check that loads the engines and times frames",
+            "until the check's result: two child processes, the build, then the check that loads the engines and "
+            "times frames (the build's own result shows as soon as it is proven, before the check ends)",
         ),
         Metric(
             "Line printed by the child → received by the page (`build` stream)",
@@ -838,8 +842,7 @@ def build_metrics(data: dict[str, Any]) -> list[Metric]:
             "ms",
             [value * 1000 for value in app["ui_up_to_date_and_check_s"]],
             statistics.median(app["ui_up_to_date_and_check_s"]) < 0.2,
-            "the check runs again after an up-to-date build, and the page shows the build's answer only when it "
-            "has finished",
+            "an up-to-date build reuses the check that passed on these unchanged engines instead of loading them again",
         ),
         Metric(
             '"Up to date" answer in-process (`run_build`)',
@@ -919,7 +922,8 @@ def render(data: dict[str, Any], metrics: list[Metric]) -> str:
         "adds its own client-side overhead (threads, polling), shown for Python API users.",
         "- **Zero-work build**: the `build` event with the default parameters and the check off, into a fresh "
         "engines folder (the stand-in writes three tiny engine files), from sending the request to the streamed "
-        "update that shows the result; the next row is the same with the page's default check after it. "
+        "update that shows the result; the next row is the same with the page's default check after it, until the "
+        "update that shows the check's result. "
         "*Child start* is a fresh Python importing the stand-in `streamdiffusion`, which is what the build child "
         "does before any work.",
         "- **Line latency**: a `standin/slow-*` build prints progress for ~3 s. The log lines the child writes "
