@@ -27,6 +27,7 @@ from sdprep.engines import list_models, speed_text
 from sdprep.params import params_from_values
 
 from .conftest import ROOT, STANDIN, runtime_defaults
+from .conftest import run_cli as cli
 
 FAST = ("--warmup", "1", "--frames", "4")
 GPU = "NVIDIA GeForce RTX 4090"
@@ -36,16 +37,6 @@ GPU = "NVIDIA GeForce RTX 4090"
 def standin(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every child Python (CLI subprocesses included) finds the stand-in as the user's StreamDiffusion."""
     monkeypatch.setenv("SDPREP_STREAMDIFFUSION_SRC", str(STANDIN))
-
-
-def cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "gradio_prepare.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-    )
 
 
 def built(tmp_path: Path, model: str = "standin/model", *extra: str) -> Path:

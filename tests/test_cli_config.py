@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import ROOT, runtime_defaults
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "gradio_prepare.py"), *args], capture_output=True, text=True, timeout=60, cwd=cwd
-    )
+from .conftest import run_cli as run
+from .conftest import runtime_defaults
 
 
 def test_runtime_defaults_are_exactly_the_spec() -> None:

@@ -43,6 +43,7 @@ from sdprep.params import BakedParams, params_from_values
 from sdprep.validate import has_errors, validate
 
 from .conftest import ROOT, STANDIN, runtime_defaults
+from .conftest import run_cli as cli
 from .ui_helpers import Api, running_app
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # gradio_client's telemetry reads this (no traffic out)
@@ -107,18 +108,6 @@ def assert_one_clear_line(reason: str, *fragments: str) -> None:
     assert "Traceback" not in reason and len(reason) < 400, reason
     for fragment in fragments:
         assert fragment in reason, f"{fragment!r} not in {reason!r}"
-
-
-def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "gradio_prepare.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 # --- 1. bad inputs through the CLI ----------------------------------------------------------------------------
