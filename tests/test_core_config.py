@@ -20,8 +20,7 @@ from sdprep.paths import atomic_write_text
 
 from .conftest import ROOT, STANDIN, runtime_defaults
 
-SHARED = ROOT.parent / "shared" / "streamdiffusion"
-LOADER_KEYS = json.loads((SHARED / "config_keys_forkni.json").read_text())["top_level_keys"]
+LOADER_KEYS = json.loads((ROOT / "tests" / "data" / "config_keys_forkni.json").read_text())["top_level_keys"]
 # Keys other forks read (min/max batch: the seed's vendored fork) that the newest fork ignores harmlessly.
 OTHER_FORK_KEYS = {"min_batch_size", "max_batch_size"}
 

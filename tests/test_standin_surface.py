@@ -1,8 +1,8 @@
 """The stand-in torch/tensorrt/streamdiffusion (tests/standin) must match the real surface.
 
 Other tests trust the stand-ins to behave like the forkni fork, so this file pins
-them to the reference data in ../shared/streamdiffusion (wrapper signature,
-config keys) and to the verified engine paths of FACTS §1.4. Everything runs in
+them to the reference data in tests/data (wrapper signature,
+config keys; see its README for where it comes from) and to the verified engine paths of FACTS §1.4. Everything runs in
 a child Python with PYTHONPATH=tests/standin, so the stand-in ``torch`` never
 meets a real one in this process.
 """
@@ -41,22 +41,11 @@ SAFETY_ENGINE = (
 )
 
 
-def _shared_dir() -> Path | None:
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "shared", here.parents[1].parent / "shared"):
-        folder = candidate / "streamdiffusion"
-        if (folder / "wrapper_signature_forkni.json").is_file():
-            return folder
-    return None
+REFERENCE = Path(__file__).resolve().parent / "data"
 
 
-SHARED = _shared_dir()
-needs_shared = pytest.mark.skipif(SHARED is None, reason="../shared/streamdiffusion reference data not present")
-
-
-def _load_shared(name: str) -> Any:
-    assert SHARED is not None
-    return json.loads((SHARED / name).read_text(encoding="utf-8"))
+def _load_reference(name: str) -> Any:
+    return json.loads((REFERENCE / name).read_text(encoding="utf-8"))
 
 
 def run_child(
@@ -94,9 +83,8 @@ def leftovers(root: Path) -> list[str]:
 # --------------------------------------------------------------------------- signature
 
 
-@needs_shared
 def test_wrapper_signature_matches_forkni(tmp_path: Path) -> None:
-    spec = _load_shared("wrapper_signature_forkni.json")
+    spec = _load_reference("wrapper_signature_forkni.json")
     result = child_json(
         """
         import inspect, json, pathlib, sys, typing
@@ -150,9 +138,8 @@ HOOK_KEYS = ("image_preprocessing", "image_postprocessing", "latent_preprocessin
 LIST_KEYS = ("controlnets", "ipadapters")
 
 
-@needs_shared
 def test_extract_wrapper_params_reads_exactly_the_listed_keys(tmp_path: Path) -> None:
-    keys = _load_shared("config_keys_forkni.json")
+    keys = _load_reference("config_keys_forkni.json")
     top = keys["top_level_keys"]
     assert "min_batch_size" not in top and "max_batch_size" not in top
     assert {"min_batch_size", "max_batch_size"} <= set(keys["wrapper_params_not_settable_via_config"])
@@ -209,9 +196,8 @@ def test_extract_wrapper_params_reads_exactly_the_listed_keys(tmp_path: Path) ->
     assert "max_batch_size" not in out["batch"]
 
 
-@needs_shared
 def test_list_routes_for_controlnet_and_ipadapter(tmp_path: Path) -> None:
-    keys = _load_shared("config_keys_forkni.json")
+    keys = _load_reference("config_keys_forkni.json")
     ip_item = {
         "ipadapter_model_path": "h94/IP-Adapter/models/ip-adapter-plus_sd15.safetensors",
         "image_encoder_path": "h94/IP-Adapter/models/image_encoder",
