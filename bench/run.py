@@ -574,10 +574,10 @@ def measure_child_start(rounds: int, state: Path) -> dict[str, list[float]]:
 def measure_line_latency(state: Path) -> dict[str, list[float]]:
     """Child print -> runner event (on_event) and -> a JobBoard follower, for protocol lines that carry the
     child's own time.time() ("time" field), in this process with the stand-in's slow mode."""
-    from sdprep.build import child as child_module
-    from sdprep.build.child import ChildSpec
-    from sdprep.build.jobs import JobBoard
-    from sdprep.build.runner import BuildEvent, BuildOptions, run_build
+    from sdprep.jobs import process as child_module
+    from sdprep.jobs.board import JobBoard
+    from sdprep.jobs.build import BuildEvent, BuildOptions, run_build
+    from sdprep.jobs.process import ChildSpec
     from sdprep.params import params_from_values
 
     runtime = runtime_defaults()
@@ -630,8 +630,8 @@ def measure_line_latency(state: Path) -> dict[str, list[float]]:
 
 def measure_up_to_date(rounds: int, state: Path) -> dict[str, list[float]]:
     """`build` twice into a fresh engines folder; the second answer, as a process and in-process."""
-    from sdprep.build.child import ChildSpec
-    from sdprep.build.runner import BuildOptions, run_build
+    from sdprep.jobs.build import BuildOptions, run_build
+    from sdprep.jobs.process import ChildSpec
     from sdprep.params import params_from_values
 
     env = base_env(state)

@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from sdprep import derive
-from sdprep.build.checker import (
+from sdprep.config import ConfigError, RuntimeDefaults, load_params, render_config, write_config
+from sdprep.engines import list_models
+from sdprep.jobs.build import BuildEvent, BuildOptions, BuildResult
+from sdprep.jobs.check import (
     DEFAULT_FRAMES,
     DEFAULT_WARMUP,
     CheckOptions,
@@ -34,11 +37,8 @@ from sdprep.build.checker import (
     read_check_config,
     run_check,
 )
-from sdprep.build.child import ChildSpec
-from sdprep.build.environment import ProbeError, probe
-from sdprep.build.runner import BuildEvent, BuildOptions, BuildResult
-from sdprep.config import ConfigError, RuntimeDefaults, load_params, render_config, write_config
-from sdprep.engines import list_models
+from sdprep.jobs.environment import ProbeError, probe
+from sdprep.jobs.process import ChildSpec
 from sdprep.params import (
     CFG_TYPE_CHOICES,
     CONSISTENCY_LORA_CHOICES,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdprep.build import manifest as mf
+from sdprep import manifest as mf
 from sdprep.config import ConfigError, read_config
 
 

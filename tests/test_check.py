@@ -19,11 +19,11 @@ import psutil
 import pytest
 from PIL import Image
 
-from sdprep.build.checker import CheckOptions, CheckResult, build_and_check, run_check
-from sdprep.build.child import ChildSpec
-from sdprep.build.lock import GpuLock
-from sdprep.build.runner import BuildEvent, BuildOptions
 from sdprep.engines import list_models, speed_text
+from sdprep.jobs.build import BuildEvent, BuildOptions
+from sdprep.jobs.check import CheckOptions, CheckResult, build_and_check, run_check
+from sdprep.jobs.lock import GpuLock
+from sdprep.jobs.process import ChildSpec
 from sdprep.params import params_from_values
 
 from .conftest import ROOT, STANDIN, runtime_defaults
@@ -350,7 +350,7 @@ def test_check_child_alone_reports_no_gpu(tmp_path: Path) -> None:
     job.write_text(json.dumps({"config": {"model_id": "standin/model"}, "warmup": 0, "frames": 1}))
     env = {**os.environ, "PYTHONPATH": str(STANDIN), "STANDIN_CUDA": "0"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "sdprep" / "build" / "check.py"), str(job)],
+        [sys.executable, str(ROOT / "sdprep" / "child" / "check_engines.py"), str(job)],
         capture_output=True,
         text=True,
         env=env,

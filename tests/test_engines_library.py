@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sdprep.build.child import ChildSpec
-from sdprep.build.runner import BuildOptions, run_build
 from sdprep.engines import DeleteRefused, delete_model, list_models
+from sdprep.jobs.build import BuildOptions, run_build
+from sdprep.jobs.process import ChildSpec
 from sdprep.params import params_from_values
 
 from .conftest import STANDIN, runtime_defaults

@@ -32,13 +32,13 @@ import yaml
 from gradio_client.exceptions import AppError
 
 from sdprep import derive
-from sdprep.build import jobs as jobs_module
-from sdprep.build import manifest as mf
-from sdprep.build.child import ChildSpec
-from sdprep.build.jobs import JobBoard
-from sdprep.build.runner import BuildEvent, BuildOptions, BuildResult, run_build
+from sdprep import manifest as mf
 from sdprep.config import config_header, dump_yaml, make_config, read_config, render_config
 from sdprep.engines import list_models
+from sdprep.jobs import board as jobs_module
+from sdprep.jobs.board import JobBoard
+from sdprep.jobs.build import BuildEvent, BuildOptions, BuildResult, run_build
+from sdprep.jobs.process import ChildSpec
 from sdprep.params import BakedParams, params_from_values
 from sdprep.validate import has_errors, validate
 

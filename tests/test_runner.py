@@ -16,9 +16,9 @@ import psutil
 import pytest
 import yaml
 
-from sdprep.build.child import ChildSpec
-from sdprep.build.lock import GpuLock
-from sdprep.build.runner import BuildEvent, BuildOptions, BuildResult, run_build
+from sdprep.jobs.build import BuildEvent, BuildOptions, BuildResult, run_build
+from sdprep.jobs.lock import GpuLock
+from sdprep.jobs.process import ChildSpec
 from sdprep.params import BakedParams, params_from_values
 
 from .conftest import ROOT, STANDIN, runtime_defaults
@@ -284,7 +284,7 @@ def test_lock_makes_a_second_build_wait_and_no_wait_refuses(tmp_path: Path) -> N
 
 def test_lock_holds_across_processes(tmp_path: Path) -> None:
     code = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from sdprep.build.lock import GpuLock; "
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from sdprep.jobs.lock import GpuLock; "
         "lock = GpuLock(0); lock.acquire('cli build'); print('locked', flush=True); time.sleep(30)"
     )
     other = subprocess.Popen([sys.executable, "-c", code, str(ROOT)], stdout=subprocess.PIPE, text=True)

@@ -448,8 +448,8 @@ def test_auth_from_the_environment_protects_the_app(tmp_path: Path) -> None:
 
 # --- what the page says (pure functions) -----------------------------------------------------------------------
 def test_progress_shows_the_queue_position_the_stage_and_elapsed_time() -> None:
-    from sdprep.build.jobs import BuildJob
-    from sdprep.build.runner import BuildEvent
+    from sdprep.jobs.board import BuildJob
+    from sdprep.jobs.build import BuildEvent
     from sdprep.ui.present import progress_markdown
 
     job = BuildJob(params_from_values({}))

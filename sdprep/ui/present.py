@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from sdprep import derive
-from sdprep.build.checker import CheckResult
-from sdprep.build.environment import Environment
-from sdprep.build.jobs import BuildJob
-from sdprep.build.manifest import KIND_LABELS
-from sdprep.build.runner import BuildEvent, BuildResult
 from sdprep.config import RuntimeDefaults, render_config
 from sdprep.engines import PreparedModel, Variant
 from sdprep.family import detect_family
+from sdprep.jobs.board import BuildJob
+from sdprep.jobs.build import BuildEvent, BuildResult
+from sdprep.jobs.check import CheckResult
+from sdprep.jobs.environment import Environment
+from sdprep.manifest import KIND_LABELS
 from sdprep.params import BakedParams
 from sdprep.ui.text import TEXT, t
 from sdprep.validate import Problem

@@ -13,9 +13,9 @@ import sys
 import threading
 import types
 
-from sdprep.build.child import ChildSpec
-from sdprep.build.environment import Environment
-from sdprep.build.jobs import JobBoard
+from sdprep.jobs.board import JobBoard
+from sdprep.jobs.environment import Environment
+from sdprep.jobs.process import ChildSpec
 
 _HOLDER = "_sdprep_ui_server_state"
 _create = threading.Lock()

@@ -14,8 +14,8 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.build.jobs import BuildJob
-from sdprep.build.runner import BuildOptions, BuildResult
+from sdprep.jobs.board import BuildJob
+from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.ui import present, state
 from sdprep.ui.components.preview import check
 from sdprep.ui.form import Form

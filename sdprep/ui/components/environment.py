@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.build.environment import ProbeError, cached, probe
+from sdprep.jobs.environment import ProbeError, cached, probe
 from sdprep.ui import present, state
 from sdprep.ui.form import Form
 from sdprep.ui.text import label

@@ -1,8 +1,8 @@
 """After the build: load a config's engines as the inference script will, run frames, report the speed.
 
 `run_check(config_path)` probes the machine, takes the GPU lock (a check never runs beside a build), runs
-build/check.py in a child, and proves that loading rebuilt nothing: the engine files before and after must be
-the same. The numbers (load time, mean and p95 frame time, fps, peak memory) and the output image go into
+child/check_engines.py in the build Python, and proves that loading rebuilt nothing: the engine files before and
+after must be the same. The numbers (load time, mean and p95 frame time, fps, peak memory) and the output image go into
 build.json, in the record of the variant the config belongs to, so the engines library can show them.
 
 `build_and_check()` is the build followed by its check, for the CLI's `build --check` and the UI.
@@ -19,14 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from sdprep.build import manifest as mf
-from sdprep.build.child import ChildProcess, ChildSpec, describe_exit
-from sdprep.build.environment import ProbeError, probe
-from sdprep.build.lock import GpuLock
-from sdprep.build.progress import BuildEvent, Progress
-from sdprep.build.runner import BuildOptions, BuildResult, run_build
+from sdprep import manifest as mf
 from sdprep.config import ConfigError, RuntimeDefaults, read_config
 from sdprep.engines import speed_text
+from sdprep.jobs.build import BuildOptions, BuildResult, run_build
+from sdprep.jobs.environment import ProbeError, probe
+from sdprep.jobs.lock import GpuLock
+from sdprep.jobs.process import ChildProcess, ChildSpec, describe_exit
+from sdprep.jobs.progress import BuildEvent, Progress
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 
@@ -355,7 +355,7 @@ class Check:
     def run_child(self, job_path: Path, cwd: Path) -> CheckResult | tuple[dict[str, Any], str | None]:
         """The child's numbers and its error (None when it passed), or the result that ends the check here."""
         try:
-            child = ChildProcess.start(self.options.child, "check.py", [str(job_path)], cwd=cwd)
+            child = ChildProcess.start(self.options.child, "check_engines.py", [str(job_path)], cwd=cwd)
         except OSError as error:
             return self.result(
                 "failed", f"Cannot start the check Python {self.options.child.interpreter()}: {error.strerror}."

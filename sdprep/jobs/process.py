@@ -22,9 +22,9 @@ from typing import Any
 
 import psutil
 
-from sdprep.build.protocol import EVENT_PREFIX
+from sdprep.child.protocol import EVENT_PREFIX
 
-CHILD_DIR = Path(__file__).resolve().parent
+CHILD_DIR = Path(__file__).resolve().parents[1] / "child"  # the scripts run by path in the build Python
 PYTHON_ENV = "SDPREP_PYTHON"
 STREAMDIFFUSION_SRC_ENV = "SDPREP_STREAMDIFFUSION_SRC"
 

@@ -1,7 +1,7 @@
 """One build, start to proof: validate, probe, lock the GPU, guard against stale engines, run the child,
 stream its progress, prove the engines exist, and only then write config.yaml and the manifest.
 
-Used by the CLI directly and by the UI through build/jobs.py. Nothing here imports StreamDiffusion.
+Used by the CLI directly and by the UI through jobs/board.py. Nothing here imports StreamDiffusion.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdprep import derive
-from sdprep.build import manifest as mf
-from sdprep.build.child import ChildProcess, ChildSpec, describe_exit
-from sdprep.build.environment import WIDE_MAX_BATCH, Environment, ProbeError, probe
-from sdprep.build.lock import GpuLock
-from sdprep.build.progress import BuildEvent, Progress
+from sdprep import manifest as mf
 from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
+from sdprep.jobs.environment import WIDE_MAX_BATCH, Environment, ProbeError, probe
+from sdprep.jobs.lock import GpuLock
+from sdprep.jobs.process import ChildProcess, ChildSpec, describe_exit
+from sdprep.jobs.progress import BuildEvent, Progress
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.validate import Problem, check_unet_batch, has_errors, validate
@@ -38,7 +38,7 @@ class BuildOptions:
     force: bool = False
     wait_for_gpu: bool = True
     refresh_probe: bool = False
-    # Load the engines and time frames after a proven build; run by checker.build_and_check, not here.
+    # Load the engines and time frames after a proven build; run by build_and_check (jobs/check.py), not here.
     check: bool = False
 
 
@@ -296,9 +296,9 @@ class Build:
         return reusable
 
     def run_child(self, job: Path) -> BuildResult | None:
-        """Run the worker; None when it exited 0 with a result, else the failed/cancelled result."""
+        """Run child/build_engines.py; None when it exited 0 with a result, else the failed/cancelled result."""
         try:
-            child = ChildProcess.start(self.options.child, "worker.py", [str(job)])
+            child = ChildProcess.start(self.options.child, "build_engines.py", [str(job)])
         except OSError as error:
             return self.result(
                 "failed", f"Cannot start the build Python {self.options.child.interpreter()}: {error.strerror}."

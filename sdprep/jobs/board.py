@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sdprep.build.checker import CheckResult, build_and_check
-from sdprep.build.runner import BuildEvent, BuildOptions, BuildResult
 from sdprep.config import RuntimeDefaults
+from sdprep.jobs.build import BuildEvent, BuildOptions, BuildResult
+from sdprep.jobs.check import CheckResult, build_and_check
 from sdprep.params import BakedParams
 
 _ids = itertools.count(1)

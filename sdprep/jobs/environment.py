@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdprep.build.child import ChildProcess, ChildSpec
+from sdprep.jobs.process import ChildProcess, ChildSpec
 from sdprep.paths import atomic_write_text
 from sdprep.validate import CONFIG_ROUTE_MAX_BATCH, Problem
 
@@ -209,7 +209,7 @@ def probe(spec: ChildSpec, refresh: bool = False, timeout: float = PROBE_TIMEOUT
 def _run_probe(spec: ChildSpec, timeout: float) -> Environment:
     interpreter = spec.interpreter()
     try:
-        child = ChildProcess.start(spec, "probe.py", [])
+        child = ChildProcess.start(spec, "probe_environment.py", [])
     except OSError as error:
         raise ProbeError(f"Cannot start the build Python {interpreter}: {error.strerror or error}.") from None
     deadline = time.monotonic() + timeout

@@ -1,6 +1,6 @@
 """Child script: build the engines of one config through StreamDiffusion's own config loader. Stdlib only.
 
-Run by path with the Python that has StreamDiffusion: `python worker.py CONFIG.json`. It calls
+Run by path with the Python that has StreamDiffusion: `python build_engines.py CONFIG.json`. It calls
 `create_wrapper_from_config(config, compile_engines_only=True)` with the very config that will be written, so the
 engine folders it builds are the ones the inference script's `create_wrapper_from_config(config)` looks for.
 A fork without compile-only mode builds while constructing the wrapper; the process then exits and frees the GPU.

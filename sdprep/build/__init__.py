@@ -1,1 +1,0 @@
-"""Engine builds: a child process per build, its protocol, the proof and the manifest."""
