@@ -42,13 +42,16 @@ def serve(args: argparse.Namespace) -> int:
     if args.streamdiffusion_src:
         os.environ["SDPREP_STREAMDIFFUSION_SRC"] = args.streamdiffusion_src
     os.environ["SDPREP_GPU"] = str(args.gpu)
+    # The page builds into and lists only this folder: a setting of the server, never of a request.
+    engines = args.engines_dir or os.environ.get("SDPREP_ENGINES_DIR") or "engines"
+    os.environ["SDPREP_ENGINES_DIR"] = os.path.abspath(os.path.expanduser(engines))
     host = args.host or os.environ.get("SDPREP_HOST") or DEFAULT_HOST
     port = args.port or int(os.environ.get("SDPREP_PORT") or DEFAULT_PORT)
     auth = args.auth or os.environ.get("SDPREP_AUTH")
     return launch(demo, host=host, port=port, auth=auth)
 
 
-# Headless commands run before the UI is built, so `build`, `probe` and `list` start without importing gradio.
+# Headless commands (and --help) run before the UI is built, so they start without importing gradio.
 if __name__ == "__main__" and sys.argv[1:2] and sys.argv[1] in cli.HEADLESS_COMMANDS:
     sys.exit(cli.main(sys.argv[1:], RUNTIME_DEFAULTS, serve))
 

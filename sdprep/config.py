@@ -1,12 +1,13 @@
-"""BakedParams + runtime defaults -> the config dict StreamDiffusion's `create_wrapper_from_config()` reads, and back.
+"""BakedParams + runtime defaults -> the config dict StreamDiffusion's `create_wrapper_from_config()` reads.
 
-The dict built here is the dict the build child builds from and the dict written to config.yaml, so the
-inference script asks StreamDiffusion for exactly the engines that were built.
+The dict built here is the dict the build child builds from and the dict written to config.yaml, so the inference
+script asks StreamDiffusion for exactly the engines that were built. Parameters declared with a `config_key`
+(params.py) are written one to one; the keys below are derived from several parameters or fixed. Reading a
+config back into parameters is config_load.py.
 """
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any, TypedDict
@@ -14,8 +15,9 @@ from typing import Any, TypedDict
 import yaml
 
 from sdprep import derive
-from sdprep.params import DEFAULTS, BakedParams, ControlNetSlot, params_from_values
+from sdprep.params import ALL_ENGINES, SPECS, BakedParams, ControlNetSlot, EngineKind, config_key_engines
 from sdprep.paths import atomic_write_text
+from sdprep.profiles import VAE_OPT_LEVEL
 
 
 class RuntimeDefaults(TypedDict):
@@ -31,36 +33,6 @@ class RuntimeDefaults(TypedDict):
     ipadapter_scale: float
 
 
-# Keys whose change needs new engines, and keys the inference script may change at runtime. Shown in the
-# header of every config.yaml so a person editing it knows which edits need a rebuild.
-BAKED_KEYS = (
-    "model_id",
-    "pipeline_type",
-    "width",
-    "height",
-    "t_index_list",
-    "frame_buffer_size",
-    "cfg_type",
-    "scheduler",
-    "use_denoising_batch",
-    "min_batch_size",
-    "max_batch_size",
-    "use_tiny_vae",
-    "lora_dict",
-    "use_lcm_lora",
-    "use_cached_attn",
-    "use_feature_injection",
-    "cache_maxframes",
-    "max_cache_maxframes",
-    "use_safety_checker",
-    "use_controlnet",
-    "controlnets (model_id, conditioning_channels)",
-    "use_ipadapter",
-    "ipadapter_config (model paths, type, num_image_tokens)",
-    "mode",
-    "acceleration",
-    "engine_dir",
-)
 # Top-level keys an inference script may change without a rebuild (update_stream_params / prepare).
 RUNTIME_CONFIG_KEYS = ("prompt", "negative_prompt", "guidance_scale", "delta", "seed", "num_inference_steps", "sampler")
 # Keys inside controlnets[] / ipadapter_config[] items that are runtime too.
@@ -71,13 +43,52 @@ RUNTIME_KEYS = (
     "controlnets[].conditioning_scale / enabled / preprocessor",
     "ipadapter_config[].scale / enabled",
 )
+# Keys that never change an engine: a runtime edit of config.yaml (a new prompt) or a moved engines folder is still
+# the same build.
+NOT_BAKED_KEYS = frozenset(
+    {
+        *RUNTIME_CONFIG_KEYS,
+        "build_engines_if_missing",
+        "compile_engines_only",
+        "engine_dir",
+        "prompt_blending",
+        "seed_blending",
+    }
+)
+
+# The engines each derived key reaches (one-to-one keys say it in their declaration). A key in neither table
+# reaches every engine: an unknown key can only make the app rebuild too much, never reuse a wrong engine.
+_UNET_CNET: frozenset[EngineKind] = frozenset({"unet", "cnet"})
+DERIVED_KEY_ENGINES: dict[str, frozenset[EngineKind]] = {
+    "t_index_list": _UNET_CNET,
+    "scheduler": _UNET_CNET,
+    "use_denoising_batch": _UNET_CNET,
+    "min_batch_size": _UNET_CNET,
+    "max_batch_size": _UNET_CNET,
+    "lora_dict": frozenset({"unet"}),
+    "use_lcm_lora": frozenset({"unet"}),
+    "use_cached_attn": frozenset({"unet"}),
+    "use_feature_injection": frozenset({"unet"}),
+    "max_cache_maxframes": frozenset({"unet"}),
+    "controlnets": frozenset({"cnet"}),
+    "ipadapter_config": frozenset({"unet", "vae"}),
+    "vae_builder_optimization_level": frozenset({"vae"}),
+    "fp8_allow_fp16_fallback": _UNET_CNET,
+}
+
+
+def key_engines(key: str) -> frozenset[EngineKind]:
+    """The engines whose identity a top-level config key enters."""
+    return DERIVED_KEY_ENGINES.get(key) or config_key_engines().get(key) or ALL_ENGINES
+
 
 # cache_maxframes may be raised at runtime up to this; it is also the cache buffer the engine is built for.
 MAX_CACHE_MAXFRAMES = 4
 
 
 def make_config(params: BakedParams, runtime: RuntimeDefaults) -> dict[str, Any]:
-    """The StreamDiffusion config for these parameters (forkni config schema; livepeer reads the same keys)."""
+    """The StreamDiffusion config for these parameters (forkni config schema; livepeer reads the same keys and
+    ignores the profile keys it does not know)."""
     batch = derive.unet_batch(params)
     config: dict[str, Any] = {
         "model_id": params.model,
@@ -88,38 +99,41 @@ def make_config(params: BakedParams, runtime: RuntimeDefaults) -> dict[str, Any]
         "mode": "img2img",
         "dtype": "float16",
         "device": "cuda",
-        "width": params.width,
-        "height": params.height,
-        "t_index_list": derive.t_index_list(params),
-        "frame_buffer_size": params.frame_buffer_size,
-        "cfg_type": params.cfg_type,
-        "scheduler": derive.scheduler(params),
-        "sampler": runtime["sampler"],
-        "use_denoising_batch": True,
-        # Read by forks whose loader passes them; the newest ignores them and builds 1..4 (FACTS §0.7).
-        "min_batch_size": batch,
-        "max_batch_size": batch,
-        "use_tiny_vae": params.use_tiny_vae,
-        # Explicitly off: livepeer's default True would silently add an LCM LoRA the user did not choose.
-        "use_lcm_lora": False,
-        "lora_dict": derive.lora_dict(params) or None,
-        "use_cached_attn": params.use_cached_attn,
-        # Feature injection only works with cached attention; its flag is in the UNet engine name either way.
-        "use_feature_injection": params.use_cached_attn,
-        "cache_maxframes": params.cache_maxframes,
-        "max_cache_maxframes": MAX_CACHE_MAXFRAMES,
-        "use_safety_checker": params.use_safety_checker,
-        "use_controlnet": params.use_controlnet,
-        "use_ipadapter": params.use_ipadapter,
-        "build_engines_if_missing": True,
-        "compile_engines_only": False,
-        "prompt": runtime["prompt"],
-        "negative_prompt": runtime["negative_prompt"],
-        "guidance_scale": runtime["guidance_scale"],
-        "delta": runtime["delta"],
-        "seed": runtime["seed"],
-        "num_inference_steps": derive.NUM_INFERENCE_STEPS,
     }
+    for name, spec in SPECS.items():
+        if spec.config_key and spec.config_key not in config:
+            config[spec.config_key] = getattr(params, name)
+    config.update(
+        {
+            "t_index_list": derive.t_index_list(params),
+            "scheduler": derive.scheduler(params),
+            "sampler": runtime["sampler"],
+            "use_denoising_batch": True,
+            # Read by forks whose loader passes them; the newest ignores them and builds 1..4 (FACTS §0.7).
+            "min_batch_size": batch,
+            "max_batch_size": batch,
+            # Explicitly off: livepeer's default True would silently add an LCM LoRA the user did not choose.
+            "use_lcm_lora": False,
+            "lora_dict": derive.lora_dict(params) or None,
+            "use_cached_attn": params.use_cached_attn,
+            # Feature injection only works with cached attention; its flag is in the UNet engine name either way.
+            "use_feature_injection": params.use_cached_attn,
+            "max_cache_maxframes": MAX_CACHE_MAXFRAMES,
+            # Written, not left to the loader: an absent key and an explicit null name different VAE folders.
+            "vae_builder_optimization_level": VAE_OPT_LEVEL,
+            # Off: the fork's fallback cannot catch a TensorRT-stage failure and would leave an FP16 engine in an
+            # FP8-named folder.
+            "fp8_allow_fp16_fallback": False,
+            "build_engines_if_missing": True,
+            "compile_engines_only": False,
+            "prompt": runtime["prompt"],
+            "negative_prompt": runtime["negative_prompt"],
+            "guidance_scale": runtime["guidance_scale"],
+            "delta": runtime["delta"],
+            "seed": runtime["seed"],
+            "num_inference_steps": derive.NUM_INFERENCE_STEPS,
+        }
+    )
     if params.use_controlnet:
         config["controlnets"] = [_controlnet_item(slot, runtime) for slot in params.controlnets]
     if params.use_ipadapter:
@@ -153,89 +167,12 @@ def _controlnet_item(slot: ControlNetSlot, runtime: RuntimeDefaults) -> dict[str
     return item
 
 
-class ConfigError(ValueError):
-    """A config file that cannot be read back into parameters; the message says what and where."""
-
-
-def params_from_config(config: dict[str, Any], engines_dir: str | None = None) -> tuple[BakedParams, list[str]]:
-    """Read a StreamDiffusion config back into BakedParams, with notes on anything the form cannot show.
-
-    Accepts configs written by this app (exact round trip) and hand-written ones: `ipadapters:` or raw
-    `ipadapter_config:`, any t_index_list (its length becomes the step count).
-    """
-    if not isinstance(config, dict) or not config.get("model_id"):
-        raise ConfigError("The config has no model_id, so it is not a StreamDiffusion config.")
-    notes: list[str] = []
-    model = str(config["model_id"])
-    t_index = config.get("t_index_list") or [0, 16, 32, 45]
-    steps = derive.steps_for_t_index_list(list(t_index))
-    if steps in derive.T_INDEX_PRESETS and list(derive.T_INDEX_PRESETS[steps]) != list(t_index):
-        notes.append(
-            f"t_index_list {list(t_index)} has {steps} step(s); the form uses the preset "
-            f"{list(derive.T_INDEX_PRESETS[steps])} (the values can still be changed at runtime)."
-        )
-
-    values: dict[str, Any] = {
-        "model": model,
-        "denoise_steps": steps,
-        "cfg_type": config.get("cfg_type", "self"),
-        "width": config.get("width", 512),
-        "height": config.get("height", 512),
-        "frame_buffer_size": config.get("frame_buffer_size", 1),
-        "use_tiny_vae": bool(config.get("use_tiny_vae", True)),
-        "use_cached_attn": bool(config.get("use_cached_attn", False)),
-        "cache_maxframes": config.get("cache_maxframes", 1),
-        "use_safety_checker": bool(config.get("use_safety_checker", False)),
-        "engines_dir": engines_dir if engines_dir is not None else _engines_dir_of(config),
-    }
-    family = config.get("pipeline_type")
-    detected = derive.detect_family(model).family
-    values["model_family"] = "auto" if family in (None, detected) else family
-
-    scheduler = config.get("scheduler", "lcm")
-    loras = {str(k): float(v) for k, v in (config.get("lora_dict") or {}).items()}
-    consistency = "none"
-    for kind, by_family in derive.CONSISTENCY_LORAS.items():
-        for lora_family, lora_id in by_family.items():
-            if lora_id in loras and kind == scheduler:
-                consistency = kind
-                del loras[lora_id]
-                if values["model_family"] == "auto" and lora_family != detected:
-                    values["model_family"] = lora_family
-    values["consistency_lora"] = consistency
-    values["scheduler"] = scheduler if consistency == "none" else DEFAULTS.scheduler
-    values["lora_json"] = json.dumps(loras) if loras else DEFAULTS.lora_json
-
-    controlnets = config.get("controlnets") or []
-    values["use_controlnet"] = bool(controlnets) or bool(config.get("use_controlnet", False))
-    values["controlnets"] = [
-        ControlNetSlot(
-            model_id=str(item.get("model_id", "")),
-            preprocessor=str(item.get("preprocessor", "passthrough")),
-            conditioning_channels=item.get("conditioning_channels"),
-            enabled=bool(item.get("enabled", True)),
-        )
-        for item in controlnets
-    ]
-
-    adapters = config.get("ipadapters") or config.get("ipadapter_config") or []
-    if isinstance(adapters, dict):
-        adapters = [adapters]
-    values["use_ipadapter"] = bool(adapters) and bool(config.get("use_ipadapter", True) or config.get("ipadapters"))
-    if adapters:
-        first = adapters[0]
-        if len(adapters) > 1:
-            notes.append("Only the first IP-Adapter is used by StreamDiffusion; the others were left out.")
-        values["ipadapter_model_path"] = str(first.get("ipadapter_model_path", ""))
-        values["ipadapter_encoder_path"] = str(first.get("image_encoder_path", ""))
-        values["ipadapter_tokens"] = int(first.get("num_image_tokens", 16 if first.get("type") == "plus" else 4))
-        values["ipadapter_type"] = first.get("type", "regular")
-    return params_from_values(values), notes
-
-
-def _engines_dir_of(config: dict[str, Any]) -> str:
-    engine_dir = config.get("engine_dir")
-    return str(Path(engine_dir).parent) if engine_dir else DEFAULTS.engines_dir
+def baked_keys() -> list[str]:
+    """The top-level keys whose change needs new engines, for the header of every config.yaml."""
+    keys = ["model_id", "pipeline_type"]
+    keys += [spec.config_key for spec in SPECS.values() if spec.config_key and spec.config_key not in keys]
+    keys += [key for key in DERIVED_KEY_ENGINES if key not in keys]
+    return [*keys, "mode", "acceleration", "engine_dir"]
 
 
 def config_header(params: BakedParams) -> str:
@@ -245,7 +182,7 @@ def config_header(params: BakedParams) -> str:
         "Load it with: create_wrapper_from_config(load_config(<this file>))",
         "",
         "BAKED into the TensorRT engines - changing any of these needs a rebuild:",
-        *textwrap.wrap(", ".join(BAKED_KEYS), 110, initial_indent="  ", subsequent_indent="  "),
+        *textwrap.wrap(", ".join(baked_keys()), 110, initial_indent="  ", subsequent_indent="  "),
         "RUNTIME - change any time with update_stream_params():",
         *textwrap.wrap(", ".join(RUNTIME_KEYS), 110, initial_indent="  ", subsequent_indent="  "),
     ]
@@ -276,21 +213,3 @@ def render_config(params: BakedParams, runtime: RuntimeDefaults) -> str:
 
 def write_config(path: Path, text: str) -> None:
     atomic_write_text(path, text)
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"Cannot read {path}: {error.strerror or error}.") from None
-    try:
-        loaded = yaml.safe_load(text) if path.suffix.lower() != ".json" else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}".splitlines()[0]) from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} does not hold a config (expected key: value pairs).")
-    return loaded
-
-
-def load_params(path: Path) -> tuple[BakedParams, list[str]]:
-    return params_from_config(read_config(path))

@@ -1,18 +1,23 @@
 """Values derived from BakedParams: one small pure function each, so the form, the CLI and the build agree.
 
-Sources for the rules are in shared/streamdiffusion/FACTS.md (section numbers in the comments).
+Sources for the rules: the StreamDiffusion facts (FACTS.md, section numbers in the comments) kept with the project's
+design notes; tests/data holds the parts the tests check against.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path, PurePosixPath
 
+import yaml
+
 from sdprep.family import detect_family
-from sdprep.params import BakedParams
-from sdprep.paths import MODEL_FILE_SUFFIXES, is_hf_id
+from sdprep.messages import Message, msg
+from sdprep.params import SPECS, BakedParams
+from sdprep.paths import MODEL_FILE_SUFFIXES, UnreadableFile, absolute_model, is_hf_id, read_limited
 
 # Denoising step count -> t_index_list. Indices point into the 50-step schedule that StreamDiffusion prepares
 # by default (valid range 0..49; FACTS §3). For img2img a larger index is a less noisy timestep: one step at 32
@@ -41,8 +46,6 @@ ALL_CONSISTENCY_LORA_IDS: frozenset[str] = frozenset(
 )
 CONSISTENCY_LORA_SCALE = 1.0
 
-FAMILY_LABELS: dict[str, str] = {"sd1.5": "SD 1.5", "sd2.1": "SD 2.1", "sdxl": "SDXL"}
-
 
 def t_index_list(params: BakedParams) -> list[int]:
     return list(T_INDEX_PRESETS[params.denoise_steps])
@@ -69,23 +72,38 @@ def consistency_lora_id(params: BakedParams) -> str | None:
     return CONSISTENCY_LORAS[params.consistency_lora].get(family(params))
 
 
+class InvalidLoras(ValueError):
+    """The LoRA JSON cannot be used; `message` says why (validate.py ties it to the lora_json field)."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message.code)
+        self.message = message
+
+
+def _refuse_constant(name: str) -> float:
+    # json.loads accepts NaN and Infinity, which would be written to the config as .nan / .inf.
+    raise InvalidLoras(msg("lora_not_finite", value=name))
+
+
 def parse_lora_json(text: str) -> dict[str, float]:
-    """The user's LoRAs. Raises ValueError with a sentence for people; validate.py reports it per field."""
+    """The user's LoRAs {id_or_path: scale}; InvalidLoras when the text is not that."""
     stripped = text.strip()
     if not stripped:
         return {}
     try:
-        loaded = json.loads(stripped)
+        loaded = json.loads(stripped, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
-        raise ValueError(f"is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        raise InvalidLoras(msg("lora_bad_json", reason=error.msg, line=error.lineno, column=error.colno)) from None
     if not isinstance(loaded, dict):
-        raise ValueError('must be a JSON object like {"owner/lora": 0.8}')
+        raise InvalidLoras(msg("lora_not_object"))
     loras: dict[str, float] = {}
     for key, scale in loaded.items():
         if not key.strip():
-            raise ValueError("has an empty LoRA id or path")
+            raise InvalidLoras(msg("lora_empty_id"))
         if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-            raise ValueError(f'scale of "{key}" must be a number, not {json.dumps(scale)}')
+            raise InvalidLoras(msg("lora_bad_scale", lora=key, value=json.dumps(scale)))
+        if not math.isfinite(scale):
+            raise InvalidLoras(msg("lora_not_finite", value=scale))
         loras[key.strip()] = float(scale)
     return loras
 
@@ -122,6 +140,7 @@ def unet_batch(params: BakedParams) -> int:
 
 _RESERVED_WINDOWS = {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
 SLUG_MAX = 48
+RECORD_LIMIT = 4 * 1024 * 1024  # build.json of a model with many builds stays well below this
 
 
 def model_slug(model: str) -> str:
@@ -148,8 +167,47 @@ def model_slug(model: str) -> str:
     return slug
 
 
+def _hashed_slug(model: str) -> str:
+    digest = hashlib.sha1(absolute_model(model).encode("utf-8")).hexdigest()[:6]
+    return f"{model_slug(model)[: SLUG_MAX - 7].rstrip(' .-_')}-{digest}"
+
+
+def recorded_model(folder: Path) -> str | None:
+    """The model a prepared folder holds (build.json "model", else config.yaml's model_id); None if unknown."""
+    for name, key in (("build.json", "model"), ("config.yaml", "model_id")):
+        try:
+            loaded = yaml.safe_load(read_limited(folder / name, RECORD_LIMIT).decode("utf-8", errors="replace"))
+        except (OSError, UnreadableFile, yaml.YAMLError):
+            continue
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), str):
+            return str(loaded[key])
+    return None
+
+
+def folder_name(model: str, engines_root: Path) -> str:
+    """The model's folder under the engines folder: its slug, unless another local model with the same file name
+    already prepared that folder; then the slug plus a short hash of this model's absolute path (and it stays there).
+    """
+    slug = model_slug(model)
+    if is_hf_id(model):
+        return slug  # an id keeps its owner in the slug: two ids never share one
+    hashed = _hashed_slug(model)
+    if (engines_root / hashed).is_dir():
+        return hashed
+    owner = recorded_model(engines_root / slug)
+    return hashed if owner is not None and owner != absolute_model(model) else slug
+
+
+def slug_taken_by(params: BakedParams) -> str | None:
+    """The other model that owns the plain slug folder when this one had to move to a hashed folder."""
+    if engine_dir(params).name == model_slug(params.model):
+        return None
+    return recorded_model(Path(params.engines_dir) / model_slug(params.model))
+
+
 def engine_dir(params: BakedParams) -> Path:
-    return Path(params.engines_dir) / model_slug(params.model)
+    root = Path(params.engines_dir)
+    return root / folder_name(params.model, root)
 
 
 def config_path(params: BakedParams) -> Path:
@@ -157,22 +215,9 @@ def config_path(params: BakedParams) -> Path:
 
 
 def variant_name(params: BakedParams) -> str:
-    """A readable name for one set of baked parameters of a model, e.g. `1step-self-512x512`."""
-    parts = [f"{params.denoise_steps}step", params.cfg_type, f"{params.width}x{params.height}"]
-    if params.consistency_lora != "none":
-        parts.append(params.consistency_lora)
-    elif params.scheduler == "tcd":
-        parts.append("tcdsched")
-    if params.frame_buffer_size > 1:
-        parts.append(f"fbs{params.frame_buffer_size}")
-    if not params.use_tiny_vae:
-        parts.append("fullvae")
-    if params.use_cached_attn:
-        parts.append(f"cache{params.cache_maxframes}")
-    if params.use_controlnet:
-        parts.append(f"cn{len(params.controlnets)}")
-    if params.use_ipadapter:
-        parts.append(f"ip{params.ipadapter_tokens}")
-    if params.use_safety_checker:
-        parts.append("safety")
-    return "-".join(parts)
+    """A readable name for one set of baked parameters of a model, e.g. `1step-self-512x512-fast`.
+
+    Each parameter's declaration names its own part (params.py), in the order of the fields.
+    """
+    parts = [spec.variant(params) for spec in SPECS.values() if spec.variant is not None]
+    return "-".join(part for part in parts if part)

@@ -1,6 +1,7 @@
 """The engines library: what is prepared under an engines folder, whether it is still good, and deleting it.
 
-Reads only files (build.json, config.yaml, the engine files); never imports StreamDiffusion.
+Reads only files (build.json, config.yaml, the engine files); never imports StreamDiffusion. A model whose build.json
+is broken is listed as unreadable, with the reason, and the rest of the library works.
 """
 
 from __future__ import annotations
@@ -8,10 +9,25 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sdprep import manifest as mf
-from sdprep.config import ConfigError, read_config
+from sdprep.config_load import ConfigError, read_config
+from sdprep.engine_files import by_relative
+from sdprep.locks import model_lock
+from sdprep.manifest import CONFIGS_DIR, MANIFEST_NAME, CheckRecord, ManifestUnreadable, read_manifest, trusted_record
+from sdprep.messages import Message, Size, from_json, msg
+
+Status = Literal["ready", "missing", "changed", "stale"]
+
+
+def speed_message(
+    width: int | None, height: int | None, steps: int | None, fps: float | None, gpu: str | None
+) -> Message | None:
+    """A check's speed in one line: "512x512, 1 step: 87.0 fps on NVIDIA GeForce RTX 4090"; None without fps."""
+    if fps is None:
+        return None
+    size = f"{width}x{height}" if width and height else None
+    return msg("speed", size=size or "?", steps=steps or "?", fps=f"{float(fps):.1f}", gpu=gpu or "?")
 
 
 @dataclass(frozen=True)
@@ -25,44 +41,49 @@ class Variant:
     missing: list[str]  # recorded engine files that are gone
     stale: bool
     duration: float | None
-    check: dict[str, Any] | None = None  # build.json's "check" record: the last load-and-run check of this build
+    profile: str | None = None
+    check: CheckRecord | None = None  # the last load-and-run check of this build
     changed: list[str] = field(default_factory=list)  # recorded engine files rewritten since (not by this app)
 
     @property
-    def speed(self) -> str | None:
-        """After a passed check its speed, e.g. "512x512, 1 step: 87.0 fps on NVIDIA GeForce RTX 4090"; else None."""
-        if not self.check or self.check.get("outcome") != "passed":
+    def speed(self) -> Message | None:
+        if self.check is None or self.check.outcome != "passed":
             return None
-        return speed_text(self.check)
+        return speed_message(self.check.width, self.check.height, self.check.steps, self.check.fps, self.check.gpu)
 
     @property
-    def check_summary(self) -> str | None:
+    def check_summary(self) -> Message | None:
         """The speed after a passed check, the reason after a failed one, None when never checked."""
-        if not self.check:
+        if self.check is None:
             return None
-        if self.check.get("outcome") == "passed":
+        if self.check.outcome == "passed":
             return self.speed
-        return f"check {self.check.get('outcome', 'failed')}: {self.check.get('reason', '')}".rstrip(": ")
+        reason = from_json(self.check.reason) if self.check.reason else None
+        return msg("check_summary_failed", outcome=msg(f"chk_{self.check.outcome}"), reason=reason or "")
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         if self.missing:
-            return "engines missing"
+            return "missing"
         if self.changed:
-            return "engines changed since the build"
-        if self.stale:
-            return "stale (engines replaced by a later build)"
-        return "ready"
+            return "changed"
+        return "stale" if self.stale else "ready"
 
     @property
     def size(self) -> int:
-        return sum(engine["size"] for engine in self.engines)
+        return sum(int(engine["size"]) for engine in self.engines)
 
-    def headline(self) -> str:
-        return (
-            f"{self.name}: {self.status}, {len(self.engines)} engine(s), {self.size / 1e6:.1f} MB, "
-            f"built {self.built_at} on {self.gpu} / TensorRT {self.tensorrt}"
-            + (f"; {self.check_summary}" if self.check_summary else "")
+    def headline(self) -> Message:
+        return msg(
+            "lib_variant_line",
+            name=self.name,
+            status=msg(f"status_{self.status}"),
+            count=len(self.engines),
+            size=Size(self.size),
+            built_at=self.built_at,
+            gpu=self.gpu or msg("unknown"),
+            tensorrt=self.tensorrt or msg("unknown"),
+            check=self.check_summary or "",
         )
 
 
@@ -75,13 +96,24 @@ class PreparedModel:
     latest_variant: str | None
     variants: list[Variant] = field(default_factory=list)
     loose_engines: int = 0  # engine files no build of this app recorded
+    unreadable: str | None = None  # why build.json could not be read (the model is listed, its builds are not)
 
-    def headline(self) -> str:
-        latest = next((v for v in self.variants if v.name == self.latest_variant), None)
-        state = latest.status if latest else "no recorded build"
-        return f"{self.slug} ({self.model}): {state}; config {self.config or 'none'}"
+    @property
+    def latest(self) -> Variant | None:
+        return next((v for v in self.variants if v.name == self.latest_variant), None)
+
+    def headline(self) -> Message:
+        if self.unreadable:
+            state: Message = msg("status_unreadable", reason=self.unreadable)
+        else:
+            state = msg(f"status_{self.latest.status}") if self.latest else msg("lib_no_build")
+        return msg(
+            "lib_model_line", slug=self.slug, model=self.model, state=state, config=self.config or msg("env_none")
+        )
 
     def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
         return {
             "slug": self.slug,
             "folder": str(self.folder),
@@ -89,11 +121,13 @@ class PreparedModel:
             "config": str(self.config) if self.config else None,
             "latest_variant": self.latest_variant,
             "loose_engines": self.loose_engines,
+            "unreadable": self.unreadable,
             "variants": [
                 {
                     "name": v.name,
                     "config": str(v.config),
                     "status": v.status,
+                    "profile": v.profile,
                     "built_at": v.built_at,
                     "gpu": v.gpu,
                     "tensorrt": v.tensorrt,
@@ -101,8 +135,7 @@ class PreparedModel:
                     "engines": v.engines,
                     "missing": v.missing,
                     "changed": v.changed,
-                    "check": v.check,
-                    "speed": v.speed,
+                    "check": asdict(v.check) if v.check else None,
                 }
                 for v in self.variants
             ],
@@ -110,47 +143,52 @@ class PreparedModel:
 
 
 def read_model(folder: Path) -> PreparedModel | None:
-    manifest = mf.read_manifest(folder)
     config = folder / "config.yaml"
-    if not manifest and not config.exists():
+    try:
+        manifest = read_manifest(folder)
+    except ManifestUnreadable as problem:
+        return PreparedModel(
+            folder.name, folder, _model_of(config), config if config.exists() else None, None, unreadable=problem.reason
+        )
+    if not manifest.variants and manifest.model is None and not config.exists():
         return None
-    on_disk = {engine.relative: engine for engine in mf.scan_engines(folder)}
+    on_disk = by_relative(folder)
     recorded: set[str] = set()
     variants: list[Variant] = []
-    for name, record in (manifest.get("variants") or {}).items():
+    for name, record in manifest.variants.items():
         engines, missing, changed = [], [], []
-        for relative in record.get("engines", []):
+        for relative in record.engines:
             recorded.add(relative)
             engine = on_disk.get(relative)
             if engine is None:
                 missing.append(relative)
                 continue
-            if mf.trusted_record(manifest, engine) is None:
+            if trusted_record(manifest, engine) is None:
                 changed.append(relative)
             engines.append({"path": relative, "kind": engine.kind, "size": engine.size})
-        environment = record.get("environment") or {}
         variants.append(
             Variant(
                 name=name,
-                config=folder / record.get("config", f"{mf.CONFIGS_DIR}/{name}.yaml"),
-                built_at=record.get("built_at", "?"),
-                gpu=environment.get("gpu"),
-                tensorrt=environment.get("tensorrt"),
+                config=folder / (record.config or f"{CONFIGS_DIR}/{name}.yaml"),
+                built_at=record.built_at,
+                gpu=record.environment.get("gpu"),
+                tensorrt=record.environment.get("tensorrt"),
                 engines=engines,
                 missing=missing,
                 changed=changed,
-                stale=bool(record.get("stale")),
-                duration=record.get("duration"),
-                check=record.get("check") if isinstance(record.get("check"), dict) else None,
+                stale=record.stale,
+                duration=record.duration,
+                profile=record.profile,
+                check=record.check,
             )
         )
     variants.sort(key=lambda v: v.built_at, reverse=True)
     return PreparedModel(
         slug=folder.name,
         folder=folder,
-        model=str(manifest.get("model") or _model_of(config)),
+        model=manifest.model or _model_of(config),
         config=config if config.exists() else None,
-        latest_variant=manifest.get("latest_variant"),
+        latest_variant=manifest.latest_variant,
         variants=variants,
         loose_engines=len(set(on_disk) - recorded),
     )
@@ -159,43 +197,44 @@ def read_model(folder: Path) -> PreparedModel | None:
 def _model_of(config: Path) -> str:
     """The model_id of a config.yaml written without a build (Save config only), for the library's listing."""
     try:
-        return str(read_config(config).get("model_id") or "?")
+        model = read_config(config).get("model_id")
     except ConfigError:
         return "?"
+    return str(model) if isinstance(model, str) else "?"
 
 
 def list_models(engines_root: Path) -> list[PreparedModel]:
     if not engines_root.is_dir():
         return []
-    models = [read_model(folder) for folder in sorted(engines_root.iterdir()) if folder.is_dir()]
+    models = [
+        read_model(folder) for folder in sorted(engines_root.iterdir()) if folder.is_dir() and not folder.is_symlink()
+    ]
     return [model for model in models if model is not None]
 
 
-def speed_text(check: dict[str, Any]) -> str | None:
-    """A check's speed in one line: "512x512, 1 step: 87.0 fps on NVIDIA GeForce RTX 4090"."""
-    fps = check.get("fps")
-    if fps is None:
-        return None
-    steps = check.get("steps")
-    size = f"{check.get('width')}x{check.get('height')}" if check.get("width") and check.get("height") else None
-    what = ", ".join(part for part in (size, f"{steps} step{'s' if steps != 1 else ''}" if steps else None) if part)
-    gpu = f" on {check['gpu']}" if check.get("gpu") else ""
-    return f"{what + ': ' if what else ''}{float(fps):.1f} fps{gpu}"
-
-
 class DeleteRefused(ValueError):
-    pass
+    def __init__(self, message: Message) -> None:
+        super().__init__(message.code)
+        self.message = message
 
 
 def delete_model(engines_root: Path, slug: str) -> Path:
-    """Delete one prepared model's folder; refuses anything that is not a direct child of the engines folder."""
+    """Delete one prepared model's folder: only a real folder directly inside the engines folder (no link), only one
+    that holds a prepared model, and never while a build, a check or a save of it is running."""
     root = engines_root.resolve()
-    target = (root / slug).resolve()
-    if not slug or target.parent != root or target == root:
-        raise DeleteRefused(f"{slug!r} is not a model folder inside {root}; nothing was deleted.")
+    candidate = root / slug
+    if not slug or "/" in slug or "\\" in slug or slug in (".", "..") or candidate.is_symlink():
+        raise DeleteRefused(msg("delete_not_inside", slug=slug, root=root))
+    target = candidate.resolve()
+    if target.parent != root:
+        raise DeleteRefused(msg("delete_not_inside", slug=slug, root=root))
     if not target.is_dir():
-        raise DeleteRefused(f"{target} does not exist.")
-    if read_model(target) is None:
-        raise DeleteRefused(f"{target} holds no prepared model (no build.json or config.yaml); nothing was deleted.")
-    shutil.rmtree(target)
+        raise DeleteRefused(msg("delete_missing", path=target))
+    if not (target / MANIFEST_NAME).exists() and not (target / "config.yaml").exists():
+        raise DeleteRefused(msg("delete_not_model", path=target))
+    lock = model_lock(target)
+    with lock.held(f"delete of {target}") as got:
+        if not got:
+            raise DeleteRefused(msg("delete_busy", path=target, what=lock.holder().get("what") or "?"))
+        shutil.rmtree(target)
     return target

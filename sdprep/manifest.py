@@ -1,196 +1,202 @@
-"""What each engine under a model's folder was built from, and which builds (variants) are ready.
+"""build.json, typed: what each engine under a model's folder was built from, and each build (variant) of the model.
 
-StreamDiffusion reuses any engine file whose folder name matches, and several baked values are not in those
-names (FACTS §1.5: the UNet batch in the newest fork, IP-Adapter weights, the ControlNet batch). So the app
-keeps its own record, `build.json`, beside config.yaml: for every engine file the key of the values it depends
-on and the machine it was built on; for every successful build its fingerprint, files, versions and timings.
+One reader and one writer. The reader checks every field's type, so a corrupt or foreign build.json is reported as
+unreadable (with the reason) instead of failing somewhere later, and a build sets it aside before writing a new one.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
+import os
 import time
-from dataclasses import dataclass
+import types
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sdprep.config import RUNTIME_CONFIG_KEYS, RUNTIME_ITEM_KEYS
-from sdprep.paths import atomic_write_text
+from sdprep.engine_files import EngineFile
+from sdprep.paths import UnreadableFile, atomic_write_text, read_limited
 
 MANIFEST_NAME = "build.json"
 CONFIGS_DIR = "configs"
 LOGS_DIR = "logs"
-ASIDE_DIR = ".aside"
-ENGINE_KINDS = ("unet", "vae_encoder", "vae_decoder", "cnet", "safety_checker")
-KIND_LABELS = {
-    "unet": "UNet",
-    "vae_encoder": "VAE encoder",
-    "vae_decoder": "VAE decoder",
-    "cnet": "ControlNet",
-    "safety_checker": "safety checker",
-}
-# Keys that never change an engine: leaving them out of the fingerprint lets a runtime edit of config.yaml
-# (a new prompt) or a moved engines folder still count as the same build.
-IGNORED_KEYS = frozenset(
-    {
-        *RUNTIME_CONFIG_KEYS,
-        "build_engines_if_missing",
-        "compile_engines_only",
-        "engine_dir",
-        "prompt_blending",
-        "seed_blending",
-    }
-)
+FORMAT = 2
+MANIFEST_LIMIT = 16 * 1024 * 1024
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
-
-
-def baked_part(config: dict[str, Any]) -> dict[str, Any]:
-    baked = {key: value for key, value in config.items() if key not in IGNORED_KEYS}
-    for list_key in ("controlnets", "ipadapter_config"):
-        if list_key in baked:
-            baked[list_key] = [
-                {k: v for k, v in item.items() if k not in RUNTIME_ITEM_KEYS} for item in baked[list_key]
-            ]
-    return baked
-
-
-def fingerprint(config: dict[str, Any]) -> str:
-    """Equal for two configs that need the same engines."""
-    return _digest(baked_part(config))
-
-
-def unet_batch_of(config: dict[str, Any]) -> int:
-    return int(config.get("max_batch_size") or 0)
-
-
-@dataclass(frozen=True)
-class EngineSlot:
-    """One engine a config needs: its kind, and for ControlNets which model."""
+@dataclass
+class EngineRecord:
+    """One engine file as it was written: its stamp, and the keys of what it was built from and where."""
 
     kind: str
-    controlnet: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"ControlNet {self.controlnet}" if self.controlnet else KIND_LABELS[self.kind]
-
-    @property
-    def id(self) -> str:
-        return f"cnet:{self.controlnet}" if self.controlnet else self.kind
-
-
-def controlnet_folder_prefix(model_id: str) -> str:
-    # StreamDiffusion names a ControlNet engine folder controlnet_<model_id with / as _> (FACTS §1.4, §12).
-    return "controlnet_" + model_id.replace("/", "_").replace("\\", "_")
-
-
-def expected_slots(config: dict[str, Any], safety_engine: bool) -> list[EngineSlot]:
-    slots = [EngineSlot("unet"), EngineSlot("vae_encoder"), EngineSlot("vae_decoder")]
-    seen: set[str] = set()
-    for item in config.get("controlnets") or []:
-        model_id = str(item.get("model_id", ""))
-        if model_id and model_id not in seen:
-            seen.add(model_id)
-            slots.append(EngineSlot("cnet", model_id))
-    if config.get("use_safety_checker") and safety_engine:
-        slots.append(EngineSlot("safety_checker"))
-    return slots
-
-
-def slot_key(slot: EngineSlot, config: dict[str, Any]) -> str:
-    """The values an engine of this slot is built from; equal keys mean the file may be reused."""
-    baked = baked_part(config)
-    if slot.kind == "unet":
-        unet = {k: v for k, v in baked.items() if k not in ("use_safety_checker", "controlnets")}
-        return _digest({"kind": "unet", **unet})
-    if slot.kind in ("vae_encoder", "vae_decoder"):
-        names = ("model_id", "use_tiny_vae", "frame_buffer_size", "width", "height", "mode", "use_ipadapter")
-        adapter = (baked.get("ipadapter_config") or [{}])[0] if baked.get("use_ipadapter") else {}
-        return _digest(
-            {
-                "kind": "vae",
-                **{k: baked.get(k) for k in names},
-                "tokens": adapter.get("num_image_tokens"),
-                "faceid": adapter.get("type") == "faceid",
-            }
-        )
-    if slot.kind == "cnet":
-        item = next(i for i in baked.get("controlnets") or [] if i.get("model_id") == slot.controlnet)
-        return _digest(
-            {
-                "kind": "cnet",
-                "model_id": slot.controlnet,
-                "channels": item.get("conditioning_channels"),
-                "batch": unet_batch_of(config),
-                "size": [baked.get("width"), baked.get("height")],
-                "family": baked.get("pipeline_type"),
-            }
-        )
-    return _digest({"kind": slot.kind, "fbs": baked.get("frame_buffer_size"), "mode": baked.get("mode")})
-
-
-@dataclass(frozen=True)
-class EngineFile:
-    path: Path  # absolute
-    relative: str  # relative to the model's engine folder, POSIX style
-    kind: str
-    controlnet_folder: str | None
     size: int
     mtime_ns: int
-
-    def matches(self, slot: EngineSlot) -> bool:
-        if slot.kind != self.kind:
-            return False
-        if slot.kind != "cnet":
-            return True
-        prefix = controlnet_folder_prefix(slot.controlnet or "")
-        return bool(self.controlnet_folder) and (
-            self.controlnet_folder == prefix or self.controlnet_folder.startswith(prefix + "--")
-        )
+    key: str  # engine_files.slot_key: the baked values that reach it
+    engine_key: str  # GPU, compute capability, TensorRT, fork
+    built_at: str
+    fingerprint: str
 
 
-def scan_engines(engine_dir: Path) -> list[EngineFile]:
-    """Every engine file under a model's folder, except what this app keeps aside."""
-    found: list[EngineFile] = []
-    if not engine_dir.is_dir():
-        return found
-    for path in sorted(engine_dir.rglob("*.engine")):
-        relative = path.relative_to(engine_dir)
-        if relative.parts[0] == ASIDE_DIR or path.stem not in ENGINE_KINDS:
-            continue
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        folder = path.parent.name.split("--")[0] if path.stem == "cnet" else None
-        found.append(EngineFile(path, relative.as_posix(), path.stem, folder, stat.st_size, stat.st_mtime_ns))
-    return found
+@dataclass
+class CheckRecord:
+    """The last load-and-run check of a build."""
+
+    outcome: str
+    checked_at: str
+    gpu: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    warmup: int = 0
+    frames: int = 0
+    fps: float | None = None
+    mean_ms: float | None = None
+    p95_ms: float | None = None
+    load_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    device_used_bytes: int | None = None
+    image: str | None = None
+    log: str | None = None
+    reason: dict[str, Any] | None = None  # messages.to_json of the reason a check did not pass
+    rebuilt: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
 
-def read_manifest(engine_dir: Path) -> dict[str, Any]:
+@dataclass
+class VariantRecord:
+    """One successful build of one set of baked parameters."""
+
+    fingerprint: str
+    engine_key: str
+    config: str  # configs/<variant>.yaml, relative to the model folder
+    built_at: str
+    engines: list[str]
+    environment: dict[str, Any] = field(default_factory=dict)  # jobs.environment.Environment.summary()
+    params: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)
+    duration: float = 0.0
+    log: str | None = None
+    outcome: str = "built"
+    stale: bool = False  # a later build replaced one of its engines
+    profile: str | None = None
+    estimate: dict[str, Any] | None = None  # what estimate.py promised before the build
+    actual: dict[str, Any] | None = None  # what the build took: seconds, bytes per engine
+    check: CheckRecord | None = None
+
+
+@dataclass
+class Manifest:
+    model: str | None = None
+    config: str | None = None  # the file name of the current config ("config.yaml")
+    latest_variant: str | None = None
+    variants: dict[str, VariantRecord] = field(default_factory=dict)
+    engines: dict[str, EngineRecord] = field(default_factory=dict)  # relative engine path -> its record
+    format: int = FORMAT
+
+
+class ManifestUnreadable(ValueError):
+    """build.json exists but is not one this app can use; `reason` says why (for people, any language-neutral)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+T = TypeVar("T")
+
+
+def _convert(kind: Any, value: Any, where: str) -> Any:
+    """`value` as `kind` (a field's type hint), or ValueError naming where it is wrong."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        return _convert(next(option for option in options if option is not type(None)), value, where)
+    if origin is dict:
+        _, value_kind = typing.get_args(kind)
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} is not a mapping")
+        return {str(key): _convert(value_kind, item, f"{where}.{key}") for key, item in value.items()}
+    if origin is list:
+        (item_kind,) = typing.get_args(kind)
+        if not isinstance(value, list):
+            raise ValueError(f"{where} is not a list")
+        return [_convert(item_kind, item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if dataclasses.is_dataclass(kind):
+        return _from_dict(kind, value, where)  # type: ignore[arg-type]  # a dataclass type, checked just above
+    if kind is Any:
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (kind in (int, float) and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ValueError(f"{where} is {type(value).__name__}, not {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _from_dict(cls: type[T], data: Any, where: str) -> T:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} is not a mapping")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]  # cls is a dataclass
+        if item.name in data:
+            values[item.name] = _convert(hints[item.name], data[item.name], f"{where}.{item.name}")
+        elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+            raise ValueError(f"{where}.{item.name} is missing")
+    return cls(**values)
+
+
+def read_manifest(engine_dir: Path) -> Manifest:
+    """The model folder's build.json; an empty Manifest when there is none; ManifestUnreadable when it is broken."""
+    path = engine_dir / MANIFEST_NAME
     try:
-        loaded = json.loads((engine_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
+        raw = read_limited(path, MANIFEST_LIMIT)
+    except FileNotFoundError:
+        return Manifest()
+    except (UnreadableFile, OSError) as problem:
+        raise ManifestUnreadable(path, str(problem)) from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        if isinstance(data, dict) and data.get("format", 1) > FORMAT:
+            raise ValueError(f"format {data.get('format')} is newer than this app ({FORMAT})")
+        if isinstance(data, dict):
+            data = {key: value for key, value in data.items() if key in {f.name for f in dataclasses.fields(Manifest)}}
+            data["format"] = FORMAT
+        return _from_dict(Manifest, data, "build.json")
+    except (ValueError, UnicodeDecodeError, RecursionError) as problem:
+        raise ManifestUnreadable(path, str(problem)) from None
 
 
-def write_manifest(engine_dir: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_text(engine_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+def read_manifest_or_empty(engine_dir: Path) -> Manifest:
+    """For readers that only look up a record: an unreadable build.json counts as none (nothing is trusted)."""
+    try:
+        return read_manifest(engine_dir)
+    except ManifestUnreadable:
+        return Manifest()
 
 
-def file_record(engine: EngineFile) -> dict[str, Any]:
-    return {"kind": engine.kind, "size": engine.size, "mtime_ns": engine.mtime_ns}
+def write_manifest(engine_dir: Path, manifest: Manifest) -> None:
+    atomic_write_text(engine_dir / MANIFEST_NAME, json.dumps(asdict(manifest), indent=2) + "\n")
 
 
-def trusted_record(manifest: dict[str, Any], engine: EngineFile) -> dict[str, Any] | None:
+def set_aside_unreadable(engine_dir: Path) -> Path | None:
+    """Move a broken build.json out of the way (kept, renamed) so a new one can be written; its new path."""
+    path = engine_dir / MANIFEST_NAME
+    if not path.exists():
+        return None
+    target = path.with_name(f"{MANIFEST_NAME}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, target)
+    return target
+
+
+def trusted_record(manifest: Manifest, engine: EngineFile) -> EngineRecord | None:
     """The manifest's record of this file, if the file is still exactly what was recorded."""
-    record = (manifest.get("engines") or {}).get(engine.relative)
-    if not record or record.get("size") != engine.size or record.get("mtime_ns") != engine.mtime_ns:
+    record = manifest.engines.get(engine.relative)
+    if record is None or (record.size, record.mtime_ns) != (engine.size, engine.mtime_ns):
         return None
     return record
 

@@ -1,17 +1,30 @@
-"""Path helpers shared by the model, the config writer and the build: what is local, absolute, atomic."""
+"""Path helpers shared by the model, the config writer and the build: what is local, absolute, safe to read, atomic."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import stat
 import tempfile
+import threading
 from pathlib import Path
 
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _WEIGHT_SUFFIXES = (*MODEL_FILE_SUFFIXES, ".bin", ".pt", ".pth")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+# Longer than any real path or Hugging Face id; past it the OS would answer "File name too long".
+MAX_PATH_TEXT = 1024
+MAX_NAME = 255
+
+
+def _exists(path: Path) -> bool:
+    """Path.exists() that answers False instead of raising for a name the OS cannot even look up."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def looks_like_local_path(text: str, hub_subpaths: bool = False) -> bool:
@@ -23,7 +36,7 @@ def looks_like_local_path(text: str, hub_subpaths: bool = False) -> bool:
     text = text.strip()
     if not text:
         return False
-    if Path(text).expanduser().exists():
+    if _exists(Path(text).expanduser()):
         return True
     if text.startswith((".", "/", "~", "\\")) or bool(_WINDOWS_DRIVE.match(text)) or "\\" in text:
         return True
@@ -41,14 +54,89 @@ def absolute_path(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path)) if path else path
 
 
-def absolute_model(model: str) -> str:
-    return absolute_path(model) if looks_like_local_path(model) else model
+def absolute_model(model: str, hub_subpaths: bool = False) -> str:
+    """A model (or LoRA / ControlNet / IP-Adapter) reference: local paths made absolute, hub ids as they are."""
+    return absolute_path(model) if looks_like_local_path(model, hub_subpaths) and len(model) <= MAX_PATH_TEXT else model
+
+
+def too_long(text: str) -> bool:
+    """A path or id the OS would refuse to look up: over MAX_PATH_TEXT, or a component over 255 characters."""
+    return len(text) > MAX_PATH_TEXT or any(len(part) > MAX_NAME for part in re.split(r"[\\/]", text))
+
+
+def special_file(path: Path) -> bool:
+    """True for something that exists but is neither a regular file nor a folder: a FIFO, a device, a socket.
+
+    Reading one can block forever (a FIFO, /dev/stdin) or never end (/dev/zero).
+    """
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+class UnreadableFile(OSError):
+    """A file that may not be read: not a regular file, or larger than the caller's limit."""
+
+
+def read_limited(path: Path, limit: int, timeout: float = 5.0) -> bytes:
+    """A regular file's bytes, at most `limit` of them, within `timeout` seconds; UnreadableFile otherwise.
+
+    The file is opened without blocking and checked after opening (so a FIFO swapped in after a check cannot hang
+    the caller), and read in a helper thread, so a stuck network file system costs a thread, not the server.
+    """
+    box: list[bytes | BaseException] = []
+
+    def read() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise UnreadableFile(f"{path} is not a regular file")
+                chunks: list[bytes] = []
+                size = 0
+                while size <= limit:
+                    chunk = os.read(fd, min(65536, limit + 1 - size))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                if size > limit:
+                    raise UnreadableFile(f"{path} is larger than {limit} bytes")
+                box.append(b"".join(chunks))
+            finally:
+                os.close(fd)
+        except BaseException as error:  # handed to the caller's thread
+            box.append(error)
+
+    reader = threading.Thread(target=read, name="sdprep-read-limited", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not box:
+        raise UnreadableFile(f"reading {path} did not finish within {timeout:.0f} s")
+    outcome = box[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _current_umask() -> int:
+    """The process umask, read once at import (os.umask can only be read by setting it, which races threads)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a whole file or nothing: temp file in the same folder, flush, fsync, os.replace.
 
-    A crash or a full disk leaves the earlier file untouched; readers never see half a file.
+    A crash or a full disk leaves the earlier file untouched; readers never see half a file. The file gets the
+    permissions any new file of this user gets (0644 under umask 022), so an inference script of another user can
+    read it; the temp file itself is private until then.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -57,6 +145,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temp_name, 0o666 & ~_UMASK)
         os.replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -66,6 +155,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def nearest_existing_parent(path: Path) -> Path:
     current = path
-    while not current.exists() and current.parent != current:
+    while not _exists(current) and current.parent != current:
         current = current.parent
     return current
+
+
+def inside(root: Path, candidate: Path) -> bool:
+    """Whether `candidate` resolves (symlinks followed) to `root` or somewhere below it."""
+    try:
+        resolved_root = root.resolve()
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return resolved == resolved_root or resolved_root in resolved.parents

@@ -1,261 +1,243 @@
 """Every rule a build would otherwise discover after minutes on the GPU, checked in milliseconds.
 
-`validate()` returns all problems at once, each tied to the field it is about, so the form can show them
-beside their controls and the CLI can print them together. Errors refuse the build; warnings do not.
+`validate()` returns all problems at once, each tied to the field it is about and worded later from its code, so
+the form can show them beside their controls and the CLI can print them together. Errors refuse the build;
+warnings do not. Types, choices and ranges come from the declarations in params.py; the rules below are the ones
+that need knowledge of StreamDiffusion.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 from sdprep import derive
-from sdprep.family import detect_family
+from sdprep.family import (
+    DEFAULT_IPADAPTERS,
+    FAMILY_LABELS,
+    controlnet_family,
+    controlnet_for,
+    detect_family,
+    ipadapter_family,
+    known_model_family,
+)
+from sdprep.messages import Problem, error, has_errors, msg, warning
 from sdprep.params import (
-    CACHE_MAXFRAMES_RANGE,
-    CFG_TYPE_CHOICES,
-    CONSISTENCY_LORA_CHOICES,
-    FAMILY_CHOICES,
-    FRAME_BUFFER_RANGE,
-    IPADAPTER_TOKEN_CHOICES,
-    IPADAPTER_TYPE_CHOICES,
     MAX_CONTROLNETS,
     PREPROCESSORS,
-    SCHEDULER_CHOICES,
-    SIZE_RANGE,
     SIZE_STEP,
-    STEPS_RANGE,
+    SPECS,
+    TYPES,
     BakedParams,
+    choices_of,
 )
-from sdprep.paths import looks_like_local_path, nearest_existing_parent
+from sdprep.paths import looks_like_local_path, nearest_existing_parent, special_file, too_long
 
-Severity = Literal["error", "warning"]
+__all__ = ["CONFIG_ROUTE_MAX_BATCH", "Problem", "check_unet_batch", "has_errors", "validate"]
 
 # The newest fork's config loader cannot set min/max batch: its UNet engine is always built for batch 1..4
 # (FACTS §0.1). A fork whose loader passes them through lifts this; the build runner tells validate() so.
 CONFIG_ROUTE_MAX_BATCH = 4
-# A dynamic-shape VAE engine is built for 384..1024 px (FACTS §2), below that its build fails.
-VAE_MIN_SIZE = 384
 # The VAE folder name is ~120 characters and is not hashed (FACTS §11): warn before Windows' 260 limit bites.
 WINDOWS_ENGINE_DIR_BUDGET = 110
 
 
-@dataclass(frozen=True)
-class Problem:
-    field: str  # a BakedParams field name, or "controlnets[i].<slot field>"
-    severity: Severity
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.field}: {self.message}"
-
-
-def has_errors(problems: list[Problem]) -> bool:
-    return any(problem.severity == "error" for problem in problems)
-
-
 def validate(params: BakedParams, max_unet_batch: int = CONFIG_ROUTE_MAX_BATCH) -> list[Problem]:
-    problems: list[Problem] = []
-    for rule in (
-        _model,
-        _choices,
+    problems = _types_and_ranges(params)
+    # Rules that combine fields need every field to be of its type; these read one text field each.
+    independent: tuple[Callable[[BakedParams], list[Problem]], ...] = (_model, _loras, _engines_dir)
+    combined: tuple[Callable[[BakedParams], list[Problem]], ...] = (
         _sampling,
         _size,
-        _cached_attention,
-        _loras,
         _controlnets,
         _ipadapter,
-        _engines_dir,
-    ):
+        _profile,
+    )
+    rules = independent if problems else independent + combined
+    for rule in rules:
         problems.extend(rule(params))
-    problems.extend(check_unet_batch(params, max_unet_batch))
+    if not has_errors(problems):
+        problems.extend(check_unet_batch(params, max_unet_batch))
     return problems
-
-
-def _error(field: str, message: str) -> Problem:
-    return Problem(field, "error", message)
-
-
-def _warning(field: str, message: str) -> Problem:
-    return Problem(field, "warning", message)
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _in_range(field: str, label: str, value: object, bounds: tuple[int, int]) -> list[Problem]:
-    low, high = bounds
-    if not _is_int(value) or not low <= value <= high:  # type: ignore[operator]
-        return [_error(field, f"{label} must be a whole number from {low} to {high}, not {value!r}.")]
-    return []
+def _types_and_ranges(params: BakedParams) -> list[Problem]:
+    """What the declarations say: a choice among the Literal's values, a whole number in its bounds, a bool."""
+    problems: list[Problem] = []
+    for name, spec in SPECS.items():
+        value = getattr(params, name)
+        choices = choices_of(name)
+        if choices is not None:
+            if value not in choices or isinstance(value, bool):
+                problems.append(error(name, "not_a_choice", value=repr(value), choices=list(choices)))
+        elif TYPES[name] is bool or TYPES[name] == "bool":
+            if not isinstance(value, bool):
+                problems.append(error(name, "not_a_switch", value=repr(value)))
+        elif spec.bounds is not None:
+            low, high = spec.bounds
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(error(name, "not_finite", value=repr(value)))
+            elif not _is_int(value) or not low <= value <= high:
+                problems.append(error(name, "out_of_range", value=repr(value), low=low, high=high))
+    return problems
 
 
 def _model(params: BakedParams) -> list[Problem]:
     model = params.model.strip()
     if not model:
-        return [_error("model", "Choose a model: a Hugging Face id like stabilityai/sd-turbo, or a local path.")]
+        return [error("model", "model_empty")]
+    if too_long(model):
+        return [error("model", "path_too_long", length=len(model))]
     problems: list[Problem] = []
     if looks_like_local_path(model):
         path = Path(model).expanduser()
         if not path.exists():
-            return [_error("model", f"The local model {model} does not exist. Check the path, or use an HF id.")]
+            return [error("model", "model_missing", path=model)]
+        if special_file(path):
+            return [error("model", "special_file", path=model)]
         if path.is_file() and path.suffix.lower() not in (".safetensors", ".ckpt"):
-            problems.append(_error("model", "A single-file model must be a .safetensors or .ckpt file."))
+            problems.append(error("model", "model_bad_suffix", path=model))
         if path.is_dir() and not (path / "model_index.json").exists() and not (path / "unet").is_dir():
-            problems.append(_error("model", f"{model} is not a diffusers folder: it has no model_index.json."))
+            problems.append(error("model", "model_not_diffusers", path=model))
     guess = detect_family(model)
+    known = known_model_family(model)
     if params.model_family == "auto" and guess.source == "assumed":
+        problems.append(warning("model_family", "family_assumed"))
+    elif params.model_family != "auto" and known is not None and known != params.model_family:
         problems.append(
-            _warning(
+            warning(
                 "model_family",
-                "The model family could not be recognised and is assumed to be SD 1.5; "
-                "set the model family if it is SD 2.1 or SDXL.",
+                "family_contradicts",
+                model=model,
+                known=FAMILY_LABELS[known],
+                chosen=FAMILY_LABELS.get(params.model_family, params.model_family),
+            )
+        )
+    taken_by = derive.slug_taken_by(params)
+    if taken_by is not None:
+        problems.append(
+            warning(
+                "model",
+                "slug_collision",
+                other=taken_by,
+                folder=derive.model_slug(model),
+                used=derive.engine_dir(params).name,
             )
         )
     return problems
 
 
-def _choices(params: BakedParams) -> list[Problem]:
-    checks = (
-        ("model_family", params.model_family, FAMILY_CHOICES),
-        ("consistency_lora", params.consistency_lora, CONSISTENCY_LORA_CHOICES),
-        ("scheduler", params.scheduler, SCHEDULER_CHOICES),
-        ("cfg_type", params.cfg_type, CFG_TYPE_CHOICES),
-        ("ipadapter_type", params.ipadapter_type, IPADAPTER_TYPE_CHOICES),
-    )
-    return [
-        _error(field, f"{value!r} is not one of {', '.join(choices)}.")
-        for field, value, choices in checks
-        if value not in choices
-    ]
-
-
 def _sampling(params: BakedParams) -> list[Problem]:
-    problems = _in_range("denoise_steps", "Denoising steps", params.denoise_steps, STEPS_RANGE)
-    problems += _in_range("frame_buffer_size", "Frame buffer size", params.frame_buffer_size, FRAME_BUFFER_RANGE)
-    if problems or params.consistency_lora not in CONSISTENCY_LORA_CHOICES:
-        return problems
-    family = derive.family(params) if params.model_family in FAMILY_CHOICES else "sd1.5"
-    label = derive.FAMILY_LABELS[family]
+    problems: list[Problem] = []
+    family = derive.family(params)
+    is_turbo = "turbo" in params.model.lower()
     if params.consistency_lora != "none" and derive.consistency_lora_id(params) is None:
         problems.append(
-            _error(
+            error(
                 "consistency_lora",
-                f"There is no {params.consistency_lora.upper()} LoRA for {label} models. "
-                "Choose TCD, or none with a distilled (turbo) model.",
+                "no_consistency_lora",
+                kind=params.consistency_lora.upper(),
+                family=FAMILY_LABELS[family],
             )
         )
-    if params.consistency_lora != "none" and "turbo" in params.model.lower():
-        problems.append(
-            _warning(
-                "consistency_lora",
-                "Turbo models are already distilled for few steps; a consistency LoRA usually makes them worse.",
-            )
-        )
-    if params.consistency_lora == "none" and "turbo" not in params.model.lower() and params.denoise_steps <= 4:
-        problems.append(
-            _warning(
-                "consistency_lora",
-                f"{params.denoise_steps} step(s) without a consistency LoRA give noisy images "
-                "unless the model is distilled (turbo, LCM or TCD merged).",
-            )
-        )
+    if params.consistency_lora != "none" and is_turbo:
+        problems.append(warning("consistency_lora", "turbo_with_lora"))
+    if params.consistency_lora == "none" and not is_turbo and params.denoise_steps <= 4:
+        problems.append(warning("consistency_lora", "few_steps_without_lora", steps=params.denoise_steps))
     return problems
 
 
 def _size(params: BakedParams) -> list[Problem]:
     problems: list[Problem] = []
-    low, high = SIZE_RANGE
-    for field, value in (("width", params.width), ("height", params.height)):
-        if not _is_int(value) or not low <= value <= high:
-            problems.append(_error(field, f"{field.capitalize()} must be from {low} to {high} pixels, not {value!r}."))
-        elif value % SIZE_STEP:
+    for name in ("width", "height"):
+        value = getattr(params, name)
+        if value % SIZE_STEP:
             lower = value - value % SIZE_STEP
-            problems.append(
-                _error(field, f"{field.capitalize()} must be a multiple of 8 (try {lower} or {lower + SIZE_STEP}).")
-            )
-        elif value < VAE_MIN_SIZE:
-            problems.append(
-                _error(
-                    field,
-                    f"{field.capitalize()} {value} is below {VAE_MIN_SIZE}: StreamDiffusion builds its VAE engines "
-                    f"for {VAE_MIN_SIZE}-{high} pixels, so the build would fail.",
-                )
-            )
+            problems.append(error(name, "not_multiple_of_8", lower=lower, upper=lower + SIZE_STEP))
     return problems
 
 
-def _cached_attention(params: BakedParams) -> list[Problem]:
-    if not params.use_cached_attn:
-        return []
-    return _in_range("cache_maxframes", "Cache max frames", params.cache_maxframes, CACHE_MAXFRAMES_RANGE)
+def _reference_problems(name: str, value: str, empty_code: str, **context: object) -> list[Problem]:
+    """A LoRA / ControlNet / IP-Adapter reference: a Hugging Face id (owner/name[/file]) or an existing file/folder."""
+    text = value.strip()
+    if not text:
+        return [error(name, empty_code, **context)]
+    if too_long(text):
+        return [error(name, "path_too_long", length=len(text))]
+    if looks_like_local_path(text, hub_subpaths=True):
+        path = Path(text).expanduser()
+        if not path.exists():
+            if "/" not in text and "\\" not in text and not text.startswith((".", "~")):
+                return [error(name, "not_file_nor_id", value=text)]
+            return [error(name, "reference_missing", path=text)]
+        if special_file(path):
+            return [error(name, "special_file", path=text)]
+    return []
 
 
 def _loras(params: BakedParams) -> list[Problem]:
     try:
         loras = derive.parse_lora_json(params.lora_json)
-    except ValueError as error:
-        return [_error("lora_json", f"The LoRA list {error}.")]
+    except derive.InvalidLoras as invalid:
+        return [error("lora_json", invalid.message.code, **invalid.message.params)]
     problems: list[Problem] = []
     for lora_id, scale in loras.items():
         if lora_id in derive.ALL_CONSISTENCY_LORA_IDS:
-            problems.append(
-                _error("lora_json", f"{lora_id} is a consistency LoRA: choose it under Consistency LoRA instead.")
-            )
-        elif looks_like_local_path(lora_id, hub_subpaths=True) and not Path(lora_id).expanduser().exists():
-            problems.append(_error("lora_json", f"The LoRA file {lora_id} does not exist."))
+            problems.append(error("lora_json", "lora_is_consistency", lora=lora_id))
+            continue
+        problems += _reference_problems("lora_json", lora_id, "lora_empty_id")
         if scale == 0:
-            problems.append(_warning("lora_json", f"{lora_id} has scale 0: StreamDiffusion skips it."))
+            problems.append(warning("lora_json", "lora_scale_zero", lora=lora_id))
     return problems
 
 
 def _controlnets(params: BakedParams) -> list[Problem]:
     if not params.use_controlnet:
         return []
-    problems: list[Problem] = []
     if not params.controlnets:
-        problems.append(
-            _warning(
-                "use_controlnet",
-                "No ControlNet is chosen: the UNet is built to accept ControlNets, but no ControlNet engine is built; "
-                "ControlNets added later run in PyTorch (slower).",
-            )
-        )
+        return [warning("use_controlnet", "controlnet_none_chosen")]
     if len(params.controlnets) > MAX_CONTROLNETS:
-        problems.append(_error("controlnets", f"At most {MAX_CONTROLNETS} ControlNets can be baked."))
+        # One problem for one mistake: the slots themselves are not judged until there are few enough.
+        return [error("controlnets", "too_many_controlnets", count=len(params.controlnets), max=MAX_CONTROLNETS)]
+    family = derive.family(params)
+    problems: list[Problem] = []
     seen: set[str] = set()
     for index, slot in enumerate(params.controlnets):
         prefix = f"controlnets[{index}]"
         model_id = slot.model_id.strip()
-        if not model_id:
-            problems.append(_error(f"{prefix}.model_id", f"ControlNet {index + 1} needs a model id or path."))
-        elif looks_like_local_path(model_id, hub_subpaths=True) and not Path(model_id).expanduser().exists():
-            problems.append(_error(f"{prefix}.model_id", f"The ControlNet {model_id} does not exist on disk."))
-        elif model_id in seen:
-            problems.append(_warning(f"{prefix}.model_id", f"{model_id} is used twice; both slots share one engine."))
+        found = _reference_problems(f"{prefix}.model_id", model_id, "controlnet_empty", slot=index + 1)
+        problems += found
+        made_for = controlnet_family(model_id)
+        if not found and made_for is not None and made_for != family:
+            problems.append(
+                error(
+                    f"{prefix}.model_id",
+                    "controlnet_wrong_family",
+                    model_id=model_id,
+                    made_for=FAMILY_LABELS[made_for],
+                    family=FAMILY_LABELS[family],
+                    offered=controlnet_for(model_id, family, index),
+                )
+            )
+        elif not found and model_id in seen:
+            problems.append(warning(f"{prefix}.model_id", "controlnet_duplicate", model_id=model_id))
         seen.add(model_id)
         channels = slot.conditioning_channels
         if channels is not None and (not _is_int(channels) or channels <= 0):
             problems.append(
-                _error(
-                    f"{prefix}.conditioning_channels",
-                    f"Conditioning channels of ControlNet {index + 1} must be a positive whole number "
-                    f"(usually 3), not {channels!r}.",
-                )
+                error(f"{prefix}.conditioning_channels", "bad_channels", slot=index + 1, value=repr(channels))
             )
         if not slot.preprocessor.strip():
-            problems.append(_error(f"{prefix}.preprocessor", f"ControlNet {index + 1} needs a preprocessor."))
+            problems.append(error(f"{prefix}.preprocessor", "preprocessor_empty", slot=index + 1))
         elif slot.preprocessor not in PREPROCESSORS:
-            problems.append(
-                _warning(
-                    f"{prefix}.preprocessor",
-                    f"{slot.preprocessor!r} is not a standard StreamDiffusion preprocessor; "
-                    "it works only if your install registers it.",
-                )
-            )
+            problems.append(warning(f"{prefix}.preprocessor", "preprocessor_unknown", name=slot.preprocessor))
     return problems
 
 
@@ -263,50 +245,81 @@ def _ipadapter(params: BakedParams) -> list[Problem]:
     if not params.use_ipadapter:
         return []
     problems: list[Problem] = []
-    for field, label, value in (
-        ("ipadapter_model_path", "IP-Adapter model path", params.ipadapter_model_path),
-        ("ipadapter_encoder_path", "IP-Adapter encoder path", params.ipadapter_encoder_path),
+    for name, code in (
+        ("ipadapter_model_path", "ipadapter_model_empty"),
+        ("ipadapter_encoder_path", "ipadapter_encoder_empty"),
     ):
-        if not value.strip():
-            problems.append(_error(field, f"{label} is required when IP-Adapter is on."))
-        elif looks_like_local_path(value, hub_subpaths=True) and not Path(value).expanduser().exists():
-            problems.append(_error(field, f"{label} {value} does not exist."))
-    if params.ipadapter_tokens not in IPADAPTER_TOKEN_CHOICES:
-        problems.append(_error("ipadapter_tokens", f"Tokens must be 4 or 16, not {params.ipadapter_tokens!r}."))
+        problems += _reference_problems(name, getattr(params, name), code)
     is_plus = params.ipadapter_type == "plus" or "plus" in params.ipadapter_model_path.lower()
     if params.ipadapter_tokens == 16 and not is_plus:
-        problems.append(
-            _warning(
-                "ipadapter_tokens",
-                "16 tokens are for IP-Adapter Plus models; this adapter looks like a regular one (4 tokens).",
-            )
-        )
+        problems.append(warning("ipadapter_tokens", "tokens_16_regular"))
     if params.ipadapter_tokens == 4 and params.ipadapter_type == "plus":
-        problems.append(_warning("ipadapter_tokens", "IP-Adapter Plus models use 16 tokens, not 4."))
-    if params.model_family in FAMILY_CHOICES and derive.family(params) == "sd2.1":
+        problems.append(warning("ipadapter_tokens", "tokens_4_plus"))
+    family = derive.family(params)
+    made_for = ipadapter_family(params.ipadapter_model_path)
+    if family == "sd2.1":
+        # The fork knows no IP-Adapter for SD 2.1 and turns a known one off (FACTS §7): it would not be baked.
+        if made_for is not None:
+            problems.append(error("use_ipadapter", "ipadapter_none_for_sd21", model_id=params.ipadapter_model_path))
+        else:
+            problems.append(warning("use_ipadapter", "ipadapter_custom_sd21"))
+    elif made_for is not None and made_for != family:
+        offered, encoder = DEFAULT_IPADAPTERS[family]
         problems.append(
-            _warning(
-                "use_ipadapter",
-                "There is no IP-Adapter for SD 2.1 models; StreamDiffusion turns it off for this model.",
+            error(
+                "ipadapter_model_path",
+                "ipadapter_wrong_family",
+                model_id=params.ipadapter_model_path,
+                made_for=FAMILY_LABELS[made_for],
+                family=FAMILY_LABELS[family],
+                offered=offered,
+                encoder=encoder,
             )
         )
     return problems
 
 
+def _profile(params: BakedParams) -> list[Problem]:
+    problems: list[Problem] = []
+    if params.opt_level == 5:
+        problems.append(warning("opt_level", "opt_level_5"))
+    if params.opt_level <= 1:
+        problems.append(warning("opt_level", "opt_level_low", level=params.opt_level))
+    return problems
+
+
 def check_unet_batch(params: BakedParams, max_unet_batch: int) -> list[Problem]:
-    if _in_range("", "", params.denoise_steps, STEPS_RANGE) or not _is_int(params.frame_buffer_size):
-        return []  # reported by _sampling
-    if params.cfg_type not in CFG_TYPE_CHOICES or params.scheduler not in SCHEDULER_CHOICES:
-        return []
+    """The UNet batch these parameters need must fit the engine StreamDiffusion builds from a config (FACTS §2)."""
     batch = derive.unet_batch(params)
     if batch <= max_unet_batch:
         return []
+    fixes = []
+    fitting_steps = [
+        steps
+        for steps in range(1, params.denoise_steps)
+        if derive.unet_batch(replace(params, denoise_steps=steps)) <= max_unet_batch
+    ]
+    if fitting_steps:
+        fixes.append(msg("fix_fewer_steps", steps=fitting_steps[-1]))
+    if params.frame_buffer_size > 1 and derive.unet_batch(replace(params, frame_buffer_size=1)) <= max_unet_batch:
+        fixes.append(msg("fix_smaller_buffer"))
+    if (
+        params.cfg_type in ("full", "initialize")
+        and derive.unet_batch(replace(params, cfg_type="self")) <= max_unet_batch
+    ):
+        fixes.append(msg("fix_cfg_self"))
+    if derive.scheduler(params) != "tcd" and params.frame_buffer_size <= max_unet_batch:
+        fixes.append(msg("fix_tcd"))
     return [
-        _error(
+        error(
             "denoise_steps",
-            f"{params.denoise_steps} step(s) with cfg_type {params.cfg_type} need a UNet batch of {batch}, but "
-            f"StreamDiffusion builds the UNet engine for batch 1..{max_unet_batch} from a config. Use fewer steps"
-            f"{'' if params.cfg_type in ('self', 'none') else ', cfg_type self or none'}, or the TCD scheduler.",
+            "unet_batch_too_large",
+            steps=params.denoise_steps,
+            cfg=params.cfg_type,
+            buffer=params.frame_buffer_size,
+            batch=batch,
+            max=max_unet_batch,
+            fixes=fixes,
         )
     ]
 
@@ -314,20 +327,18 @@ def check_unet_batch(params: BakedParams, max_unet_batch: int) -> list[Problem]:
 def _engines_dir(params: BakedParams) -> list[Problem]:
     folder = params.engines_dir.strip()
     if not folder:
-        return [_error("engines_dir", "Choose an engines folder.")]
+        return [error("engines_dir", "engines_dir_empty")]
+    if too_long(folder):
+        return [error("engines_dir", "path_too_long", length=len(folder))]
     path = Path(folder).expanduser()
+    if path.is_symlink() and not path.exists():
+        return [error("engines_dir", "engines_dir_dangling", path=folder, target=os.readlink(path))]
     if path.exists() and not path.is_dir():
-        return [_error("engines_dir", f"{folder} is a file, not a folder.")]
+        return [error("engines_dir", "engines_dir_is_file", path=folder)]
     existing = nearest_existing_parent(path)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        return [_error("engines_dir", f"The engines folder {folder} is not writable ({existing} is read-only).")]
+        return [error("engines_dir", "engines_dir_read_only", path=folder, existing=str(existing))]
     problems: list[Problem] = []
     if len(str(derive.engine_dir(params).resolve())) > WINDOWS_ENGINE_DIR_BUDGET:
-        problems.append(
-            _warning(
-                "engines_dir",
-                "This engines folder path is long: on Windows engine paths over 260 characters fail. "
-                "A shorter folder (e.g. C:\\engines) is safer.",
-            )
-        )
+        problems.append(warning("engines_dir", "engines_dir_long"))
     return problems

@@ -23,21 +23,15 @@ from typing import Any
 
 from protocol import emit, end_with_parent  # type: ignore[import-not-found]  # run by path: sys.path[0] is here
 
-ENGINE_LABELS = {
-    "unet": "UNet",
-    "vae_encoder": "VAE encoder",
-    "vae_decoder": "VAE decoder",
-    "cnet": "ControlNet",
-    "safety_checker": "safety checker",
-}
+# The engine files StreamDiffusion writes (FACTS §1.3); the parent words them, the child only names them.
+ENGINE_FILES = ("unet", "vae_encoder", "vae_decoder", "cnet", "safety_checker")
 # Log message fragments (lower case) that mark a stage; loading the model is announced by build() itself.
-# Only for showing progress: success is decided by
-# the exit code, the result event and the engine files on disk.
+# Only for showing progress: success is decided by the exit code, the result event and the engine files on disk.
 LOG_STAGES = (
-    ("loading lora", "fuse_loras", "Loading and fusing LoRAs"),
-    ("merging", "fuse_loras", "Loading and fusing LoRAs"),
-    ("fuse", "fuse_loras", "Loading and fusing LoRAs"),
-    ("ipadapter module", "ipadapter", "Installing the IP-Adapter"),
+    ("loading lora", "fuse_loras"),
+    ("merging", "fuse_loras"),
+    ("fuse", "fuse_loras"),
+    ("ipadapter module", "ipadapter"),
 )
 
 
@@ -53,10 +47,10 @@ class StageLogHandler(logging.Handler):
             text = record.getMessage().lower()
         except Exception:
             return
-        for fragment, stage, label in LOG_STAGES:
+        for fragment, stage in LOG_STAGES:
             if fragment in text and stage not in self.seen:
                 self.seen.add(stage)
-                emit("stage", stage=stage, message=label)
+                emit("stage", stage=stage)
 
 
 class EngineWatcher(threading.Thread):
@@ -95,23 +89,21 @@ class EngineWatcher(threading.Thread):
             path = Path(name)
             folder = str(path.parent)
             kind = path.name.split(".")[0]
-            if kind not in ENGINE_LABELS:
+            if kind not in ENGINE_FILES:
                 continue
-            label = ENGINE_LABELS[kind]
-            if kind == "cnet":
-                label = f"ControlNet {path.parent.name.split('--')[0].removeprefix('controlnet_')}"
-            stage = f"engine:{path.parent.relative_to(self.engine_dir).as_posix()}/{kind}"
+            # A ControlNet's stage names its folder (controlnet_<id>--...), so two ControlNets are two stages.
+            stage = f"engine:{kind}:{path.parent.name.split('--')[0]}" if kind == "cnet" else f"engine:{kind}"
             if path.suffix == ".engine":
                 if (folder, kind) not in self.finished:
                     self.finished.add((folder, kind))
-                    emit("log", message=f"{label} engine written: {path.name} ({path.stat().st_size} bytes)")
+                    emit("engine_written", stage=stage, file=path.name, bytes=path.stat().st_size)
             elif (folder, kind) not in self.started:
                 self.started.add((folder, kind))
-                emit("stage", stage=stage, message=f"Building the {label} engine")
+                emit("stage", stage=stage)
 
 
 def build(config: dict[str, Any]) -> dict[str, Any]:
-    emit("stage", stage="import", message="Importing StreamDiffusion")
+    emit("stage", stage="import")
     import streamdiffusion  # the child's own StreamDiffusion: the user's venv, or --streamdiffusion-src
     from streamdiffusion.config import create_wrapper_from_config
 
@@ -123,11 +115,11 @@ def build(config: dict[str, Any]) -> dict[str, Any]:
     build_config = {**config, "prompt": ""}
     build_config.pop("prompt_blending", None)
     build_config.pop("seed_blending", None)
-    emit("stage", stage="load_model", message="Loading the model")
+    emit("stage", stage="load_model")
     if compile_only:
         create_wrapper_from_config(build_config, compile_engines_only=True)
     else:
-        emit("log", message="This StreamDiffusion has no compile-only mode: building by constructing the wrapper.")
+        emit("log", code="no_compile_only")
         create_wrapper_from_config(build_config)
     return {"compile_only": compile_only, "streamdiffusion": getattr(streamdiffusion, "__file__", None)}
 
@@ -150,7 +142,7 @@ def main(argv: list[str]) -> int:
     finally:
         watcher.stop_event.set()
         watcher.join(timeout=2)
-    emit("stage", stage="done", message="StreamDiffusion finished")
+    emit("stage", stage="finished")
     emit("result", seconds=time.time() - started, **result)
     return 0
 

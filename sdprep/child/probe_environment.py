@@ -8,9 +8,11 @@ config loader actually passes on.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import platform
 import sys
+import traceback
 from typing import Any
 
 from protocol import emit  # type: ignore[import-not-found]  # run by path: this folder is sys.path[0]
@@ -52,11 +54,46 @@ def _tensorrt() -> dict[str, Any]:
     return {"location": getattr(tensorrt, "__file__", None), "version": getattr(tensorrt, "__version__", None)}
 
 
+def _installed(distribution: str) -> bool:
+    try:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import distribution as find
+
+        find(distribution)
+    except PackageNotFoundError:
+        return False
+    except Exception:
+        return False
+    return True
+
+
+def _failed_module(error: BaseException) -> str | None:
+    """The top-level package whose import failed: ModuleNotFoundError's name, else the innermost frame's package.
+
+    A broken dependency (transformers refusing its tokenizers, a missing controlnet_aux) must be named as such,
+    not reported as "StreamDiffusion is not installed".
+    """
+    name = getattr(error, "name", None)
+    if isinstance(error, ModuleNotFoundError) and name:
+        return str(name).split(".")[0]
+    frames = traceback.extract_tb(error.__traceback__)
+    for frame in reversed(frames):
+        parts = frame.filename.replace("\\", "/").split("/")
+        for marker in ("site-packages", "dist-packages"):
+            if marker in parts and parts.index(marker) + 1 < len(parts):
+                return parts[parts.index(marker) + 1].removesuffix(".py")
+    return None
+
+
 def _streamdiffusion() -> dict[str, Any]:
     try:
         package = importlib.import_module("streamdiffusion")
     except Exception as error:
-        return {"error": f"{type(error).__name__}: {error}"}
+        return {
+            "error": f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}",
+            "installed": _installed("streamdiffusion"),
+            "failed_module": _failed_module(error),
+        }
     info: dict[str, Any] = {"location": getattr(package, "__file__", None), "version": _version(package)}
     try:
         wrapper = (
@@ -131,6 +168,13 @@ def _features(names: set[str], config_module: Any) -> dict[str, Any]:
             config_module, {**base, "max_batch_size": 7}, lambda params: params.get("max_batch_size") == 7
         ),
         "config_ipadapter_tokens": _passes_through(config_module, raw_ipadapter, tokens_kept),
+        # The build profile keys (static shapes, optimisation level) and FP8: only forks whose loader hands them on.
+        "config_profile_keys": _passes_through(
+            config_module,
+            {**base, "static_shapes": True, "builder_optimization_level": 2},
+            lambda params: params.get("static_shapes") is True and params.get("builder_optimization_level") == 2,
+        ),
+        "config_fp8": _passes_through(config_module, {**base, "fp8": True}, lambda params: params.get("fp8") is True),
     }
 
 
@@ -142,6 +186,8 @@ def main() -> int:
             "torch": _torch(),
             "tensorrt": _tensorrt(),
             "streamdiffusion": _streamdiffusion(),
+            # The fork's FP8 path quantises with NVIDIA ModelOpt; a spec lookup does not import it (seconds, CUDA).
+            "modelopt": {"importable": importlib.util.find_spec("modelopt") is not None},
         },
     )
     return 0

@@ -1,503 +1,329 @@
-"""One build, start to proof: validate, probe, lock the GPU, guard against stale engines, run the child,
-stream its progress, prove the engines exist, and only then write config.yaml and the manifest.
+"""One build, start to proof: probe, lock the model and the GPU, guard against stale engines, run the child, stream
+its progress, prove the engines exist, and only then write config.yaml and build.json.
 
 Used by the CLI directly and by the UI through jobs/board.py. Nothing here imports StreamDiffusion.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sdprep import derive
-from sdprep import manifest as mf
 from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
+from sdprep.engine_files import EngineFile, by_relative, expected_slots, fingerprint, slot_key, variant_id
+from sdprep.jobs.aside import AsideGuard, describe, remove_stale_temp_files, restore_leftovers
 from sdprep.jobs.environment import WIDE_MAX_BATCH, Environment, ProbeError, probe
-from sdprep.jobs.lock import GpuLock
-from sdprep.jobs.process import ChildProcess, ChildSpec, describe_exit
-from sdprep.jobs.progress import BuildEvent, Progress
+from sdprep.jobs.job import Job, JobResult
+from sdprep.jobs.process import ChildSpec
+from sdprep.jobs.progress import JobEvent, engine_message
+from sdprep.locks import gpu_lock, model_lock
+from sdprep.manifest import (
+    CONFIGS_DIR,
+    LOGS_DIR,
+    MANIFEST_NAME,
+    EngineRecord,
+    Manifest,
+    ManifestUnreadable,
+    VariantRecord,
+    now_iso,
+    read_manifest,
+    set_aside_unreadable,
+    trusted_record,
+    write_manifest,
+)
+from sdprep.messages import Duration, Problem, Size, has_errors, msg
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
-from sdprep.validate import Problem, check_unet_batch, has_errors, validate
-
-Outcome = Literal["built", "up_to_date", "failed", "cancelled", "refused"]
-# A temp file of an atomic write older than this was left by a killed process (a live write takes milliseconds).
-STALE_TEMP_SECONDS = 600.0
+from sdprep.profiles import profile_of
+from sdprep.validate import check_unet_batch, validate
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     child: ChildSpec = field(default_factory=ChildSpec)
     force: bool = False
-    wait_for_gpu: bool = True
+    wait_for_gpu: bool = True  # also: wait for the model folder when another build of it runs
     refresh_probe: bool = False
-    # Load the engines and time frames after a proven build; run by build_and_check (jobs/check.py), not here.
+    # Load the engines and time frames after a proven build; run by jobs/pipeline.py, not here.
     check: bool = False
 
 
 @dataclass
-class BuildResult:
-    outcome: Outcome
-    reason: str  # one line for people
+class BuildResult(JobResult):
     config_path: Path | None = None
     manifest_path: Path | None = None
-    log_path: Path | None = None
     engines: list[dict[str, Any]] = field(default_factory=list)
-    stages: dict[str, float] = field(default_factory=dict)
-    log_tail: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    duration: float = 0.0
     variant: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.outcome in ("built", "up_to_date")
 
+class Build(Job[BuildResult]):
+    """The state of one build; `run()` does it, step by step, each step proving one thing."""
 
-class BuildCancelled(Exception):
-    pass
-
-
-class Build:
-    """The state of one build; `run()` does it. Split into steps so each reads as what it proves."""
+    result_type = BuildResult
 
     def __init__(
         self,
         params: BakedParams,
         runtime: RuntimeDefaults,
         options: BuildOptions,
-        on_event: Callable[[BuildEvent], None],
+        on_event: Callable[[JobEvent], None],
         cancel: threading.Event,
     ) -> None:
+        super().__init__(options.child, on_event, cancel)
         self.params = params
         self.options = options
-        self.on_event = on_event
-        self.cancel = cancel
-        self.progress = Progress(on_event)
-        self.event = self.progress.event
         self.config = make_config(params, runtime)  # valid params only: run_build() validates first
-        self.fingerprint = mf.fingerprint(self.config)
+        self.fingerprint = fingerprint(self.config)
         self.engine_dir = derive.engine_dir(params)
-        self.variant = f"{derive.variant_name(params)}-{self.fingerprint[:6]}"
-        self.aside: list[tuple[Path, Path]] = []  # (original, aside copy)
+        self.variant = variant_id(derive.variant_name(params), self.config)
+        self.guard = AsideGuard(self.engine_dir, time.strftime("%Y%m%d-%H%M%S"), self.say)
 
-    def result(self, outcome: Outcome, reason: str, **extra: Any) -> BuildResult:
-        self.progress.close_stage()
-        if outcome not in ("built", "up_to_date", "refused"):
-            self.progress.log(f"[{outcome}] {reason}")
-        return BuildResult(
-            outcome=outcome,
-            reason=reason,
-            log_path=self.progress.path,
-            stages=dict(self.progress.stages),
-            log_tail=self.progress.tail(),
-            duration=round(self.progress.elapsed(), 3),
-            variant=self.variant,
-            **extra,
-        )
+    def result(self, outcome: Any, reason: Any, **extra: Any) -> BuildResult:
+        return super().result(outcome, reason, variant=self.variant, **extra)
 
-    # --- the steps -----------------------------------------------------------------------------------------
     def run(self, problems: list[Problem]) -> BuildResult:
         """Build parameters that passed validate() (its warnings in `problems`)."""
         try:
             return self._run(problems)
-        except OSError as error:
+        except OSError as problem:
             # A read-only or full engines folder is a reason for people, not an internal error.
-            with contextlib.suppress(OSError):
-                self.put_back(superseded=set())
-            where = error.filename or self.engine_dir
-            return self.result(
-                "failed",
-                f"Cannot write {where}: {error.strerror or error}. Check that the folder is writable and the disk "
-                "has free space; the earlier config.yaml is unchanged.",
-            )
-
-    def _run(self, problems: list[Problem]) -> BuildResult:
-        try:
-            environment = self.probe()
-        except ProbeError as error:
-            return self.result("refused", str(error))
-        missing = environment.missing()
-        if missing:
-            return self.result("refused", " ".join(missing))
-        problems += check_unet_batch(self.params, environment.max_unet_batch())
-        problems += environment.refusals({**self.params.__dict__, "scheduler": derive.scheduler(self.params)})
-        if has_errors(problems):
-            return self.result("refused", "This StreamDiffusion cannot build these parameters.", problems=problems)
-
-        if not self.options.force:
-            ready = self.up_to_date(environment)
-            if ready is not None:
-                return ready
-        lock = GpuLock(self.options.child.gpu)
-        if not lock.acquire(
-            what=f"{self.params.model} ({self.variant})",
-            wait=self.options.wait_for_gpu,
-            should_stop=self.cancel.is_set,
-            on_wait=lambda holder: self.event(
-                "waiting",
-                f"GPU {self.options.child.gpu} is busy: {holder.get('what', 'another build')} "
-                f"(process {holder.get('pid', '?')}, since {holder.get('since', '?')}). Waiting for it to finish.",
-            ),
-        ):
-            if self.cancel.is_set():
-                return self.result("cancelled", "Cancelled while waiting for the GPU.")
-            holder = lock.holder()
-            return self.result(
-                "refused", f"GPU {self.options.child.gpu} is busy with {holder.get('what', 'another build')}."
-            )
-        try:
-            return self.build_locked(environment)
+            try:
+                self.guard.put_back(superseded=set())
+            except OSError:
+                pass
+            where = problem.filename or self.engine_dir
+            return self.result("failed", msg("build_cannot_write", path=where, reason=problem.strerror or str(problem)))
         finally:
-            lock.release()
             self.progress.close_file()
 
-    def probe(self) -> Environment:
-        self.event("stage", "Checking the build environment", "probe")
-        environment = probe(self.options.child, refresh=self.options.refresh_probe)
-        gpu = environment.gpu_name or "no GPU"
-        self.event(
-            "log",
-            f"{gpu}, torch {environment.torch.get('version')}, TensorRT {environment.tensorrt_version}, "
-            f"StreamDiffusion {environment.streamdiffusion.get('version') or ''} "
-            f"at {environment.streamdiffusion.get('location')}",
+    def _run(self, problems: list[Problem]) -> BuildResult:
+        self.progress.stage("probe")
+        try:
+            environment = probe(self.options.child, refresh=self.options.refresh_probe)
+        except ProbeError as problem:
+            return self.result("unavailable", problem.message)
+        self.progress.event("log", environment.machine_line())
+        missing = environment.missing()
+        if missing:
+            return self.result("unavailable", msg("env_cannot_build", missing=missing))
+        problems += check_unet_batch(self.params, environment.max_unet_batch())
+        problems += environment.refusals(self.params)
+        if has_errors(problems):
+            return self.result("refused", msg("build_refused_fork"), problems=problems)
+        model = model_lock(self.engine_dir)
+        ended = self.acquire(
+            model, f"build of {self.params.model} ({self.variant})", self.options.wait_for_gpu, "model_waiting"
         )
-        return environment
+        if ended is not None:
+            return ended
+        try:
+            return self._run_model_locked(environment)
+        finally:
+            model.release()
 
-    def up_to_date(self, environment: Environment) -> BuildResult | None:
-        manifest = mf.read_manifest(self.engine_dir)
-        record = (manifest.get("variants") or {}).get(self.variant)
-        if not record or record.get("fingerprint") != self.fingerprint:
+    def _run_model_locked(self, environment: Environment) -> BuildResult:
+        manifest = self.manifest()
+        if not self.options.force:
+            ready = self.up_to_date(environment, manifest)
+            if ready is not None:
+                return ready
+        gpu = gpu_lock(self.options.child.gpu)
+        what = f"{self.params.model} ({self.variant})"
+        ended = self.acquire(gpu, what, self.options.wait_for_gpu, "gpu_waiting", gpu=self.options.child.gpu)
+        if ended is not None:
+            return ended
+        try:
+            return self.build_locked(environment, manifest)
+        finally:
+            gpu.release()
+
+    def manifest(self) -> Manifest:
+        """This model's build.json; a broken one is kept aside under another name and a new one begun."""
+        try:
+            return read_manifest(self.engine_dir)
+        except ManifestUnreadable as problem:
+            kept = set_aside_unreadable(self.engine_dir)
+            self.say("manifest_set_aside", reason=problem.reason, kept=kept)
+            return Manifest()
+
+    def up_to_date(self, environment: Environment, manifest: Manifest) -> BuildResult | None:
+        record = manifest.variants.get(self.variant)
+        if record is None or record.fingerprint != self.fingerprint:
             return None
-        if record.get("engine_key") != environment.engine_key():
-            self.event(
-                "log",
-                f"The engines of {self.variant} were built on {record.get('environment', {}).get('gpu')} with "
-                f"TensorRT {record.get('environment', {}).get('tensorrt')}: stale here, rebuilding.",
+        if record.engine_key != environment.engine_key():
+            self.say(
+                "rebuild_other_machine",
+                variant=self.variant,
+                gpu=record.environment.get("gpu"),
+                tensorrt=record.environment.get("tensorrt"),
             )
             return None
-        if record.get("stale"):
-            self.event("log", f"Engines of {self.variant} were replaced by a later build: rebuilding.")
+        if record.stale:
+            self.say("rebuild_stale", variant=self.variant)
             return None
-        engines = {engine.relative: engine for engine in mf.scan_engines(self.engine_dir)}
-        for relative in record.get("engines", []):
+        engines = by_relative(self.engine_dir)
+        for relative in record.engines:
             engine = engines.get(relative)
-            if engine is None or mf.trusted_record(manifest, engine) is None:
-                self.event("log", f"{relative} is missing or changed since it was built: rebuilding.")
+            if engine is None or trusted_record(manifest, engine) is None:
+                self.say("rebuild_changed", path=relative)
                 return None
         config_path = self.write_configs()
-        manifest["config"] = config_path.name
-        manifest["latest_variant"] = self.variant
-        mf.write_manifest(self.engine_dir, manifest)
+        manifest.config, manifest.latest_variant, manifest.model = config_path.name, self.variant, self.params.model
+        write_manifest(self.engine_dir, manifest)
         return self.result(
             "up_to_date",
-            f"Already built ({record.get('built_at')}); engines verified, nothing to do.",
+            msg("build_up_to_date", built_at=record.built_at),
             config_path=config_path,
-            manifest_path=self.engine_dir / mf.MANIFEST_NAME,
-            engines=[self.describe(engines[relative], reused=True) for relative in record.get("engines", [])],
+            manifest_path=self.engine_dir / MANIFEST_NAME,
+            engines=[describe(engines[relative], reused=True) for relative in record.engines],
         )
 
-    def build_locked(self, environment: Environment) -> BuildResult:
+    def build_locked(self, environment: Environment, manifest: Manifest) -> BuildResult:
         self.engine_dir.mkdir(parents=True, exist_ok=True)
-        logs = self.engine_dir / mf.LOGS_DIR
+        logs = self.engine_dir / LOGS_DIR
         logs.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.progress.open_file(logs / f"{stamp}-{self.variant}.log")
+        self.progress.open_file(logs / f"{self.guard.stamp}-{self.variant}.log")
         restore_leftovers(self.engine_dir)
         remove_stale_temp_files(self.engine_dir)
 
-        manifest = mf.read_manifest(self.engine_dir)
         engine_key = environment.engine_key()
-        slots = mf.expected_slots(self.config, environment.features.get("safety_checker_engine", True) is not False)
-        keys = {slot.id: mf.slot_key(slot, self.config) for slot in slots}
-        before = {engine.relative: engine for engine in mf.scan_engines(self.engine_dir)}
-        reusable = self.set_aside_foreign(before, slots, keys, engine_key, manifest, stamp)
+        slots = expected_slots(self.config, environment.features.get("safety_checker_engine", True) is not False)
+        keys = {slot.id: slot_key(slot, self.config) for slot in slots}
+        before = by_relative(self.engine_dir)
+        reusable = self.guard.set_aside_foreign(before, slots, keys, engine_key, manifest)
 
-        job = logs / f"{stamp}-{self.variant}.config.json"
+        job = logs / f"{self.guard.stamp}-{self.variant}.config.json"
         atomic_write_text(job, json.dumps(self.config))
         try:
-            failure = self.run_child(job)
+            try:
+                run = self.run_child("build_engines.py", [str(job)], on_record=self.on_child_record)
+            except OSError as problem:
+                return self.result(
+                    "failed", msg("child_cannot_start", python=self.child.interpreter(), reason=problem.strerror)
+                )
         finally:
             job.unlink(missing_ok=True)
-        after = {engine.relative: engine for engine in mf.scan_engines(self.engine_dir)}
-        fresh = {
-            relative: engine
-            for relative, engine in after.items()
-            if relative not in before
-            or (before[relative].mtime_ns, before[relative].size) != (engine.mtime_ns, engine.size)
-        }
+        after = by_relative(self.engine_dir)
+        fresh = {rel: engine for rel, engine in after.items() if rel not in before or before[rel].stamp != engine.stamp}
         # Complete engines a failed build left are still good engines: record them so a retry can reuse them.
         self.record_engines(manifest, fresh, slots, keys, engine_key)
-        if failure is not None:
-            self.put_back(superseded=set())
-            mf.write_manifest(self.engine_dir, manifest)
-            return failure
+        if run.cancelled or not run.ok:
+            self.guard.put_back(superseded=set())
+            write_manifest(self.engine_dir, manifest)
+            if run.cancelled:
+                return self.result("cancelled", msg("build_cancelled"))
+            return self.result("failed", self.child_failure(run, "build_exit"))
 
-        used: dict[str, mf.EngineFile] = {}
-        missing: list[str] = []
+        used: dict[str, EngineFile] = {}
+        missing = []
         for slot in slots:
-            built = [engine for engine in fresh.values() if engine.matches(slot)]
-            kept = [after[rel] for rel in reusable.get(slot.id, []) if rel in after]
-            chosen = built or kept
+            chosen = [e for e in fresh.values() if e.matches(slot)] or [
+                after[r] for r in reusable.get(slot.id, []) if r in after
+            ]
             if not chosen:
-                missing.append(slot.label)
-            for engine in chosen:
-                used[engine.relative] = engine
+                missing.append(msg(f"engine_{slot.kind}", name=slot.controlnet or ""))
+            used.update({engine.relative: engine for engine in chosen})
         if missing:
-            self.put_back(superseded=set())
-            mf.write_manifest(self.engine_dir, manifest)
+            self.guard.put_back(superseded=set())
+            write_manifest(self.engine_dir, manifest)
             return self.result(
                 "failed",
-                f"StreamDiffusion finished but no {', '.join(missing)} engine was built in {self.engine_dir} — "
-                "most often it ran out of GPU memory and fell back to PyTorch (see the log).",
-                manifest_path=self.engine_dir / mf.MANIFEST_NAME,
+                msg("build_no_engine", engines=missing, folder=self.engine_dir),
+                manifest_path=self.engine_dir / MANIFEST_NAME,
             )
-        superseded = self.put_back(superseded=set(fresh))
+        superseded = self.guard.put_back(superseded=set(fresh))
         return self.finish(manifest, environment, used, fresh, superseded)
 
-    def set_aside_foreign(
-        self,
-        before: dict[str, mf.EngineFile],
-        slots: list[mf.EngineSlot],
-        keys: dict[str, str],
-        engine_key: str,
-        manifest: dict[str, Any],
-        stamp: str,
-    ) -> dict[str, list[str]]:
-        """Move away every engine StreamDiffusion might wrongly reuse; return the ones safe to reuse."""
-        reusable: dict[str, list[str]] = {}
-        for engine in before.values():
-            slot = next((slot for slot in slots if engine.matches(slot)), None)
-            if slot is None:
-                continue  # another ControlNet's engine or a safety checker that is off: not ours to touch
-            record = mf.trusted_record(manifest, engine)
-            if record and record.get("key") == keys[slot.id] and record.get("engine_key") == engine_key:
-                reusable.setdefault(slot.id, []).append(engine.relative)
-                self.event("log", f"Reusing {engine.relative}: built from the same parameters on this machine.")
-                continue
-            if record is None:
-                why = "its origin is unknown (not built by this app, or changed since)"
-            elif record.get("engine_key") != engine_key:
-                why = "it was built on another GPU or TensorRT version"
-            else:
-                why = "it was built from other parameters that StreamDiffusion does not put in folder names"
-            target = self.engine_dir / mf.ASIDE_DIR / stamp / engine.relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(engine.path, target)
-            self.aside.append((engine.path, target))
-            self.event("log", f"Setting aside {engine.relative} and rebuilding it: {why}.")
-        return reusable
-
-    def run_child(self, job: Path) -> BuildResult | None:
-        """Run child/build_engines.py; None when it exited 0 with a result, else the failed/cancelled result."""
-        try:
-            child = ChildProcess.start(self.options.child, "build_engines.py", [str(job)])
-        except OSError as error:
-            return self.result(
-                "failed", f"Cannot start the build Python {self.options.child.interpreter()}: {error.strerror}."
-            )
-        got_result = False
-        error_event: dict[str, Any] | None = None
-        try:
-            for line in child.lines():
-                if self.cancel.is_set():
-                    self.event("log", "Cancelling: stopping the build process and everything it started.")
-                    child.stop()
-                    return self.result("cancelled", "Build cancelled; earlier engines and config are untouched.")
-                if line is None:
-                    continue
-                if line.event is None:
-                    self.event("raw", line.text)
-                    continue
-                kind = line.event.get("event")
-                if kind == "stage":
-                    self.event("stage", str(line.event.get("message", "")), str(line.event.get("stage", "")))
-                elif kind == "log":
-                    self.event("log", str(line.event.get("message", "")))
-                elif kind == "result":
-                    got_result = True
-                elif kind == "error":
-                    error_event = line.event
-            code = child.wait(timeout=30)
-        finally:
-            child.stop(grace=1.0)
-        if code != 0 or not got_result:
-            if error_event:
-                detail = error_event.get("message") or ""
-                reason = f"{error_event.get('type', 'Error')}: {detail}" if detail else str(error_event.get("type"))
-            else:
-                reason = f"The build process {describe_exit(code)}."
-            return self.result("failed", reason)
-        return None
+    def on_child_record(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "engine_written" and isinstance(event.get("bytes"), int):
+            stage = str(event.get("stage") or "engine:unet")
+            self.say("engine_written", engine=engine_message(stage), file=event.get("file"), size=Size(event["bytes"]))
 
     def record_engines(
-        self,
-        manifest: dict[str, Any],
-        fresh: dict[str, mf.EngineFile],
-        slots: list[mf.EngineSlot],
-        keys: dict[str, str],
-        engine_key: str,
+        self, manifest: Manifest, fresh: dict[str, EngineFile], slots: list[Any], keys: dict[str, str], engine_key: str
     ) -> None:
-        registry = manifest.setdefault("engines", {})
         for relative, engine in fresh.items():
             slot = next((slot for slot in slots if engine.matches(slot)), None)
-            if slot is None:
-                continue
-            registry[relative] = {
-                **mf.file_record(engine),
-                "key": keys[slot.id],
-                "engine_key": engine_key,
-                "built_at": mf.now_iso(),
-                "fingerprint": self.fingerprint,
-            }
-
-    def put_back(self, superseded: set[str]) -> set[str]:
-        """Return set-aside engines to their place, except those a proven build replaced (then drop them)."""
-        replaced: set[str] = set()
-        for original, aside in self.aside:
-            relative = original.relative_to(self.engine_dir).as_posix()
-            if relative in superseded:
-                aside.unlink(missing_ok=True)
-                replaced.add(relative)
-            else:
-                original.unlink(missing_ok=True)  # an unproven new file at the old place
-                original.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(aside, original)
-        self.aside.clear()
-        remove_empty_aside(self.engine_dir)
-        return replaced
+            if slot is not None:
+                manifest.engines[relative] = EngineRecord(
+                    kind=engine.kind,
+                    size=engine.size,
+                    mtime_ns=engine.mtime_ns,
+                    key=keys[slot.id],
+                    engine_key=engine_key,
+                    built_at=now_iso(),
+                    fingerprint=self.fingerprint,
+                )
 
     def finish(
         self,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         environment: Environment,
-        used: dict[str, mf.EngineFile],
-        fresh: dict[str, mf.EngineFile],
+        used: dict[str, EngineFile],
+        fresh: dict[str, EngineFile],
         superseded: set[str],
     ) -> BuildResult:
-        for name, record in (manifest.get("variants") or {}).items():
-            if name != self.variant and superseded & set(record.get("engines", [])):
-                record["stale"] = True
-                self.event("log", f"Variant {name} shared an engine folder with this build; it needs a rebuild.")
+        for name, other in manifest.variants.items():
+            if name != self.variant and superseded & set(other.engines):
+                other.stale = True
+                self.say("variant_stale", variant=name)
         try:
             config_path = self.write_configs()
-        except OSError as error:
-            return self.result(
-                "failed",
-                f"The engines were built, but config.yaml could not be written: {error.strerror or error}. "
-                "The earlier config.yaml is unchanged.",
-            )
-        built_at = mf.now_iso()
-        record = {
-            "fingerprint": self.fingerprint,
-            "engine_key": environment.engine_key(),
-            "environment": environment.summary(),
-            "config": f"{mf.CONFIGS_DIR}/{self.variant}.yaml",
-            "built_at": built_at,
-            "params": asdict(self.params),
-            "engines": sorted(used),
-            "stages": dict(self.progress.stages),
-            "duration": round(self.progress.elapsed(), 3),
-            "log": self.progress.path.relative_to(self.engine_dir).as_posix() if self.progress.path else None,
-            "outcome": "built",
-        }
-        manifest.update(
-            {
-                "format": 1,
-                "model": self.params.model,
-                "config": config_path.name,
-                "latest_variant": self.variant,
-                **{key: record[key] for key in ("fingerprint", "environment", "built_at", "stages", "outcome")},
-            }
+        except OSError as problem:
+            return self.result("failed", msg("build_config_unwritten", reason=problem.strerror or str(problem)))
+        self.progress.stage("done")
+        self.progress.close_stage()
+        manifest.variants[self.variant] = VariantRecord(
+            fingerprint=self.fingerprint,
+            engine_key=environment.engine_key(),
+            environment=environment.summary(),
+            config=f"{CONFIGS_DIR}/{self.variant}.yaml",
+            built_at=now_iso(),
+            params=asdict(self.params),
+            engines=sorted(used),
+            stages=dict(self.progress.stages),
+            duration=round(self.progress.elapsed(), 3),
+            log=self.progress.path.relative_to(self.engine_dir).as_posix() if self.progress.path else None,
+            profile=profile_of(self.params),
         )
-        manifest.setdefault("variants", {})[self.variant] = record
-        engines = [self.describe(engine, reused=engine.relative not in fresh) for engine in used.values()]
-        manifest["files"] = engines
+        manifest.model, manifest.config, manifest.latest_variant = self.params.model, config_path.name, self.variant
         try:
-            mf.write_manifest(self.engine_dir, manifest)
-        except OSError as error:
-            self.event("log", f"build.json could not be written ({error.strerror}); the next build rebuilds.")
-        self.event("stage", "Done", "done")
+            write_manifest(self.engine_dir, manifest)
+        except OSError as problem:
+            self.say("manifest_unwritten", reason=problem.strerror or str(problem))
+        engines = [describe(engine, reused=engine.relative not in fresh) for engine in used.values()]
         return self.result(
             "built",
-            f"Built {len(used)} engine(s) in {self.progress.elapsed():.1f} s.",
+            msg("build_built", count=len(used), took=Duration(self.progress.elapsed())),
             config_path=config_path,
-            manifest_path=self.engine_dir / mf.MANIFEST_NAME,
+            manifest_path=self.engine_dir / MANIFEST_NAME,
             engines=engines,
         )
 
-    def describe(self, engine: mf.EngineFile, reused: bool) -> dict[str, Any]:
-        return {
-            "path": engine.relative,
-            "kind": engine.kind,
-            "size": engine.size,
-            "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(engine.mtime_ns / 1e9)),
-            "reused": reused,
-        }
-
     def write_configs(self) -> Path:
         text = dump_yaml(self.config, config_header(self.params))
-        atomic_write_text(self.engine_dir / mf.CONFIGS_DIR / f"{self.variant}.yaml", text)
+        atomic_write_text(self.engine_dir / CONFIGS_DIR / f"{self.variant}.yaml", text)
         config_path = self.engine_dir / "config.yaml"
         atomic_write_text(config_path, text)
         return config_path
-
-
-def remove_stale_temp_files(engine_dir: Path, older_than: float = STALE_TEMP_SECONDS) -> None:
-    """Temp files of atomic writes a killed app left (`.config.yaml.k3j2.tmp`): never read, so removed once old."""
-    now = time.time()
-    for folder in (engine_dir, engine_dir / mf.CONFIGS_DIR, engine_dir / mf.LOGS_DIR):
-        for path in folder.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > older_than:
-                    path.unlink()
-
-
-def restore_leftovers(engine_dir: Path) -> None:
-    """Engines a killed app left aside go back where they were (unless something newer took the place)."""
-    aside_root = engine_dir / mf.ASIDE_DIR
-    if not aside_root.is_dir():
-        return
-    for stamp in aside_root.iterdir():
-        for path in sorted(stamp.rglob("*")):
-            if path.is_file():
-                original = engine_dir / path.relative_to(stamp)
-                if original.exists():
-                    path.unlink()
-                else:
-                    original.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(path, original)
-    remove_empty_aside(engine_dir)
-
-
-def remove_empty_aside(engine_dir: Path) -> None:
-    aside_root = engine_dir / mf.ASIDE_DIR
-    if not aside_root.is_dir():
-        return
-    for folder in sorted(aside_root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    if not any(aside_root.iterdir()):
-        aside_root.rmdir()
 
 
 def run_build(
     params: BakedParams,
     runtime: RuntimeDefaults,
     options: BuildOptions | None = None,
-    on_event: Callable[[BuildEvent], None] = lambda event: None,
+    on_event: Callable[[JobEvent], None] = lambda event: None,
     cancel: threading.Event | None = None,
 ) -> BuildResult:
-    # Validated before anything else: nothing is probed, locked or written for parameters with errors, and
-    # the config is only ever made from valid ones (the batch limit is checked once the probe says it).
+    # Validated before anything else: nothing is probed, locked or written for parameters with errors, and the
+    # config is only ever made from valid ones (the batch limit is checked once the probe says it).
     problems = validate(params, max_unet_batch=WIDE_MAX_BATCH)
     if has_errors(problems):
-        return BuildResult("refused", "The parameters have errors; nothing was built.", problems=problems)
+        return BuildResult("refused", msg("build_params_invalid"), problems=problems)
     return Build(params, runtime, options or BuildOptions(), on_event, cancel or threading.Event()).run(problems)

@@ -15,19 +15,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdprep.jobs.process import ChildProcess, ChildSpec
+from sdprep import derive
+from sdprep.jobs.process import ChildProcess, ChildSpec, InterpreterSource
+from sdprep.messages import Message, Problem, Size, error, msg, warning
+from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
-from sdprep.validate import CONFIG_ROUTE_MAX_BATCH, Problem
+from sdprep.profiles import FP8_MIN_COMPUTE_CAPABILITY, PROFILES
+from sdprep.validate import CONFIG_ROUTE_MAX_BATCH
 
 CACHE_DIR_ENV = "SDPREP_CACHE_DIR"
 CACHE_MAX_AGE = 24 * 3600
 PROBE_TIMEOUT = 120.0
 # With min/max batch passed through the config, TensorRT still needs a sane profile; 8 covers 4 steps x full.
 WIDE_MAX_BATCH = 16
+# Features a choice needs: (field, whether it is chosen, feature the probe reports, its label's code).
+_FEATURE_CHOICES = (
+    ("use_cached_attn", lambda p: p.use_cached_attn, "cached_attention", "feat_cached_attention"),
+    ("use_controlnet", lambda p: p.use_controlnet, "controlnet", "feat_controlnet"),
+    ("use_ipadapter", lambda p: p.use_ipadapter, "ipadapter", "feat_ipadapter"),
+    ("scheduler", lambda p: derive.scheduler(p) == "tcd", "scheduler", "feat_scheduler"),
+)
 
 
 class ProbeError(RuntimeError):
-    """The probe child could not run or answer; the message says why and what to do."""
+    """The probe child could not run or answer; `message` says why and what to do."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message.code)
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,8 @@ class Environment:
     probed_at: float = field(default_factory=time.time)
 
     def _part(self, name: str) -> dict[str, Any]:
-        return self.report.get(name) or {}
+        part = self.report.get(name)
+        return part if isinstance(part, dict) else {}
 
     @property
     def torch(self) -> dict[str, Any]:
@@ -51,8 +67,13 @@ class Environment:
         return self._part("streamdiffusion")
 
     @property
+    def python(self) -> dict[str, Any]:
+        return self._part("python")
+
+    @property
     def features(self) -> dict[str, Any]:
-        return self.streamdiffusion.get("features") or {}
+        features = self.streamdiffusion.get("features")
+        return features if isinstance(features, dict) else {}
 
     @property
     def gpu_name(self) -> str | None:
@@ -69,7 +90,7 @@ class Environment:
     def summary(self) -> dict[str, Any]:
         """The facts a build manifest keeps about the machine."""
         return {
-            "python": (self.report.get("python") or {}).get("version"),
+            "python": self.python.get("version"),
             "torch": self.torch.get("version"),
             "cuda": self.torch.get("cuda"),
             "gpu": self.gpu_name,
@@ -80,6 +101,18 @@ class Environment:
             "streamdiffusion_location": self.streamdiffusion.get("location"),
         }
 
+    def machine_line(self) -> Message:
+        """One line for a job's log: the GPU and versions that will build (no "None" anywhere)."""
+        return msg(
+            "env_line",
+            gpu=self.gpu_name or msg("env_no_gpu"),
+            vram=Size(self.torch["vram_total"]) if self.torch.get("vram_total") else msg("unknown"),
+            torch=self.torch.get("version") or msg("env_none"),
+            tensorrt=self.tensorrt_version or msg("env_none"),
+            streamdiffusion=self.streamdiffusion.get("version") or msg("unknown"),
+            python=self.python.get("executable") or msg("unknown"),
+        )
+
     def engine_key(self) -> str:
         """Engines are specific to the GPU, its compute capability, the TensorRT version and the fork."""
         parts = (self.gpu_name, self.compute_capability, self.tensorrt_version, self.streamdiffusion.get("version"))
@@ -88,65 +121,70 @@ class Environment:
     def max_unet_batch(self) -> int:
         return WIDE_MAX_BATCH if self.features.get("config_batch_bounds") else CONFIG_ROUTE_MAX_BATCH
 
-    def missing(self) -> list[str]:
-        """What stops any build on this machine, each with what to install or do."""
-        problems: list[str] = []
+    def missing(self) -> list[Message]:
+        """What stops any build on this machine, each with what to do."""
+        problems: list[Message] = []
         torch, trt, sd = self.torch, self.tensorrt, self.streamdiffusion
         if torch.get("error"):
-            problems.append(
-                f"PyTorch cannot be imported ({torch['error']}). Install a CUDA build of torch in the build Python "
-                "(e.g. pip install torch --index-url <the PyTorch CUDA index for your CUDA version>)."
-            )
+            problems.append(msg("env_torch_import", error=torch["error"]))
+        elif not torch.get("cuda"):
+            problems.append(msg("env_cpu_torch", version=torch.get("version") or "?"))
         elif not torch.get("cuda_available"):
-            problems.append(
-                f"No CUDA GPU is visible to PyTorch {torch.get('version')} (CUDA {torch.get('cuda') or 'none'}). "
-                "TensorRT engines need an NVIDIA GPU, its driver, and a CUDA build of torch."
-            )
+            problems.append(msg("env_no_cuda", version=torch.get("version") or "?", cuda=torch.get("cuda")))
         if trt.get("error"):
-            problems.append(
-                f"TensorRT cannot be imported ({trt['error']}). Install it in the build Python, "
-                "e.g. pip install tensorrt (StreamDiffusion's tools/install-tensorrt.py picks the right version)."
-            )
+            problems.append(msg("env_tensorrt_import", error=trt["error"]))
         if sd.get("error") and not sd.get("wrapper_params"):
-            problems.append(
-                f"StreamDiffusion cannot be imported ({sd['error']}). Install it in the build Python "
-                "(pip install -e <StreamDiffusion checkout>) or pass --streamdiffusion-src <checkout>/src."
-            )
+            if sd.get("installed") and sd.get("failed_module") not in (None, "streamdiffusion"):
+                problems.append(msg("env_sd_broken", module=sd["failed_module"], error=sd["error"]))
+            elif sd.get("installed") is False or "No module named 'streamdiffusion'" in str(sd["error"]):
+                problems.append(msg("env_sd_missing"))
+            else:
+                problems.append(msg("env_sd_import", error=sd["error"]))
         elif sd and not sd.get("has_config_loader", False):
-            problems.append(
-                "This StreamDiffusion has no create_wrapper_from_config (streamdiffusion.config); "
-                "use a fork that has it (forkni or livepeer)."
-            )
+            problems.append(msg("env_no_config_loader"))
         return problems
 
-    def refusals(self, params_view: dict[str, Any]) -> list[Problem]:
-        """Chosen features this StreamDiffusion cannot build, tied to their fields."""
+    def refusals(self, params: BakedParams) -> list[Problem]:
+        """Chosen features this StreamDiffusion or this GPU cannot build, tied to their fields."""
         features = self.features
-        checks = (
-            ("use_cached_attn", params_view.get("use_cached_attn"), "cached_attention", "cached attention"),
-            ("use_controlnet", params_view.get("use_controlnet"), "controlnet", "ControlNet"),
-            ("use_ipadapter", params_view.get("use_ipadapter"), "ipadapter", "IP-Adapter"),
-            ("scheduler", params_view.get("scheduler") == "tcd", "scheduler", "the TCD scheduler"),
-        )
         problems = [
-            Problem(field, "error", f"The installed StreamDiffusion cannot build {label}: its wrapper lacks it.")
-            for field, chosen, feature, label in checks
-            if chosen and features.get(feature) is False
+            error(name, "feature_missing", feature=msg(label))
+            for name, chosen, feature, label in _FEATURE_CHOICES
+            if chosen(params) and features.get(feature) is False
         ]
-        if params_view.get("use_safety_checker") and features.get("safety_checker_engine") is False:
-            problems.append(
-                Problem(
-                    "use_safety_checker",
-                    "warning",
-                    "This StreamDiffusion has no TensorRT safety-checker engine; the checker will run in PyTorch.",
+        if params.use_safety_checker and features.get("safety_checker_engine") is False:
+            problems.append(warning("use_safety_checker", "safety_in_pytorch"))
+        if params.use_ipadapter and params.ipadapter_tokens == 16 and features.get("config_ipadapter_tokens") is False:
+            problems.append(error("ipadapter_tokens", "tokens_dropped"))
+        return problems + self.profile_refusals(params)
+
+    def profile_refusals(self, params: BakedParams) -> list[Problem]:
+        """A profile other than Flexible needs a loader that reads its keys; FP8 needs its GPU and quantiser."""
+        problems: list[Problem] = []
+        flexible = PROFILES["flexible"]
+        if (params.static_shapes, params.opt_level) != (flexible.static_shapes, flexible.opt_level) and (
+            self.features.get("config_profile_keys") is False
+        ):
+            problems.append(error("static_shapes", "profile_keys_ignored"))
+        if params.fp8:
+            if self.features.get("config_fp8") is False:
+                problems.append(error("fp8", "fp8_not_in_fork"))
+            capability = _capability(self.compute_capability)
+            if capability is not None and capability < FP8_MIN_COMPUTE_CAPABILITY:
+                problems.append(
+                    error("fp8", "fp8_old_gpu", gpu=self.gpu_name or "?", capability=self.compute_capability or "?")
                 )
-            )
-        tokens = params_view.get("ipadapter_tokens")
-        if params_view.get("use_ipadapter") and tokens == 16 and features.get("config_ipadapter_tokens") is False:
-            problems.append(
-                Problem("ipadapter_tokens", "error", "This StreamDiffusion's config loader drops num_image_tokens.")
-            )
+            if self.report.get("modelopt", {}).get("importable") is False:
+                problems.append(error("fp8", "fp8_no_modelopt"))
         return problems
+
+
+def _capability(text: str | None) -> tuple[int, int] | None:
+    try:
+        major, minor = (text or "").split(".")
+        return int(major), int(minor)
+    except ValueError:
+        return None
 
 
 def _cache_dir() -> Path:
@@ -162,7 +200,7 @@ def _cache_file(spec: ChildSpec) -> Path:
 def _watched_files(report: dict[str, Any]) -> list[str]:
     paths = [(report.get("python") or {}).get("executable")]
     paths += [(report.get(name) or {}).get("location") for name in ("torch", "tensorrt", "streamdiffusion")]
-    return [path for path in paths if path]
+    return [path for path in paths if isinstance(path, str) and path]
 
 
 def _stamp(paths: list[str]) -> dict[str, float | None]:
@@ -175,16 +213,28 @@ def _stamp(paths: list[str]) -> dict[str, float | None]:
     return stamps
 
 
+def _with_choice(report: dict[str, Any], spec: ChildSpec) -> dict[str, Any]:
+    """The report with which build Python answered and why it was chosen (not cached: the choice can change)."""
+    interpreter, source = spec.choice()
+    chosen: dict[str, Any] = {"interpreter": interpreter, "chosen_by": source}
+    return {**report, "python": {**(report.get("python") or {}), **chosen}}
+
+
 def cached(spec: ChildSpec) -> Environment | None:
     try:
         entry = json.loads(_cache_file(spec).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if time.time() - entry.get("probed_at", 0) > CACHE_MAX_AGE:
+            return None
+        if _stamp(list(entry.get("stamps", {}))) != entry.get("stamps"):
+            return None
+        return Environment(_with_choice(entry["report"], spec), entry["probed_at"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if time.time() - entry.get("probed_at", 0) > CACHE_MAX_AGE:
-        return None
-    if _stamp(list(entry.get("stamps", {}))) != entry.get("stamps"):
-        return None
-    return Environment(entry["report"], entry["probed_at"])
+
+
+def chosen_by(environment: Environment) -> InterpreterSource | None:
+    source = environment.python.get("chosen_by")
+    return source if source in ("flag", "environment", "build_venv", "app") else None
 
 
 def probe(spec: ChildSpec, refresh: bool = False, timeout: float = PROBE_TIMEOUT) -> Environment:
@@ -203,26 +253,26 @@ def probe(spec: ChildSpec, refresh: bool = False, timeout: float = PROBE_TIMEOUT
         atomic_write_text(_cache_file(spec), json.dumps(entry))
     except OSError:
         pass  # a read-only home only costs a slower next start
-    return environment
+    return Environment(_with_choice(environment.report, spec), environment.probed_at)
 
 
 def _run_probe(spec: ChildSpec, timeout: float) -> Environment:
     interpreter = spec.interpreter()
+    if spec.source_dir() and not Path(spec.source_dir() or "").is_dir():
+        raise ProbeError(msg("probe_no_source_dir", path=spec.source_dir()))
     try:
         child = ChildProcess.start(spec, "probe_environment.py", [])
-    except OSError as error:
-        raise ProbeError(f"Cannot start the build Python {interpreter}: {error.strerror or error}.") from None
+    except OSError as problem:
+        raise ProbeError(
+            msg("probe_cannot_start", python=interpreter, reason=problem.strerror or str(problem))
+        ) from None
     deadline = time.monotonic() + timeout
     report: dict[str, Any] | None = None
     tail: list[str] = []
     try:
         for line in child.lines():
             if time.monotonic() > deadline:
-                raise ProbeError(
-                    f"The environment probe did not answer within {timeout:.0f} s (importing torch or "
-                    "StreamDiffusion hangs?). Run it by hand: "
-                    f"{interpreter} -c 'import torch, streamdiffusion'."
-                )
+                raise ProbeError(msg("probe_timeout", seconds=round(timeout), python=interpreter))
             if line is None:
                 continue
             if line.event and line.event.get("event") == "result":
@@ -232,7 +282,6 @@ def _run_probe(spec: ChildSpec, timeout: float) -> Environment:
         child.wait(timeout=5)
     finally:
         child.stop(grace=1.0)
-    if report is None:
-        detail = " | ".join(tail[-3:]) or "no output"
-        raise ProbeError(f"The build Python {interpreter} could not run the environment probe: {detail}")
+    if not isinstance(report, dict):
+        raise ProbeError(msg("probe_no_answer", python=interpreter, detail=" | ".join(tail[-3:]) or msg("no_output")))
     return Environment(report)

@@ -18,27 +18,51 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
 from sdprep.child.protocol import EVENT_PREFIX
+from sdprep.messages import Message, msg
 
 CHILD_DIR = Path(__file__).resolve().parents[1] / "child"  # the scripts run by path in the build Python
 PYTHON_ENV = "SDPREP_PYTHON"
 STREAMDIFFUSION_SRC_ENV = "SDPREP_STREAMDIFFUSION_SRC"
 
 
+# The build environment `setup` makes beside the app (or where --target says); used when nothing else is chosen.
+APP_ROOT = Path(__file__).resolve().parents[2]
+BUILD_VENV = APP_ROOT / ".venv-build"
+InterpreterSource = Literal["flag", "environment", "build_venv", "app"]
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """Which interpreter runs the child and what it can import."""
 
-    python: str | None = None  # default: $SDPREP_PYTHON, else this interpreter
+    python: str | None = None  # --python; else $SDPREP_PYTHON, else .venv-build, else this interpreter
     streamdiffusion_src: str | None = None  # a folder put first on the child's path, e.g. StreamDiffusion/src
     gpu: int = 0
+    build_venv: Path = BUILD_VENV
+
+    def choice(self) -> tuple[str, InterpreterSource]:
+        """The build Python and why it was chosen: --python > SDPREP_PYTHON > .venv-build if present > the app's."""
+        if self.python:
+            return self.python, "flag"
+        configured = os.environ.get(PYTHON_ENV)
+        if configured:
+            return configured, "environment"
+        built = venv_python(self.build_venv)
+        if built.is_file():
+            return str(built), "build_venv"
+        return sys.executable, "app"
 
     def interpreter(self) -> str:
-        return self.python or os.environ.get(PYTHON_ENV) or sys.executable
+        return self.choice()[0]
 
     def source_dir(self) -> str | None:
         return self.streamdiffusion_src or os.environ.get(STREAMDIFFUSION_SRC_ENV) or None
@@ -72,7 +96,13 @@ class ChildProcess:
 
     @classmethod
     def start(cls, spec: ChildSpec, script: str, args: list[str], cwd: Path | None = None) -> ChildProcess:
+        """A script of sdprep/child run by path in the build Python."""
         command = [spec.interpreter(), "-u", str(CHILD_DIR / script), *args]
+        return cls.spawn(command, spec.environment(), cwd)
+
+    @classmethod
+    def spawn(cls, command: list[str], env: dict[str, str], cwd: Path | None = None) -> ChildProcess:
+        """Any command, as the leader of its own process group, its stdout and stderr merged into lines."""
         kwargs: dict[str, Any] = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
@@ -84,7 +114,7 @@ class ChildProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=spec.environment(),
+            env=env,
             cwd=str(cwd) if cwd else None,
             **kwargs,
         )
@@ -174,25 +204,34 @@ def stop_tree(pid: int, grace: float = 2.0) -> None:
     psutil.wait_procs(alive, timeout=1.0)
 
 
-def describe_exit(code: int) -> str:
+# Signals by name: Windows has no SIGKILL, SIGBUS, ... (getattr keeps this importable there).
+_SIGNAL_CODES = {
+    getattr(signal, name): code
+    for name, code in (
+        ("SIGSEGV", "exit_segfault"),
+        ("SIGABRT", "exit_abort"),
+        ("SIGKILL", "exit_killed"),
+        ("SIGTERM", "exit_terminated"),
+        ("SIGBUS", "exit_bus_error"),
+        ("SIGILL", "exit_illegal_instruction"),
+        ("SIGFPE", "exit_arithmetic"),
+    )
+    if hasattr(signal, name)
+}
+
+
+def exit_message(code: int) -> Message:
     """What an exit code means, for people (negative codes are POSIX signals)."""
     if code == 0:
-        return "exited normally"
+        return msg("exit_normal")
     if code < 0:
         number = -code
-        meanings = {
-            signal.SIGSEGV: "crashed with a segmentation fault (SIGSEGV), often a TensorRT or driver fault",
-            signal.SIGABRT: "aborted (SIGABRT), usually a fatal error in native code",
-            signal.SIGKILL: "was killed (SIGKILL), most often by the system running out of memory",
-            signal.SIGTERM: "was terminated (SIGTERM)",
-            signal.SIGBUS: "crashed with a bus error (SIGBUS)",
-            signal.SIGILL: "crashed with an illegal instruction (SIGILL)",
-            signal.SIGFPE: "crashed with an arithmetic fault (SIGFPE)",
-        }
+        if number in _SIGNAL_CODES:
+            return msg(_SIGNAL_CODES[number])
         name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
-        return meanings.get(number, f"was stopped by {name}")  # type: ignore[call-overload]
+        return msg("exit_signal", name=name)
     if os.name == "nt" and code in (0xC0000005, -1073741819):
-        return "crashed with an access violation (0xC0000005), often a TensorRT or driver fault"
+        return msg("exit_access_violation")
     if os.name == "nt" and code in (0xC0000409, -1073740791):
-        return "crashed (stack buffer overrun, 0xC0000409)"
-    return f"exited with code {code}"
+        return msg("exit_stack_overrun")
+    return msg("exit_code", code=code)

@@ -1,7 +1,8 @@
-"""A job's clock, stage timings and log, shared by builds and checks.
+"""A job's clock, stage timings and log, shared by every job (build, check, setup, self-test).
 
-Every event goes to the caller (the CLI prints it, the UI streams it) and into the log: kept in memory for the
-tail a person sees, and written to the job's log file once there is one (with the lines from before it).
+Every event goes to the caller (the CLI prints it, the UI streams it) worded in its reader's language, and into the
+job's log in English: kept in memory for the tail a person sees, and written to the log file once there is one
+(with the lines from before it). Stages are ids ("load_model", "engine:unet", ...); `stage_message` words them.
 """
 
 from __future__ import annotations
@@ -14,17 +15,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from sdprep.messages import Message, msg
+from sdprep.text import word
+
 EventKind = Literal["stage", "log", "raw", "waiting"]
 LOG_TAIL_LINES = 20
 _TRACEBACK_LINE = re.compile(r"^(Traceback \(most recent call last\):|\s+File \"|\s{4})")
+# Engine stages are "engine:<file kind>" or "engine:<file kind>:<ControlNet folder>".
+ENGINE_STAGE = "engine"
 
 
 @dataclass(frozen=True)
-class BuildEvent:
+class JobEvent:
     kind: EventKind
     elapsed: float  # seconds since the job started
-    message: str
-    stage: str | None = None
+    message: Message
+    stage: str | None = None  # the stage id, for "stage" events
+
+
+def raw_line(text: str) -> Message:
+    """A line the child printed itself (StreamDiffusion's log, a traceback): shown as it is."""
+    return msg("raw_line", text=text)
+
+
+def engine_message(stage: str) -> Message:
+    """The engine an engine stage id names: "engine:unet" -> engine_unet; "engine:cnet:controlnet_x" -> its name."""
+    _, kind, *rest = stage.split(":", 2)
+    return msg(f"engine_{kind}", name=rest[0].removeprefix("controlnet_") if rest else "")
+
+
+def stage_message(stage: str) -> Message:
+    """The words for a stage id: "load_model" -> stage_load_model; engine stages name their engine."""
+    if stage.startswith(f"{ENGINE_STAGE}:"):
+        return msg("stage_engine", engine=engine_message(stage))
+    return msg(f"stage_{stage}")
 
 
 def without_tracebacks(lines: list[str]) -> list[str]:
@@ -33,10 +57,10 @@ def without_tracebacks(lines: list[str]) -> list[str]:
 
 
 class Progress:
-    def __init__(self, on_event: Callable[[BuildEvent], None]) -> None:
+    def __init__(self, on_event: Callable[[JobEvent], None]) -> None:
         self.on_event = on_event
         self.started = time.monotonic()
-        self.stages: dict[str, float] = {}  # stage label -> seconds spent in it
+        self.stages: dict[str, float] = {}  # stage id -> seconds spent in it
         self.lines: list[str] = []
         self.path: Path | None = None
         self._stage: tuple[str, float] | None = None
@@ -45,17 +69,23 @@ class Progress:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def event(self, kind: EventKind, message: str, stage: str | None = None) -> None:
-        if kind == "stage":
-            self.close_stage()
-            self._stage = (message, time.monotonic())
-        self.log(message if kind == "raw" else f"[{kind}] {message}")
-        self.on_event(BuildEvent(kind, self.elapsed(), message, stage))
+    def stage(self, stage: str) -> None:
+        self.close_stage()
+        self._stage = (stage, time.monotonic())
+        self._emit("stage", stage_message(stage), stage)
+
+    def event(self, kind: EventKind, message: Message) -> None:
+        self._emit(kind, message, None)
+
+    def _emit(self, kind: EventKind, message: Message, stage: str | None) -> None:
+        text = word(message)
+        self.log(text if kind == "raw" else f"[{kind}] {text}")
+        self.on_event(JobEvent(kind, self.elapsed(), message, stage))
 
     def close_stage(self) -> None:
         if self._stage:
-            label, since = self._stage
-            self.stages[label] = round(self.stages.get(label, 0.0) + time.monotonic() - since, 3)
+            stage, since = self._stage
+            self.stages[stage] = round(self.stages.get(stage, 0.0) + time.monotonic() - since, 3)
             self._stage = None
 
     def log(self, line: str) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import gradio as gr
 
 from sdprep.config import RuntimeDefaults
+from sdprep.messages import has_errors
 from sdprep.params import DEFAULTS
-from sdprep.ui import text
+from sdprep.text import system_language, t
 from sdprep.ui.components import (
     actions,
     build,
@@ -31,87 +32,55 @@ from sdprep.ui.components import (
     lora,
     output,
     preview,
+    profile,
     resolution,
     sampling,
 )
 from sdprep.ui.form import Form
-from sdprep.ui.text import label
-from sdprep.validate import has_errors
+from sdprep.ui.i18n import HEAD, I18N, label
+from sdprep.ui.style import CSS, THEME
 
-FORM_SECTIONS = (checkpoint, sampling, resolution, lora, controlnet, ipadapter, output)
-QUEUE_SIZE = 64
+FORM_SECTIONS = (checkpoint, sampling, resolution, lora, controlnet, ipadapter, profile, output)
 OPEN_BROWSER_ENV = "SDPREP_OPEN_BROWSER"
-
-THEME = gr.themes.Soft(
-    primary_hue="indigo",
-    neutral_hue="slate",
-    font=("ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"),
-    font_mono=("ui-monospace", "SFMono-Regular", "Consolas", "monospace"),
-)
-CSS = """
-.sdprep-heading h3 { margin: 0 0 .25rem 0; }
-.sdprep-hint { color: var(--body-text-color-subdued); font-size: .9em; }
-.sdprep-hint p { margin: .1rem 0; }
-.sdprep-problems { list-style: none; margin: .2rem 0 0 0; padding: 0; }
-.sdprep-problems li { margin: .2rem 0; padding: .3rem .55rem; border-radius: 6px; font-size: .9em; }
-.sdprep-problems li.sdprep-error { color: #991b1b; background: #fee2e2; border-left: 4px solid #dc2626; }
-.sdprep-problems li.sdprep-warning { color: #92400e; background: #fef3c7; border-left: 4px solid #d97706; }
-.dark .sdprep-problems li.sdprep-error { color: #fecaca; background: #450a0a; }
-.dark .sdprep-problems li.sdprep-warning { color: #fde68a; background: #451a03; }
-.sdprep-severity { font-weight: 600; text-transform: uppercase; font-size: .75em; margin-right: .3rem; }
-.sdprep-slot { padding: .4rem; }
-.sdprep-muted { color: var(--body-text-color-subdued); }
-#build-log textarea { font-family: var(--font-mono); font-size: 12.5px; line-height: 1.35; }
-#library .sdprep-model { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .5rem .8rem;
-  margin: 0 0 .8rem 0; }
-#library h4 { margin: .2rem 0; }
-#library table { width: 100%; border-collapse: collapse; font-size: .9em; }
-#library th, #library td { text-align: left; padding: .25rem .4rem; vertical-align: top;
-  border-bottom: 1px solid var(--border-color-primary); }
-#library li.sdprep-error { color: #b91c1c; }
-.sdprep-badge { font-size: .7em; font-weight: 600; padding: .1rem .45rem; border-radius: 999px;
-  background: var(--color-accent-soft); color: var(--body-text-color); vertical-align: middle; }
-#language { max-width: 260px; margin-left: auto; }
-#derived table { width: 100%; table-layout: auto; }
-#derived td:first-child, #derived th:first-child { white-space: nowrap; width: 1%; }
-#derived code { word-break: break-all; white-space: normal; }
-#build-result code { word-break: break-all; }
-"""
 
 
 def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
     form = Form(runtime)
-    with gr.Blocks(title=text.t("title").lstrip("# "), analytics_enabled=False) as demo:
+    with gr.Blocks(title="StreamDiffusion model prep", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
             with gr.Column(scale=5):
-                form.texted(gr.Markdown(label("title"), elem_id="title"), value="title")
-                form.texted(gr.Markdown(label("subtitle")), value="subtitle")
+                gr.Markdown(label("title"), elem_id="title")
+                gr.Markdown(label("subtitle"))
             with gr.Column(scale=1, min_width=240):
                 language.render(form)
         with gr.Tabs():
-            with form.part("tab_prepare", gr.Tab(label("tab_prepare"), id="prepare"), label="tab_prepare"):
-                _prepare_tab(form, runtime)
-            with form.part("tab_library", gr.Tab(label("tab_library"), id="library"), label="tab_library"):
+            with gr.Tab(label("tab_prepare"), id="prepare"):
+                _prepare_tab(form)
+            with gr.Tab(label("tab_library"), id="library"):
                 library.render(form)
-            with form.part(
-                "tab_environment", gr.Tab(label("tab_environment"), id="environment"), label="tab_environment"
-            ):
+            with gr.Tab(label("tab_environment"), id="environment"):
                 environment.render(form)
-        # Language first: the other page-load handlers chain onto its detection. Library last: it refreshes after
-        # build, cancel and save.
+        # Language first: the other page-load handlers chain onto its detection; the environment before the preview
+        # (the banner needs it). Library last: it refreshes after build, cancel and save.
         language.listen(form, demo)
+        environment.listen(form)
+        controlnet.listen(form)
+        ipadapter.listen(form)
+        profile.listen(form)
+        preview.listen(form)
         build.listen(form)
         actions.listen(form)
-        environment.listen(form)
-        preview.listen(form)
         library.listen(form)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=None)
+    # No size limit: builds are bounded by the JobBoard, per page and in all, with a message; every other event
+    # answers in milliseconds and must never meet "Queue is full".
+    demo.queue(max_size=None, default_concurrency_limit=None)
     _prepare_for_hot_reload(demo)
     return demo
 
 
-def _prepare_tab(form: Form, runtime: RuntimeDefaults) -> None:
-    """The form's sections in the spec's order, then the buttons and the build; the live preview beside them."""
+def _prepare_tab(form: Form) -> None:
+    """The banner, then the form's sections in order with the buttons and the build; the live preview beside them."""
+    form.part("banner", gr.Markdown("", visible=False, elem_id="setup-banner", elem_classes=["sdprep-banner"]))
     with gr.Row():
         with gr.Column(scale=3):
             for section in FORM_SECTIONS:
@@ -120,29 +89,28 @@ def _prepare_tab(form: Form, runtime: RuntimeDefaults) -> None:
             with gr.Column(variant="panel"):
                 actions.render(form, build_enabled=not has_errors(preview.check(DEFAULTS)))
                 build.render(form)
-        with gr.Column(scale=2):
-            form.texted(gr.Markdown(label("sec_preview"), elem_classes=["sdprep-heading"]), value="sec_preview")
-            preview.render(form, runtime)
+        with gr.Column(scale=2, elem_id="preview-column"):
+            gr.Markdown(label("sec_preview"), elem_classes=["sdprep-heading"])
+            preview.render(form)
 
 
 def _prepare_for_hot_reload(demo: gr.Blocks) -> None:
     """Under `gradio gradio_prepare.py` a reloaded page is served without launch(): give it launch's look too."""
-    demo.i18n_instance = text.i18n()  # type: ignore[attr-defined]
-    demo.css = CSS
-    demo.css_paths = []  # type: ignore[attr-defined]
-    demo.theme = THEME
+    settings: dict[str, Any] = {"i18n_instance": I18N, "css": CSS, "css_paths": [], "theme": THEME, "head": HEAD}
+    for name, value in settings.items():
+        setattr(demo, name, value)
     setter: Any = getattr(demo, "_set_html_css_theme_variables", None)
     if callable(setter):
         setter()
 
 
 def parse_auth(auth: str | None) -> tuple[str, str] | None:
-    """ "user:password" -> ("user", "password"); None or "" -> None. Raises ValueError without a colon."""
+    """ "user:password" -> ("user", "password"); None or "" -> None. ValueError without a user or a password."""
     if not auth:
         return None
     user, sep, password = auth.partition(":")
-    if not sep or not user:
-        raise ValueError('--auth must look like "user:password".')
+    if not sep or not user.strip() or not password:
+        raise ValueError(t("auth_bad", system_language()))
     return user, password
 
 
@@ -170,31 +138,37 @@ def open_browser_when_up(url: str, timeout: float = 120.0) -> None:
 
 def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser: bool | None = None) -> int:
     """Serve until Ctrl-C. `open_browser` (default: $SDPREP_OPEN_BROWSER, set by run.sh / run.bat) opens the page."""
+    lang = system_language()
     try:
         credentials = parse_auth(auth)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except ValueError as problem:
+        print(f"{t('sev_error', lang)}: --auth: {problem}", file=sys.stderr)
         return 2
     if host in ("0.0.0.0", "::", "") and credentials is None:
-        print(
-            f"warning: serving on all interfaces ({host or '0.0.0.0'}:{port}) without a password: anyone on this "
-            "network can build and delete engines. Use --auth user:password (or SDPREP_AUTH), or --host 127.0.0.1.",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(t("warn_open_server", lang, host=host or "0.0.0.0", port=port), file=sys.stderr, flush=True)
     if open_browser is None:
         open_browser = os.environ.get(OPEN_BROWSER_ENV, "") not in ("", "0")
     # Not on a hot reload (launch() then runs in the reloader's thread): one tab per start is enough.
     if open_browser and threading.current_thread() is threading.main_thread():
         open_browser_when_up(browser_url(host, port))
-    demo.launch(
-        server_name=host,
-        server_port=port,
-        auth=credentials,
-        i18n=text.i18n(),
-        theme=THEME,
-        css=CSS,
-        show_error=True,
-        footer_links=["api", "gradio", "settings"],
-    )
+    print(t("serving_at", lang, url=browser_url(host, port)), flush=True)
+    try:
+        demo.launch(
+            server_name=host,
+            server_port=port,
+            auth=credentials,
+            i18n=I18N,
+            theme=THEME,
+            css=CSS,
+            head=HEAD,
+            show_error=True,
+            quiet=True,
+            max_file_size=actions.UPLOAD_LIMIT,
+            footer_links=["gradio", "settings"] if credentials else ["api", "gradio", "settings"],
+        )
+    except OSError as problem:
+        if "port" in str(problem).lower() or "address" in str(problem).lower():
+            print(t("port_busy", lang, port=port, next=port + 1), file=sys.stderr)
+            return 3
+        raise
     return 0

@@ -1,7 +1,8 @@
 """The form's registry: components keyed by BakedParams field name, and the two conversions params <-> form.
 
-Handlers take `{component: value}` (Gradio's set-of-inputs form) and look values up by field name here, so
-adding a field never shifts a positional argument list.
+Handlers take `{component: value}` (Gradio's set-of-inputs form) and look values up by field name here, so adding a
+field never shifts a positional argument list. The engines folder is shown, not taken from the page: params made
+here always use the server's own (ui.state.engines_root).
 """
 
 from __future__ import annotations
@@ -14,28 +15,14 @@ from gradio.blocks import Block
 from gradio.components import Component
 
 from sdprep.config import RuntimeDefaults
-from sdprep.params import (
-    CACHE_MAXFRAMES_RANGE,
-    FRAME_BUFFER_RANGE,
-    MAX_CONTROLNETS,
-    PARAM_NAMES,
-    SIZE_RANGE,
-    STEPS_RANGE,
-    BakedParams,
-    ControlNetSlot,
-    params_from_values,
-)
-from sdprep.ui import text
+from sdprep.messages import Message
+from sdprep.params import MAX_CONTROLNETS, PARAM_NAMES, SPECS, TYPES, BakedParams, ControlNetSlot, params_from_values
+from sdprep.text import t
+from sdprep.ui import state
+from sdprep.ui.widgets import widget_for
 
 CN_COUNT = "cn_count"  # the form's own field: how many ControlNet slots are part of the params
-SLIDER_RANGES: dict[str, tuple[int, int]] = {
-    "denoise_steps": STEPS_RANGE,
-    "width": SIZE_RANGE,
-    "height": SIZE_RANGE,
-    "frame_buffer_size": FRAME_BUFFER_RANGE,
-    "cache_maxframes": CACHE_MAXFRAMES_RANGE,
-}
-STRING_FIELDS = ("model", "lora_json", "ipadapter_model_path", "ipadapter_encoder_path", "engines_dir")
+NOT_FROM_PAGE = ("engines_dir",)  # shown on the page, set by the server
 
 
 @dataclass
@@ -48,40 +35,36 @@ class Form:
     slot_groups: list[Block] = field(default_factory=list)
     # section name -> (fields it shows problems for, its problems box, its derived-values hint)
     sections: dict[str, tuple[tuple[str, ...], gr.HTML, gr.Markdown]] = field(default_factory=dict)
-    # blocks whose text follows the language switch: (block, {attribute: text key})
-    texts: list[tuple[Block, dict[str, str]]] = field(default_factory=list)
     # other named components: buttons, outputs, states, containers
     parts: dict[str, Block] = field(default_factory=dict)
-    lang: gr.Radio | None = None
+    # the page's language, reported by the browser on load (ui.i18n)
+    lang: gr.Textbox | None = None
     # events other sections chain onto (e.g. the library refreshes after "build")
     events: dict[str, Any] = field(default_factory=dict)
 
     # --- building ------------------------------------------------------------------------------------------
-    def texted(self, block: Block, **keys: str) -> Block:
-        """Register `block` so the language switch re-renders its `label`, `info`, `value`, ... from `keys`."""
-        self.texts.append((block, keys))
-        return block
-
-    def add(self, name: str, component: Component, info: bool = False) -> Component:
-        """A form field: labelled `f_<name>` (and `i_<name>` as info when `info`)."""
-        keys = {"label": f"f_{name}"}
-        if info:
-            keys["info"] = f"i_{name}"
+    def add(self, name: str, component: Component | None = None, **options: Any) -> Component:
+        """A form field: the given component, or the declaration's default widget (widgets.widget_for)."""
+        component = component if component is not None else widget_for(name, **options)
         self.fields[name] = component
         if component.elem_id is None:
             component.elem_id = f"field-{name}"  # stable hooks for CSS and browser tests
-        return self.texted(component, **keys)  # type: ignore[return-value]
+        return component
 
-    def part(self, name: str, block: Block, **keys: str) -> Any:
+    def add_rest(self, section: str) -> None:
+        """Every declared field of `section` not placed yet, with its default widget: new parameters need no UI code."""
+        for name, spec in SPECS.items():
+            if spec.section == section and name not in self.fields and spec.cli != "custom":
+                self.add(name)
+
+    def part(self, name: str, block: Any) -> Any:
         self.parts[name] = block
-        if keys:
-            self.texted(block, **keys)
         return block
 
     # --- reading -------------------------------------------------------------------------------------------
     def inputs(self) -> set[Block]:
         """Every component whose value makes the params, and the language."""
-        components: set[Block] = set(self.fields.values())
+        components: set[Block] = {c for name, c in self.fields.items() if name not in NOT_FROM_PAGE}
         for slot in self.slots:
             components.update(slot.values())
         if self.lang is not None:
@@ -93,12 +76,13 @@ class Form:
 
     def raw_values(self, values: dict[Block, Any]) -> dict[str, Any]:
         """The form's values by field name, as typed (controlnets: the first cn_count slots when ControlNet is on)."""
-        raw: dict[str, Any] = {name: values.get(component) for name, component in self.fields.items()}
-        for name in STRING_FIELDS:
-            raw[name] = "" if raw.get(name) is None else str(raw[name])
-        for name in (*SLIDER_RANGES, "ipadapter_tokens"):
-            raw[name] = _whole(raw.get(name))
-        count = max(0, min(MAX_CONTROLNETS, _whole(raw.pop(CN_COUNT, 0)) or 0))
+        raw: dict[str, Any] = {name: values.get(c) for name, c in self.fields.items() if name not in NOT_FROM_PAGE}
+        for name in PARAM_NAMES:
+            if TYPES.get(name) is str and name not in NOT_FROM_PAGE:
+                raw[name] = "" if raw.get(name) is None else str(raw[name])
+        raw["engines_dir"] = str(state.engines_root())
+        count = _whole(raw.pop(CN_COUNT, 0))
+        count = max(0, min(MAX_CONTROLNETS, count)) if isinstance(count, int) else 0
         slots = []
         for slot in self.slots[:count] if raw.get("use_controlnet") else []:
             item = {name: values.get(component) for name, component in slot.items()}
@@ -116,25 +100,19 @@ class Form:
     # --- writing -------------------------------------------------------------------------------------------
     def fill(self, params: BakedParams, lang: str) -> tuple[dict[Block, Any], list[str]]:
         """Updates that put `params` into the form, and notes on what the form could not show exactly."""
-        notes: list[str] = []
+        notes: list[Message | str] = []
         updates: dict[Block, Any] = {}
         for name, component in self.fields.items():
-            if name == CN_COUNT or name not in PARAM_NAMES:
+            if name == CN_COUNT or name not in PARAM_NAMES or name in NOT_FROM_PAGE:
                 continue
             value = getattr(params, name)
-            if name in SLIDER_RANGES and isinstance(value, int):
-                low, high = SLIDER_RANGES[name]
-                shown = min(max(value, low), high)
-                if shown != value:
-                    notes.append(text.t("load_clamped", lang, field=name, value=value, shown=shown))
-                value = shown
             if not _offers(component, value):
-                notes.append(text.t("load_not_a_choice", lang, field=name, value=value))
+                notes.append(t("load_not_a_choice", lang, field=t(f"f_{name}", lang), value=value))
                 continue
             updates[component] = value
         slots: tuple[ControlNetSlot, ...] = params.controlnets
         if len(slots) > MAX_CONTROLNETS:
-            notes.append(text.t("load_extra_controlnets", lang, count=len(slots), max=MAX_CONTROLNETS))
+            notes.append(t("load_extra_controlnets", lang, count=len(slots), max=MAX_CONTROLNETS))
             slots = slots[:MAX_CONTROLNETS]
         if params.use_controlnet:
             updates[self.fields[CN_COUNT]] = len(slots)
@@ -142,13 +120,7 @@ class Form:
             for name, component in components.items():
                 value = getattr(slot, name)
                 updates[component] = ("" if value is None else str(value)) if name == "conditioning_channels" else value
-        return updates, notes
-
-    def relabel(self, lang: str) -> dict[Block, Any]:
-        return {
-            block: gr.update(**{attribute: text.t(key, lang) for attribute, key in keys.items()})
-            for block, keys in self.texts
-        }
+        return updates, [str(note) for note in notes]
 
 
 def _offers(component: Component, value: Any) -> bool:

@@ -1,9 +1,10 @@
-"""What one server keeps across pages and across hot reloads: its JobBoard and the last environment it probed.
+"""What one server keeps across pages and across hot reloads: its JobBoard, the last environment it probed, and its
+settings (the engines folder, the build Python and GPU), which come from the command line, never from a request.
 
 Gradio's hot reload (`gradio gradio_prepare.py`) drops every module of the project from sys.modules and runs the
-app file again, so a plain module-level JobBoard would be created anew and forget a running build. The server
-state lives instead in a small module object without a file, which the reloader never drops; it is created once
-per process (the `gr.NO_RELOAD` idea, for code that is not the app file).
+app file again, so a plain module-level JobBoard would be created anew and forget a running build. The server state
+lives instead in a small module object without a file, which the reloader never drops; it is created once per
+process (the `gr.NO_RELOAD` idea, for code that is not the app file).
 """
 
 from __future__ import annotations
@@ -12,44 +13,60 @@ import os
 import sys
 import threading
 import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
 
 from sdprep.jobs.board import JobBoard
 from sdprep.jobs.environment import Environment
 from sdprep.jobs.process import ChildSpec
+from sdprep.params import DEFAULTS
 
 _HOLDER = "_sdprep_ui_server_state"
 _create = threading.Lock()
 GPU_ENV = "SDPREP_GPU"
+ENGINES_DIR_ENV = "SDPREP_ENGINES_DIR"
 
 
-def _holder() -> types.ModuleType:
+@dataclass
+class ServerState:
+    board: JobBoard = field(default_factory=JobBoard)
+    environment: Environment | None = None
+
+
+def _state() -> ServerState:
     with _create:
         holder = sys.modules.get(_HOLDER)
         if holder is None:
             holder = types.ModuleType(_HOLDER, "sdprep UI server state (survives hot reload)")
-            holder.board = JobBoard()  # type: ignore[attr-defined]
-            holder.environment = None  # type: ignore[attr-defined]
+            holder.__dict__["state"] = ServerState()
             sys.modules[_HOLDER] = holder
-        return holder
+        # After a hot reload ServerState is a new class; the object kept is the old one, used by its attributes.
+        return cast(ServerState, holder.__dict__["state"])
 
 
 def job_board() -> JobBoard:
     """The server's one JobBoard: builds run in its threads and outlive pages (and hot reloads)."""
-    return _holder().board  # type: ignore[no-any-return]
+    return _state().board
 
 
 def child_spec() -> ChildSpec:
     """The build Python: $SDPREP_PYTHON / $SDPREP_STREAMDIFFUSION_SRC (read by ChildSpec), GPU from $SDPREP_GPU."""
     try:
-        gpu = int(os.environ.get(GPU_ENV, "0"))
+        gpu = max(0, int(os.environ.get(GPU_ENV, "0")))
     except ValueError:
         gpu = 0
     return ChildSpec(gpu=gpu)
 
 
+def engines_root() -> Path:
+    """The one engines folder this server builds into, lists and deletes in (--engines-dir / $SDPREP_ENGINES_DIR)."""
+    return Path(os.environ.get(ENGINES_DIR_ENV) or DEFAULTS.engines_dir).expanduser().resolve()
+
+
 def last_environment() -> Environment | None:
-    return _holder().environment  # type: ignore[no-any-return]
+    return _state().environment
 
 
 def remember_environment(environment: Environment | None) -> None:
-    _holder().environment = environment  # type: ignore[attr-defined]
+    _state().environment = environment

@@ -1,29 +1,33 @@
 """Build, Cancel and the live view of a build: stage and elapsed time, the growing log, then the result.
 
-Builds run in the server's JobBoard (threads that outlive the page); the page only follows one. Build is wired
-with concurrency_limit=1 and concurrency_id="gpu", so a second Build waits in Gradio's queue (which shows its
-position); a build waiting on the JobBoard shows its position there. A page opened during a build follows it.
+Builds run in the server's JobBoard (threads that outlive the page); the page only follows one, with an async
+generator in a lane of its own (concurrency_id "builds"), so builds waiting in any number hold no worker thread and
+never crowd out form changes or Cancel. A page opened during a build follows it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.jobs.board import BuildJob
+from sdprep.jobs.board import BuildJob, BuildRefused
 from sdprep.jobs.build import BuildOptions, BuildResult
-from sdprep.ui import present, state
+from sdprep.messages import has_errors, msg
+from sdprep.text import t, word
+from sdprep.ui import state
 from sdprep.ui.components.preview import check
 from sdprep.ui.form import Form
-from sdprep.ui.text import label, t
-from sdprep.validate import has_errors
+from sdprep.ui.i18n import label
+from sdprep.ui.views import jobs as view_jobs
+from sdprep.ui.views.environment import build_blocked
 
 CANCEL_WAIT = 15.0  # seconds Cancel waits for the build to stop before it answers
 REDRAW_EVERY = 1.0  # seconds: the elapsed time moves even when the build says nothing
+FOLLOWERS = 1000  # pages following builds at once; each costs a coroutine, not a thread
 # Keep the log at its newest line, unless the reader scrolled up to read (Textbox autoscroll does not do it
 # for a read-only box in Gradio 6).
 FOLLOW_LOG_JS = """() => {
@@ -40,8 +44,8 @@ FOLLOW_LOG_JS = """() => {
 
 
 def render(form: Form) -> None:
-    form.part("progress", gr.Markdown(label("prog_idle"), label=label("o_progress"), elem_id="build-progress"))
-    form.part("result", gr.Markdown("", label=label("o_result"), elem_id="build-result"))
+    form.part("progress", gr.Markdown(label("prog_idle"), elem_id="build-progress"))
+    form.part("result", gr.Markdown("", elem_id="build-result"))
     form.part(
         "log",
         gr.Textbox(
@@ -54,61 +58,73 @@ def render(form: Form) -> None:
             elem_id="build-log",
             buttons=["copy"],
         ),
-        label="o_log",
     )
-    form.part("check_result", gr.Markdown("", label=label("chk_heading"), elem_id="check-result"), label="chk_heading")
+    form.part("check_result", gr.Markdown("", elem_id="check-result"))
     form.part(
         "check_image",
         gr.Image(None, label=label("o_check_image"), type="filepath", interactive=False, visible=False, height=256),
-        label="o_check_image",
     )
     form.part("job", gr.State(None))
 
 
 def outputs(form: Form) -> list[Block]:
-    return [form.parts[name] for name in ("job", "progress", "log", "result", "check_result", "check_image")]
+    names = ("job", "progress", "log", "result", "check_result", "check_image", "cancel")
+    return [form.parts[name] for name in names]
 
 
 def view(form: Form, job: BuildJob, lang: str) -> dict[Block, Any]:
-    board = state.job_board()
-    position = board.position(job) if job.running else 0
+    position = state.job_board().position(job) if job.running else 0
+    image = job.check.image_path if job.check else None
     return {
         form.parts["job"]: job.id,
-        form.parts["progress"]: present.progress_markdown(job, position, lang),
-        form.parts["log"]: present.log_text(list(job.events), lang),
+        form.parts["progress"]: view_jobs.progress_markdown(job, position, lang),
+        form.parts["log"]: view_jobs.log_text(list(job.events), lang),
         # The build's result shows as soon as it is known; its check may still be running.
-        form.parts["result"]: present.result_markdown(job.result or job.built, lang),
-        form.parts["check_result"]: present.check_markdown(job.check, lang),
-        form.parts["check_image"]: gr.Image(
-            value=str(image) if (image := job.check and job.check.image_path) else None, visible=bool(image)
-        ),
+        form.parts["result"]: view_jobs.result_markdown(job.result or job.built, lang),
+        form.parts["check_result"]: view_jobs.check_markdown(job.check, lang),
+        form.parts["check_image"]: gr.Image(value=str(image) if image else None, visible=bool(image)),
+        form.parts["cancel"]: gr.Button(interactive=job.running),
     }
 
 
-def follow(form: Form, job: BuildJob, lang: str) -> Iterator[dict[Block, Any]]:
+def cleared(form: Form, progress: str) -> dict[Block, Any]:
+    """A page with no build of its own: the previous result is gone, Cancel has nothing to stop."""
+    return {
+        form.parts["job"]: None,
+        form.parts["progress"]: progress,
+        form.parts["log"]: "",
+        form.parts["result"]: "",
+        form.parts["check_result"]: "",
+        form.parts["check_image"]: gr.Image(value=None, visible=False),
+        form.parts["cancel"]: gr.Button(interactive=False),
+    }
+
+
+async def follow(form: Form, job: BuildJob, lang: str) -> AsyncIterator[dict[Block, Any]]:
     """The job's view whenever it changes (and every REDRAW_EVERY for the clock) until it has a result."""
-    board = state.job_board()
-    shown: tuple[int, bool, bool, int] | None = None
+    shown: tuple[int, int] | None = None
     shown_at = 0.0
-    for events, result in job.follow():
+    async for _ in job.afollow():
         now = time.monotonic()
-        key = (len(events), result is not None, job.built is not None, board.position(job) if result is None else 0)
-        if key == shown and result is None and now - shown_at < REDRAW_EVERY:
+        key = (job.version, state.job_board().position(job) if job.running else 0)
+        if key == shown and job.running and now - shown_at < REDRAW_EVERY:
             continue
         shown, shown_at = key, now
         yield view(form, job, lang)
 
 
-def start(form: Form, values: dict[Block, Any]) -> Iterator[dict[Block, Any]]:
+async def start(form: Form, values: dict[Block, Any], owner: str) -> AsyncIterator[dict[Block, Any]]:
     lang = form.language(values)
     params = form.params(values)
     problems = check(params)
-    if has_errors(problems):
-        refused = BuildResult("refused", t("build_invalid", lang), problems=problems)
+    blocked = build_blocked(state.last_environment(), lang)
+    if has_errors(problems) or blocked:
+        refused = BuildResult(
+            "refused", msg("build_invalid") if not blocked else msg("build_blocked_env"), problems=problems
+        )
         yield {
-            form.parts["progress"]: present.outcome_label("refused", lang),
-            form.parts["log"]: "",
-            form.parts["result"]: present.result_markdown(refused, lang),
+            **cleared(form, view_jobs.outcome_label("refused", lang)),
+            form.parts["result"]: view_jobs.result_markdown(refused, lang),
         }
         return
     options = BuildOptions(
@@ -116,8 +132,13 @@ def start(form: Form, values: dict[Block, Any]) -> Iterator[dict[Block, Any]]:
         force=bool(values.get(form.parts["force"])),
         check=bool(values.get(form.parts["check"])),
     )
-    job = state.job_board().submit(params, form.runtime, options)
-    yield from follow(form, job, lang)
+    try:
+        job = state.job_board().submit(params, form.runtime, options, owner=owner)
+    except BuildRefused as refused:
+        yield {**cleared(form, word(refused.message, lang))}
+        return
+    async for update in follow(form, job, lang):
+        yield update
 
 
 def cancel(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
@@ -126,7 +147,7 @@ def cancel(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     job_id = values.get(form.parts["job"])
     job = state.job_board().get(job_id) if job_id else None
     if job is None:
-        return {form.parts["progress"]: t("cancel_none", lang)}
+        return {**cleared(form, t("cancel_none", lang))}
     if job.running:
         job.cancel()
         deadline = time.monotonic() + CANCEL_WAIT
@@ -139,14 +160,15 @@ def cancel(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     return updates
 
 
-def follow_on_load(form: Form, values: dict[Block, Any]) -> Iterator[dict[Block, Any]]:
-    """A page that opens during a build follows it; otherwise it shows how the last build ended, if any."""
-    board = state.job_board()
-    job = board.current() or board.latest()
+async def follow_on_load(form: Form, values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
+    """A page that opens during a build follows it; otherwise it starts clean (results live in the library)."""
+    job = state.job_board().current()
+    lang = form.language(values)
     if job is None:
-        yield {form.parts["job"]: None}  # Gradio needs at least one output in a dict
+        yield cleared(form, t("prog_idle", lang))
         return
-    yield from follow(form, job, form.language(values))
+    async for update in follow(form, job, lang):
+        yield update
 
 
 def redraw(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
@@ -154,39 +176,39 @@ def redraw(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
     job_id = values.get(form.parts["job"])
     job = state.job_board().get(job_id) if job_id else None
-    if job is None:
-        return {form.parts["progress"]: t("prog_idle", lang)}
-    return view(form, job, lang)
+    return view(form, job, lang) if job is not None else {form.parts["progress"]: t("prog_idle", lang)}
 
 
 def listen(form: Form) -> None:
     lang_input = {form.lang} if form.lang is not None else set()
 
-    def build(values: dict[Block, Any]) -> Iterator[dict[Block, Any]]:
-        yield from start(form, values)
+    async def build(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
+        async for update in start(form, values, owner=request.session_hash or ""):
+            yield update
 
     def cancel_build(values: dict[Block, Any]) -> dict[Block, Any]:
         return cancel(form, values)
 
-    def follow_running(values: dict[Block, Any]) -> Iterator[dict[Block, Any]]:
-        yield from follow_on_load(form, values)
+    async def follow_running(values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
+        async for update in follow_on_load(form, values):
+            yield update
 
     build_event = form.parts["build"].click(
         build,
         inputs={*form.inputs(), form.parts["force"], form.parts["check"], form.parts["job"]},
         outputs=outputs(form),
         api_name="build",
-        concurrency_limit=1,
-        concurrency_id="gpu",
-        show_progress="full",
-        show_progress_on=[form.parts["progress"]],
+        concurrency_limit=FOLLOWERS,
+        concurrency_id="builds",
+        show_progress="hidden",
     )
     follow_event = form.events["page_load"].then(
         follow_running,
         inputs={form.parts["job"], *lang_input},
         outputs=outputs(form),
         api_name="follow",
-        concurrency_limit=None,
+        concurrency_limit=FOLLOWERS,
+        concurrency_id="builds",
         show_progress="hidden",
     )
     cancel_event = form.parts["cancel"].click(
@@ -196,10 +218,10 @@ def listen(form: Form) -> None:
         cancels=[build_event, follow_event],
         api_name="cancel",
         concurrency_limit=None,
+        concurrency_id="cancel",
     )
     form.events.update(build=build_event, follow=follow_event, cancel=cancel_event)
     form.parts["log"].change(None, js=FOLLOW_LOG_JS, show_progress="hidden", queue=False)
-
     if form.lang is not None:
 
         def redraw_build(values: dict[Block, Any]) -> dict[Block, Any]:
@@ -210,7 +232,7 @@ def listen(form: Form) -> None:
             inputs={form.parts["job"], form.lang},
             outputs=outputs(form),
             api_name="build_redraw",
-            api_visibility="undocumented",
+            api_visibility="private",
             show_progress="hidden",
             concurrency_limit=None,
         )

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import gradio as gr
 
-from sdprep.params import DEFAULTS, FAMILY_CHOICES, POPULAR_MODELS
+from sdprep.params import DEFAULTS, POPULAR_MODELS, choices_of
 from sdprep.ui.components.common import footer, heading
 from sdprep.ui.form import Form
-from sdprep.ui.text import label
-
-FIELDS = ("model", "model_family")
+from sdprep.ui.i18n import label
 
 
 def render(form: Form) -> None:
-    heading(form, "sec_checkpoint")
+    heading("sec_checkpoint")
     with gr.Row():
         form.add(
             "model",
@@ -25,17 +23,15 @@ def render(form: Form) -> None:
                 info=label("i_model"),
                 scale=3,
             ),
-            info=True,
         )
         form.add(
             "model_family",
             gr.Dropdown(
-                choices=list(FAMILY_CHOICES),
+                choices=list(choices_of("model_family") or ()),
                 value=DEFAULTS.model_family,
                 label=label("f_model_family"),
                 info=label("i_model_family"),
                 scale=2,
             ),
-            info=True,
         )
-    footer(form, "checkpoint", FIELDS)
+    footer(form, "checkpoint")

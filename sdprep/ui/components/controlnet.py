@@ -1,6 +1,8 @@
 """ControlNet: on/off, how many (cn_count), and one slot group per ControlNet; slots beyond cn_count are not params.
 
-The conditioning scale is a runtime value (RUNTIME_DEFAULTS), shown read-only.
+New slots offer ControlNets of the model's family, and follow the model when it changes family (a slot still
+holding a known ControlNet of another family gets the one of the same kind for the new family). The conditioning
+scale is a runtime value (RUNTIME_DEFAULTS), shown read-only.
 """
 
 from __future__ import annotations
@@ -10,80 +12,59 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.params import DEFAULTS, MAX_CONTROLNETS, PREPROCESSORS, ControlNetSlot
+from sdprep import derive
+from sdprep.family import DEFAULT_CONTROLNETS, controlnet_family, controlnet_for
+from sdprep.params import DEFAULTS, MAX_CONTROLNETS, PREPROCESSORS
 from sdprep.ui.components.common import footer, heading
 from sdprep.ui.form import CN_COUNT, Form
-from sdprep.ui.text import label
+from sdprep.ui.i18n import label
 
-FIELDS = ("use_controlnet", "controlnets", CN_COUNT)
 DEFAULT_COUNT = 1
-# What a new slot offers: a different common SD 1.5 ControlNet per slot, so two slots do not start as duplicates.
-SLOT_DEFAULTS: tuple[ControlNetSlot, ...] = (
-    ControlNetSlot(),
-    ControlNetSlot(model_id="lllyasviel/control_v11f1p_sd15_depth", preprocessor="depth"),
-    ControlNetSlot(model_id="lllyasviel/control_v11p_sd15_openpose", preprocessor="openpose"),
-)
 
 
 def render(form: Form) -> None:
-    heading(form, "sec_controlnet")
-    form.add("use_controlnet", gr.Checkbox(value=DEFAULTS.use_controlnet, label=label("f_use_controlnet")))
+    heading("sec_controlnet")
+    form.add("use_controlnet")
+    defaults = DEFAULT_CONTROLNETS[derive.family(DEFAULTS)]
     with form.part("controlnet_details", gr.Column(visible=DEFAULTS.use_controlnet)):
         form.add(
-            CN_COUNT,
-            gr.Slider(0, MAX_CONTROLNETS, step=1, precision=0, value=DEFAULT_COUNT, label=label("f_cn_count")),
+            CN_COUNT, gr.Slider(0, MAX_CONTROLNETS, step=1, precision=0, value=DEFAULT_COUNT, label=label("f_cn_count"))
         )
         for index in range(MAX_CONTROLNETS):
-            default = SLOT_DEFAULTS[index % len(SLOT_DEFAULTS)]
+            model_id, preprocessor = defaults[index % len(defaults)]
             with gr.Group(
                 visible=index < DEFAULT_COUNT, elem_classes=["sdprep-slot"], elem_id=f"cn{index}-slot"
             ) as group:
-                form.texted(
-                    gr.Markdown(label(f"cn{index}_title"), elem_classes=["sdprep-slot-title"]), value=f"cn{index}_title"
-                )
+                gr.Markdown(label("cn_title"), elem_classes=["sdprep-slot-title"])
                 with gr.Row(equal_height=True):
-                    model_id = gr.Textbox(value=default.model_id, label=label(f"cn{index}_model_id"), scale=3)
-                    preprocessor = gr.Dropdown(
+                    model = gr.Textbox(
+                        value=model_id, label=label("f_slot_model_id"), info=label("i_slot_model_id"), scale=3
+                    )
+                    pre = gr.Dropdown(
                         list(PREPROCESSORS),
-                        value=default.preprocessor,
+                        value=preprocessor,
                         allow_custom_value=True,
-                        label=label(f"cn{index}_preprocessor"),
+                        label=label("f_slot_preprocessor"),
                         scale=2,
                     )
                 with gr.Row(equal_height=True):
                     # A textbox, not a number: empty (None, the ControlNet's own default) must stay empty.
                     channels = gr.Textbox(
-                        value=_channels_text(default.conditioning_channels),
-                        placeholder="3",
-                        label=label(f"cn{index}_conditioning_channels"),
-                        scale=1,
+                        value="", placeholder="3", label=label("f_slot_conditioning_channels"), scale=1
                     )
-                    enabled = gr.Checkbox(value=default.enabled, label=label(f"cn{index}_enabled"), scale=1)
-            slot = {
-                "model_id": model_id,
-                "preprocessor": preprocessor,
-                "conditioning_channels": channels,
-                "enabled": enabled,
-            }
+                    enabled = gr.Checkbox(value=True, label=label("f_slot_enabled"), scale=1)
+            slot = {"model_id": model, "preprocessor": pre, "conditioning_channels": channels, "enabled": enabled}
             for name, component in slot.items():
                 component.elem_id = f"cn{index}-{name}"
-                form.texted(component, label=f"cn{index}_{name}")
             form.slots.append(slot)
             form.slot_groups.append(group)
         form.part(
             "cn_scale",
             gr.Textbox(
-                value=f"{form.runtime['controlnet_conditioning_scale']}",
-                interactive=False,
-                label=label("f_cn_scale"),
+                value=f"{form.runtime['controlnet_conditioning_scale']}", interactive=False, label=label("f_cn_scale")
             ),
-            label="f_cn_scale",
         )
-    footer(form, "controlnet", FIELDS)
-
-
-def _channels_text(channels: int | None) -> str:
-    return "" if channels is None else str(channels)
+    footer(form, "controlnet", extra=(CN_COUNT,))
 
 
 def visibility(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
@@ -97,3 +78,33 @@ def visibility(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     for index, group in enumerate(form.slot_groups):
         updates[group] = gr.update(visible=index < count)
     return updates
+
+
+def follow_family(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
+    """Slots holding a known ControlNet of another family get the same kind for the model's family."""
+    family = derive.family(form.params(values))
+    updates: dict[Block, Any] = {}
+    for index, slot in enumerate(form.slots):
+        current = str(values.get(slot["model_id"]) or "").strip()
+        made_for = controlnet_family(current)
+        if made_for is not None and made_for != family:
+            updates[slot["model_id"]] = controlnet_for(current, family, index)
+    return updates
+
+
+def listen(form: Form) -> None:
+    slot_ids = [slot["model_id"] for slot in form.slots]
+
+    def follow(values: dict[Block, Any]) -> dict[Block, Any]:
+        return follow_family(form, values) or {slot_ids[0]: gr.update()}
+
+    for name in ("model", "model_family"):
+        form.fields[name].change(
+            follow,
+            inputs={form.fields["model"], form.fields["model_family"], *slot_ids},
+            outputs=slot_ids,
+            api_name=f"controlnets_follow_{name}",
+            api_visibility="undocumented",
+            show_progress="hidden",
+            queue=False,
+        )

@@ -1,6 +1,6 @@
-"""The Environment tab: what the build Python can do (GPU, VRAM, CUDA, torch, TensorRT, StreamDiffusion and its
-features) and what is missing to build, with how to get it. Probing runs a child Python, so it happens only on
-request; page load shows the cached answer when there is one and never waits for a probe.
+"""The Environment tab: which build Python is used and why, what it can do (GPU, VRAM, CUDA, torch, TensorRT,
+StreamDiffusion and its features) and what is missing to build, with how to get it. Probing runs a child Python, so
+it happens only on request; page load shows the cached answer when there is one and never waits for a probe.
 """
 
 from __future__ import annotations
@@ -11,21 +11,18 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.jobs.environment import ProbeError, cached, probe
-from sdprep.ui import present, state
+from sdprep.ui import state
 from sdprep.ui.form import Form
-from sdprep.ui.text import label
+from sdprep.ui.i18n import label
+from sdprep.ui.views.environment import environment_markdown
 
 
 def render(form: Form) -> None:
-    form.texted(gr.Markdown(label("env_intro")), value="env_intro")
+    gr.Markdown(label("env_intro"))
     with gr.Row():
-        form.part(
-            "env_check",
-            gr.Button(label("btn_env_check"), variant="primary", elem_id="env-check"),
-            value="btn_env_check",
-        )
-        form.part("env_refresh", gr.Button(label("btn_env_refresh"), elem_id="env-refresh"), value="btn_env_refresh")
-    form.part("environment", gr.Markdown(label("env_not_checked"), label=label("o_environment"), elem_id="environment"))
+        form.part("env_check", gr.Button(label("btn_env_check"), variant="primary", elem_id="env-check"))
+        form.part("env_refresh", gr.Button(label("btn_env_refresh"), elem_id="env-refresh"))
+    form.part("environment", gr.Markdown(label("env_not_checked"), elem_id="environment"))
 
 
 def show(lang: str, refresh: bool | None) -> str:
@@ -34,13 +31,13 @@ def show(lang: str, refresh: bool | None) -> str:
     if refresh is None:
         environment = state.last_environment() or cached(spec)
         state.remember_environment(environment)
-        return present.environment_markdown(environment, None, lang)
+        return environment_markdown(environment, None, lang)
     try:
         environment = probe(spec, refresh=refresh)
-    except ProbeError as error:
-        return present.environment_markdown(None, str(error), lang)
+    except ProbeError as problem:
+        return environment_markdown(None, problem.message, lang)
     state.remember_environment(environment)
-    return present.environment_markdown(environment, None, lang)
+    return environment_markdown(environment, None, lang)
 
 
 def listen(form: Form) -> None:
@@ -60,19 +57,25 @@ def listen(form: Form) -> None:
         (form.parts["env_check"], check_environment, "probe_environment"),
         (form.parts["env_refresh"], probe_again, "reprobe_environment"),
     ):
-        event = button.click(
+        form.events[name] = button.click(
             fn, inputs=lang_input, outputs=output, api_name=name, concurrency_limit=1, concurrency_id="probe"
         )
-        form.events[name] = event
-    form.events["page_load"].then(
-        cached_environment, inputs=lang_input, outputs=output, api_name="cached_environment", show_progress="hidden"
-    )
     if form.lang is not None:
         form.lang.change(
             cached_environment,
             inputs=lang_input,
             outputs=output,
             api_name="environment_redraw",
-            api_visibility="undocumented",
+            api_visibility="private",
             show_progress="hidden",
+            concurrency_limit=None,
         )
+    # Before the preview's load handler: the banner and Build follow the cached environment from the first paint.
+    form.events["page_load"] = form.events["page_load"].then(
+        cached_environment,
+        inputs=lang_input,
+        outputs=output,
+        api_name="cached_environment",
+        show_progress="hidden",
+        concurrency_limit=None,
+    )

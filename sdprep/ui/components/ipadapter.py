@@ -1,4 +1,8 @@
-"""IP-Adapter: on/off, weights and image encoder, tokens (4 regular, 16 Plus), type; the scale is a runtime value."""
+"""IP-Adapter: on/off, weights and image encoder, tokens (4 regular, 16 Plus), type; the scale is a runtime value.
+
+The weights follow the model's family like ControlNet slots do: a known adapter of another family is replaced by the
+family's own (SD 2.1 has none; validate() says so).
+"""
 
 from __future__ import annotations
 
@@ -7,41 +11,60 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.params import DEFAULTS, IPADAPTER_TOKEN_CHOICES, IPADAPTER_TYPE_CHOICES
+from sdprep import derive
+from sdprep.family import DEFAULT_IPADAPTERS, ipadapter_family
+from sdprep.params import DEFAULTS
 from sdprep.ui.components.common import footer, heading
 from sdprep.ui.form import Form
-from sdprep.ui.text import label
-
-FIELDS = ("use_ipadapter", "ipadapter_model_path", "ipadapter_encoder_path", "ipadapter_tokens", "ipadapter_type")
+from sdprep.ui.i18n import label
 
 
 def render(form: Form) -> None:
-    heading(form, "sec_ipadapter")
-    form.add("use_ipadapter", gr.Checkbox(value=DEFAULTS.use_ipadapter, label=label("f_use_ipadapter")))
+    heading("sec_ipadapter")
+    form.add("use_ipadapter")
     with form.part("ipadapter_details", gr.Column(visible=DEFAULTS.use_ipadapter)):
         with gr.Row():
-            for name in ("ipadapter_model_path", "ipadapter_encoder_path"):
-                form.add(name, gr.Textbox(value=getattr(DEFAULTS, name), label=label(f"f_{name}")))
+            form.add("ipadapter_model_path")
+            form.add("ipadapter_encoder_path")
         with gr.Row():
-            form.add(
-                "ipadapter_tokens",
-                gr.Radio(
-                    list(IPADAPTER_TOKEN_CHOICES), value=DEFAULTS.ipadapter_tokens, label=label("f_ipadapter_tokens")
-                ),
-            )
-            form.add(
-                "ipadapter_type",
-                gr.Radio(list(IPADAPTER_TYPE_CHOICES), value=DEFAULTS.ipadapter_type, label=label("f_ipadapter_type")),
-            )
+            form.add("ipadapter_tokens")
+            form.add("ipadapter_type")
             form.part(
                 "ipadapter_scale",
                 gr.Textbox(
                     value=f"{form.runtime['ipadapter_scale']}", interactive=False, label=label("f_ipadapter_scale")
                 ),
-                label="f_ipadapter_scale",
             )
-    footer(form, "ipadapter", FIELDS)
+    footer(form, "ipadapter")
 
 
 def visibility(form: Form, raw: dict[str, Any]) -> dict[Block, Any]:
     return {form.parts["ipadapter_details"]: gr.update(visible=bool(raw.get("use_ipadapter")))}
+
+
+def follow_family(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
+    family = derive.family(form.params(values))
+    current = str(values.get(form.fields["ipadapter_model_path"]) or "")
+    made_for = ipadapter_family(current)
+    if made_for is None or made_for == family or family not in DEFAULT_IPADAPTERS:
+        return {}
+    model, encoder = DEFAULT_IPADAPTERS[family]
+    return {form.fields["ipadapter_model_path"]: model, form.fields["ipadapter_encoder_path"]: encoder}
+
+
+def listen(form: Form) -> None:
+    paths = [form.fields["ipadapter_model_path"], form.fields["ipadapter_encoder_path"]]
+
+    def follow(values: dict[Block, Any]) -> dict[Block, Any]:
+        return follow_family(form, values) or {paths[0]: gr.update()}
+
+    for name in ("model", "model_family"):
+        form.fields[name].change(
+            follow,
+            inputs={form.fields["model"], form.fields["model_family"], *paths},
+            outputs=paths,
+            api_name=f"ipadapter_follow_{name}",
+            api_visibility="undocumented",
+            show_progress="hidden",
+            queue=False,
+        )

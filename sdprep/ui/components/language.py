@@ -1,52 +1,45 @@
-"""The language switch: English / Russian. The first paint follows the browser's language through gr.I18n; on
-load the switch is set from navigator.language, and any change re-renders every label from the text table.
+"""The language switch (English / Русский) and the page's language for the server.
+
+Gradio translates every label from its locale (ui/i18n.py); the switch changes that locale through Gradio itself.
+The page reports its language into a hidden field on load and on every change, and every handler reads it to word
+what it composes; on a change the composed parts are drawn again in the new language.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import gradio as gr
-from gradio.blocks import Block
 
+from sdprep.text import lang_of
 from sdprep.ui.form import Form
-from sdprep.ui.text import LANGUAGE_CHOICES, label, lang_of
-
-DETECT_JS = "(locale) => navigator.language || 'en'"
+from sdprep.ui.i18n import DETECT_JS, LANGUAGE_CHOICES, SWITCH_JS, label
 
 
 def render(form: Form) -> None:
-    form.lang = form.texted(
-        gr.Radio(LANGUAGE_CHOICES, value="en", label=label("language"), elem_id="language", min_width=200),
-        label="language",
-    )  # type: ignore[assignment]
-    form.part("locale", gr.Textbox(value="", visible=False, label="locale"))
+    form.part("language", gr.Radio(LANGUAGE_CHOICES, value=None, label=label("language"), elem_id="language", min_width=200))
+    # In the page (visible="hidden"), so the script can report the language into it.
+    form.lang = gr.Textbox(value="en", visible="hidden", elem_id="page-lang")
 
 
 def listen(form: Form, demo: gr.Blocks) -> None:
     assert form.lang is not None
+    switch = form.parts["language"]
 
-    def detect_language(locale: str) -> str:
+    def detect(locale: str) -> tuple[str, str]:
+        lang = lang_of(locale)
+        return lang, lang
+
+    def follow(locale: str) -> str:
         return lang_of(locale)
 
-    def relabel(lang: str) -> dict[Block, Any]:
-        return form.relabel(lang)
-
-    # Everything else that runs on page load chains onto this, so it renders in the detected language.
+    # Everything else that runs on page load chains onto this, so it words its text in the page's language.
     form.events["page_load"] = demo.load(
-        detect_language,
-        inputs=form.parts["locale"],
-        outputs=form.lang,
+        detect,
+        inputs=form.lang,
+        outputs=[form.lang, switch],
         js=DETECT_JS,
         api_name="detect_language",
         show_progress="hidden",
         concurrency_limit=None,
     )
-    form.lang.change(
-        relabel,
-        inputs=form.lang,
-        outputs=[block for block, _ in form.texts],
-        api_name="set_language",
-        show_progress="hidden",
-        concurrency_limit=None,
-    )
+    switch.input(None, inputs=switch, js=SWITCH_JS, show_progress="hidden", queue=False)
+    form.lang.input(follow, inputs=form.lang, outputs=switch, api_visibility="private", show_progress="hidden", queue=False)

@@ -1,55 +1,45 @@
-"""The engines library: every prepared model under the form's engines folder, its variants (status, engines and
-sizes, when and on which GPU / TensorRT they were built); load one into the form, or delete a model's folder
-(only inside the engines folder, only after "I am sure").
+"""The engines library: every prepared model under the server's engines folder, its variants (status, profile,
+engines and sizes, when and on which GPU / TensorRT they were built, the measured speed); load one into the form, or
+delete a model's folder (only inside the engines folder, only after "I am sure", never while it builds).
+
+The folder is the server's (--engines-dir); a request names a model by its folder name only.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.engines import DeleteRefused, PreparedModel, delete_model, list_models
-from sdprep.ui import present
+from sdprep.text import t, word
+from sdprep.ui import state
 from sdprep.ui.components.actions import fill_outputs, load_into_form
 from sdprep.ui.form import Form
-from sdprep.ui.text import label, t
+from sdprep.ui.i18n import label
+from sdprep.ui.views.library import library_html
 
 CURRENT = "config.yaml"  # the variant choice that means the model's current config.yaml
 
 
 def render(form: Form) -> None:
-    form.texted(gr.Markdown(label("lib_intro")), value="lib_intro")
-    form.part(
-        "lib_refresh",
-        gr.Button(label("btn_lib_refresh"), size="sm", elem_id="library-refresh"),
-        value="btn_lib_refresh",
-    )
-    form.part("library", gr.HTML("", label=label("o_library"), elem_id="library"))
+    gr.Markdown(label("lib_intro"))
+    form.part("lib_refresh", gr.Button(label("btn_lib_refresh"), size="sm", elem_id="library-refresh"))
+    form.part("library", gr.HTML("", elem_id="library"))
     with gr.Row(equal_height=True):
-        form.part("lib_model", gr.Dropdown([], value=None, label=label("f_lib_model"), scale=2), label="f_lib_model")
-        form.part(
-            "lib_variant", gr.Dropdown([], value=None, label=label("f_lib_variant"), scale=3), label="f_lib_variant"
-        )
+        form.part("lib_model", gr.Dropdown([], value=None, label=label("f_lib_model"), scale=2, interactive=False))
+        form.part("lib_variant", gr.Dropdown([], value=None, label=label("f_lib_variant"), scale=3, interactive=False))
     with gr.Row(equal_height=True):
         form.part(
-            "lib_load",
-            gr.Button(label("btn_lib_load"), variant="primary", elem_id="library-load"),
-            value="btn_lib_load",
+            "lib_load", gr.Button(label("btn_lib_load"), variant="primary", interactive=False, elem_id="library-load")
         )
-        form.part("lib_sure", gr.Checkbox(value=False, label=label("f_lib_sure")), label="f_lib_sure")
+        form.part("lib_sure", gr.Checkbox(value=False, label=label("f_lib_sure"), interactive=False))
         form.part(
             "lib_delete",
-            gr.Button(label("btn_lib_delete"), variant="stop", elem_id="library-delete"),
-            value="btn_lib_delete",
+            gr.Button(label("btn_lib_delete"), variant="stop", interactive=False, elem_id="library-delete"),
         )
-    form.part("lib_message", gr.Markdown("", label=label("o_lib_message"), elem_id="library-message"))
-
-
-def _folder(values: dict[Block, Any], form: Form) -> Path:
-    return Path(str(values.get(form.fields["engines_dir"]) or "engines").strip() or "engines").expanduser()
+    form.part("lib_message", gr.Markdown("", elem_id="library-message"))
 
 
 def _find(models: list[PreparedModel], slug: str | None) -> PreparedModel | None:
@@ -65,33 +55,40 @@ def variant_choices(model: PreparedModel | None, lang: str) -> list[tuple[str, s
 
 def refresh(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
-    folder = _folder(values, form)
-    models = list_models(folder)
+    root = state.engines_root()
+    models = list_models(root)
     slugs = [model.slug for model in models]
     selected = values.get(form.parts["lib_model"])
     selected = selected if selected in slugs else (slugs[0] if slugs else None)
     choices = variant_choices(_find(models, selected), lang)
     variant = values.get(form.parts["lib_variant"])
     variant = variant if variant in [value for _, value in choices] else (choices[0][1] if choices else None)
+    some = bool(models)
     return {
-        form.parts["library"]: present.library_html(models, folder.resolve(), lang),
-        form.parts["lib_model"]: gr.update(choices=slugs, value=selected),
-        form.parts["lib_variant"]: gr.update(choices=choices, value=variant),
+        form.parts["library"]: library_html(models, root, lang),
+        form.parts["lib_model"]: gr.Dropdown(choices=slugs, value=selected, interactive=some),
+        form.parts["lib_variant"]: gr.Dropdown(choices=choices, value=variant, interactive=some),
+        form.parts["lib_load"]: gr.Button(interactive=bool(choices)),
+        form.parts["lib_sure"]: gr.Checkbox(value=False, interactive=some),
+        form.parts["lib_delete"]: gr.Button(interactive=some),
     }
 
 
 def select_model(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
-    model = _find(list_models(_folder(values, form)), values.get(form.parts["lib_model"]))
+    model = _find(list_models(state.engines_root()), values.get(form.parts["lib_model"]))
     choices = variant_choices(model, lang)
-    return {form.parts["lib_variant"]: gr.update(choices=choices, value=choices[0][1] if choices else None)}
+    return {
+        form.parts["lib_variant"]: gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
+        form.parts["lib_load"]: gr.Button(interactive=bool(choices)),
+    }
 
 
 def load(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
     message = form.parts["lib_message"]
     slug = values.get(form.parts["lib_model"])
-    model = _find(list_models(_folder(values, form)), slug)
+    model = _find(list_models(state.engines_root()), slug)
     if model is None:
         return {message: t("lib_choose", lang)}
     name = values.get(form.parts["lib_variant"])
@@ -99,33 +96,33 @@ def load(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     path = variant.config if variant is not None else model.config
     if path is None:
         return {message: t("lib_no_config", lang, slug=slug)}
-    updates = load_into_form(form, str(path), lang)
+    updates = load_into_form(form, path, lang)
     updates[message] = updates.pop(form.parts["message"], "")
     return updates
 
 
 def delete(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
-    message = form.parts["lib_message"]
+    message, sure = form.parts["lib_message"], form.parts["lib_sure"]
     slug = values.get(form.parts["lib_model"])
     if not slug:
         return {message: t("lib_choose", lang)}
-    if not values.get(form.parts["lib_sure"]):
+    if not values.get(sure):
         return {message: t("lib_sure_first", lang)}
     try:
-        deleted = delete_model(_folder(values, form), str(slug))
-    except DeleteRefused as error:
-        return {message: t("lib_refused", lang, error=error), form.parts["lib_sure"]: False}
-    except OSError as error:
-        return {message: t("lib_refused", lang, error=error.strerror or error), form.parts["lib_sure"]: False}
-    return {message: t("lib_deleted", lang, path=deleted), form.parts["lib_sure"]: False}
+        deleted = delete_model(state.engines_root(), str(slug))
+    except DeleteRefused as refused:
+        return {message: t("lib_refused", lang, error=word(refused.message, lang)), sure: False}
+    except OSError as problem:
+        return {message: t("lib_refused", lang, error=problem.strerror or str(problem)), sure: False}
+    return {message: t("lib_deleted", lang, path=deleted), sure: False}
 
 
 def listen(form: Form) -> None:
     lang_input = {form.lang} if form.lang is not None else set()
-    base = {form.fields["engines_dir"], *lang_input}
-    listing = [form.parts[name] for name in ("library", "lib_model", "lib_variant")]
-    refresh_inputs = {*base, form.parts["lib_model"], form.parts["lib_variant"]}
+    names = ("library", "lib_model", "lib_variant", "lib_load", "lib_sure", "lib_delete")
+    listing = [form.parts[name] for name in names]
+    refresh_inputs = {form.parts["lib_model"], form.parts["lib_variant"], *lang_input}
 
     def list_library(values: dict[Block, Any]) -> dict[Block, Any]:
         return refresh(form, values)
@@ -147,36 +144,35 @@ def listen(form: Form) -> None:
             api_name=name,
             api_visibility="undocumented",
             show_progress="hidden",
+            concurrency_limit=None,
         )
 
-    form.parts["lib_refresh"].click(list_library, inputs=refresh_inputs, outputs=listing, api_name="library_list")
+    form.parts["lib_refresh"].click(
+        list_library, inputs=refresh_inputs, outputs=listing, api_name="library_list", concurrency_limit=None
+    )
     form.parts["lib_model"].input(
         variants,
-        inputs={*base, form.parts["lib_model"]},
-        outputs=form.parts["lib_variant"],
+        inputs={form.parts["lib_model"], *lang_input},
+        outputs=[form.parts["lib_variant"], form.parts["lib_load"]],
         api_name="library_variants",
+        concurrency_limit=None,
     )
     form.parts["lib_load"].click(
         load_variant,
-        inputs={*base, form.parts["lib_model"], form.parts["lib_variant"]},
+        inputs={form.parts["lib_model"], form.parts["lib_variant"], *lang_input},
         outputs=[*fill_outputs(form), form.parts["lib_message"]],
         api_name="library_load",
+        concurrency_limit=None,
     )
     delete_event = form.parts["lib_delete"].click(
         delete_selected,
-        inputs={*base, form.parts["lib_model"], form.parts["lib_sure"]},
+        inputs={form.parts["lib_model"], form.parts["lib_sure"], *lang_input},
         outputs=[form.parts["lib_message"], form.parts["lib_sure"]],
         api_name="library_delete",
+        concurrency_limit=None,
     )
     quiet_refresh(delete_event, "library_after_delete")
-    form.events["page_load"].then(
-        list_library,
-        inputs=refresh_inputs,
-        outputs=listing,
-        api_name="library_on_load",
-        api_visibility="undocumented",
-        show_progress="hidden",
-    )
+    quiet_refresh(form.events["page_load"], "library_on_load")
     for name in ("build", "follow", "cancel", "save"):
         if name in form.events:
             quiet_refresh(form.events[name], f"library_after_{name}")
@@ -186,13 +182,7 @@ def listen(form: Form) -> None:
             inputs=refresh_inputs,
             outputs=listing,
             api_name="library_redraw",
-            api_visibility="undocumented",
+            api_visibility="private",
             show_progress="hidden",
+            concurrency_limit=None,
         )
-    form.fields["engines_dir"].blur(
-        list_library,
-        inputs=refresh_inputs,
-        outputs=listing,
-        api_name="library_for_folder",
-        api_visibility="undocumented",
-    )

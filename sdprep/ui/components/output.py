@@ -1,22 +1,25 @@
-"""Engine output: the engines folder; each model gets <folder>/<model_slug>/ with its engines and config.yaml."""
+"""Engine output: the server's engines folder (shown, not chosen: --engines-dir sets it); each model gets
+<folder>/<model_slug>/ with its engines and config.yaml."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from sdprep.params import DEFAULTS
+from sdprep.ui import state
 from sdprep.ui.components.common import footer, heading
 from sdprep.ui.form import Form
-from sdprep.ui.text import label
-
-FIELDS = ("engines_dir",)
+from sdprep.ui.i18n import label
 
 
 def render(form: Form) -> None:
-    heading(form, "sec_output")
+    heading("sec_output")
     form.add(
         "engines_dir",
-        gr.Textbox(value=DEFAULTS.engines_dir, label=label("f_engines_dir"), info=label("i_engines_dir")),
-        info=True,
+        gr.Textbox(
+            value=str(state.engines_root()),
+            interactive=False,
+            label=label("f_engines_dir"),
+            info=label("i_engines_dir"),
+        ),
     )
-    footer(form, "output", FIELDS)
+    footer(form, "output")

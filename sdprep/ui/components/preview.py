@@ -1,5 +1,6 @@
 """Live preview: on every change of the form, the derived values, the config.yaml that will be written, and the
-problems beside their sections; Build is enabled only without errors. Pure and fast: no probe, no scan.
+problems beside their sections. Build is enabled only without errors and when the machine can build (the banner above
+the form says what is missing); Save config only needs only a form without errors. Pure and fast: no probe, no scan.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep import derive
-from sdprep.config import RuntimeDefaults
+from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
-from sdprep.ui import present, state
+from sdprep.ui import state
 from sdprep.ui.components import controlnet, ipadapter, resolution, sampling
 from sdprep.ui.form import Form
-from sdprep.ui.text import label
-from sdprep.validate import CONFIG_ROUTE_MAX_BATCH, Problem, has_errors, validate
+from sdprep.ui.i18n import label
+from sdprep.ui.views import params as view_params
+from sdprep.ui.views.environment import banner_markdown, build_blocked
+from sdprep.validate import CONFIG_ROUTE_MAX_BATCH, validate
 
 
 def check(params: BakedParams) -> list[Problem]:
@@ -24,22 +26,17 @@ def check(params: BakedParams) -> list[Problem]:
     environment = state.last_environment()
     if environment is None:
         return validate(params, max_unet_batch=CONFIG_ROUTE_MAX_BATCH)
-    problems = validate(params, max_unet_batch=environment.max_unet_batch())
-    view = {**params.__dict__, "scheduler": derive.scheduler(params)}
-    return problems + environment.refusals(view)
+    return validate(params, max_unet_batch=environment.max_unet_batch()) + environment.refusals(params)
 
 
-def render(form: Form, runtime: RuntimeDefaults) -> None:
+def render(form: Form) -> None:
     problems = check(DEFAULTS)
-    form.part("summary", gr.Markdown(present.summary_markdown(problems, "en"), label=label("o_summary")))
-    form.part(
-        "derived",
-        gr.Markdown(present.derived_markdown(DEFAULTS, "en"), label=label("o_derived"), elem_id="derived"),
-    )
+    form.part("summary", gr.Markdown(view_params.summary_markdown(problems, "en"), elem_id="summary"))
+    form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en"), elem_id="derived"))
     form.part(
         "yaml",
         gr.Code(
-            present.config_preview(DEFAULTS, runtime, problems),
+            view_params.config_preview(DEFAULTS, form.runtime, problems, "en"),
             language="yaml",
             interactive=False,
             label=label("o_yaml"),
@@ -47,7 +44,6 @@ def render(form: Form, runtime: RuntimeDefaults) -> None:
             max_lines=40,
             wrap_lines=True,
         ),
-        label="o_yaml",
     )
 
 
@@ -56,17 +52,20 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     raw = form.raw_values(values)
     params = form.params(values)
     problems = check(params)
+    environment = state.last_environment()
+    blocked = build_blocked(environment, lang)
     updates: dict[Block, Any] = {
-        form.parts["summary"]: present.summary_markdown(problems, lang),
-        form.parts["derived"]: present.derived_markdown(params, lang),
-        form.parts["yaml"]: present.config_preview(params, form.runtime, problems),
-        form.parts["build"]: gr.update(interactive=not has_errors(problems)),
+        form.parts["banner"]: gr.Markdown(value=banner_markdown(environment, lang), visible=bool(blocked)),
+        form.parts["summary"]: view_params.summary_markdown(problems, lang, blocked),
+        form.parts["derived"]: view_params.derived_markdown(params, lang),
+        form.parts["yaml"]: view_params.config_preview(params, form.runtime, problems, lang),
+        form.parts["build"]: gr.Button(interactive=not has_errors(problems) and not blocked),
+        form.parts["save"]: gr.Button(interactive=not has_errors(problems)),
     }
-    sections = {name: fields for name, (fields, _, _) in form.sections.items()}
-    routed = present.route_problems(problems, sections)
-    hints = present.section_hints(params, lang)
+    routed = view_params.route_problems(problems, {name: fields for name, (fields, _, _) in form.sections.items()})
+    hints = view_params.section_hints(params, lang)
     for name, (_, problems_box, hint_box) in form.sections.items():
-        updates[problems_box] = present.problems_html(routed[name], lang)
+        updates[problems_box] = view_params.problems_html(routed[name], lang)
         updates[hint_box] = hints.get(name, "")
     updates.update(sampling.visibility(form, raw))
     updates.update(resolution.visibility(form, raw))
@@ -77,7 +76,7 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
 
 def outputs(form: Form) -> list[Block]:
     """Every component `live` may update (Gradio wants them declared)."""
-    blocks: list[Block] = [form.parts[name] for name in ("summary", "derived", "yaml", "build")]
+    blocks: list[Block] = [form.parts[name] for name in ("banner", "summary", "derived", "yaml", "build", "save")]
     for _, problems_box, hint_box in form.sections.values():
         blocks += [problems_box, hint_box]
     blocks += [form.fields["scheduler"], form.fields["cache_maxframes"], form.parts["controlnet_details"]]
@@ -92,7 +91,7 @@ def listen(form: Form) -> None:
         return live(form, values)
 
     gr.on(
-        triggers=[component.change for component in inputs],  # type: ignore[attr-defined]
+        triggers=[component.change for component in inputs],  # type: ignore[attr-defined]  # every input has .change
         fn=update_preview,
         inputs=inputs,
         outputs=outputs(form),
@@ -100,17 +99,10 @@ def listen(form: Form) -> None:
         trigger_mode="always_last",
         show_progress="hidden",
         concurrency_limit=None,
+        concurrency_id="form",
     )
-    form.events["page_load"].then(
-        update_preview,
-        inputs=inputs,
-        outputs=outputs(form),
-        api_name="preview_on_load",
-        show_progress="hidden",
-        concurrency_limit=None,
-    )
-    # A probe may reveal what this StreamDiffusion cannot build: check the form against it at once.
-    for name in ("probe_environment", "reprobe_environment"):
+    # After the page knows its language, and after any probe: the banner and Build follow what the machine can do.
+    for name in ("page_load", "probe_environment", "reprobe_environment"):
         if name in form.events:
             form.events[name].then(
                 update_preview,
@@ -120,4 +112,5 @@ def listen(form: Form) -> None:
                 api_visibility="undocumented",
                 show_progress="hidden",
                 concurrency_limit=None,
+                concurrency_id="form",
             )

@@ -7,74 +7,30 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.params import (
-    CFG_TYPE_CHOICES,
-    CONSISTENCY_LORA_CHOICES,
-    DEFAULTS,
-    FRAME_BUFFER_RANGE,
-    SCHEDULER_CHOICES,
-    STEPS_RANGE,
-)
+from sdprep.params import DEFAULTS, choices_of
 from sdprep.ui.components.common import footer, heading
 from sdprep.ui.form import Form
-from sdprep.ui.text import label
-
-FIELDS = ("denoise_steps", "consistency_lora", "scheduler", "cfg_type", "frame_buffer_size")
+from sdprep.ui.i18n import label
 
 
 def render(form: Form) -> None:
-    heading(form, "sec_sampling")
-    form.add(
-        "denoise_steps",
-        gr.Slider(
-            *STEPS_RANGE,
-            step=1,
-            precision=0,
-            value=DEFAULTS.denoise_steps,
-            label=label("f_denoise_steps"),
-            info=label("i_denoise_steps"),
-        ),
-        info=True,
-    )
+    heading("sec_sampling")
+    form.add("denoise_steps")
     with gr.Row():
-        form.add(
-            "consistency_lora",
-            gr.Radio(
-                list(CONSISTENCY_LORA_CHOICES),
-                value=DEFAULTS.consistency_lora,
-                label=label("f_consistency_lora"),
-                info=label("i_consistency_lora"),
-            ),
-            info=True,
-        )
-        form.add(
-            "scheduler",
-            gr.Radio(
-                list(SCHEDULER_CHOICES),
-                value=DEFAULTS.scheduler,
-                label=label("f_scheduler"),
-                visible=DEFAULTS.consistency_lora == "none",
-            ),
-        )
+        form.add("consistency_lora")
+        form.add("scheduler", visible=DEFAULTS.consistency_lora == "none")
     form.add(
         "cfg_type",
         gr.Dropdown(
-            list(CFG_TYPE_CHOICES), value=DEFAULTS.cfg_type, label=label("f_cfg_type"), info=label("i_cfg_type")
+            list(choices_of("cfg_type") or ()),
+            value=DEFAULTS.cfg_type,
+            label=label("f_cfg_type"),
+            info=label("i_cfg_type"),
         ),
-        info=True,
     )
-    with form.part("sampling_advanced", gr.Accordion(label("advanced"), open=False), label="advanced"):
-        form.add(
-            "frame_buffer_size",
-            gr.Slider(
-                *FRAME_BUFFER_RANGE,
-                step=1,
-                precision=0,
-                value=DEFAULTS.frame_buffer_size,
-                label=label("f_frame_buffer_size"),
-            ),
-        )
-    footer(form, "sampling", FIELDS)
+    with form.part("sampling_advanced", gr.Accordion(label("advanced"), open=False)):
+        form.add("frame_buffer_size")
+    footer(form, "sampling")
 
 
 def visibility(form: Form, raw: dict[str, Any]) -> dict[Block, Any]:

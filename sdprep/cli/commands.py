@@ -1,0 +1,219 @@
+"""The CLI's commands: build (and --config-only, --from-config, --check), check, probe, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO, TypeVar
+
+from sdprep.cli.args import params_from_args
+from sdprep.cli.report import Printer
+from sdprep.config import RuntimeDefaults
+from sdprep.config_load import ConfigError, load_params
+from sdprep.engines import list_models
+from sdprep.jobs.build import BuildOptions, BuildResult
+from sdprep.jobs.check import CheckOptions, run_check
+from sdprep.jobs.check_files import read_check_config
+from sdprep.jobs.environment import ProbeError, chosen_by
+from sdprep.jobs.environment import probe as probe_environment
+from sdprep.jobs.job import EXIT_CODES
+from sdprep.jobs.pipeline import build_and_check
+from sdprep.jobs.process import ChildSpec
+from sdprep.messages import Problem, has_errors
+from sdprep.params import DEFAULTS, BakedParams, params_from_values
+from sdprep.save import save_config
+from sdprep.text import t
+from sdprep.validate import validate
+
+EXIT_INVALID = EXIT_CODES["refused"]
+T = TypeVar("T")
+
+
+def run_cancellable(work: Callable[[threading.Event], T], say_cancelling: Callable[[], None]) -> T:
+    """Run work(cancel) in a thread; Ctrl-C sets cancel and waits for work to wind down (it stops the child)."""
+    cancel = threading.Event()
+    finished = threading.Event()
+    box: list[T] = []
+
+    def target() -> None:
+        try:
+            box.append(work(cancel))
+        finally:
+            finished.set()
+
+    threading.Thread(target=target, name="sdprep-work", daemon=True).start()
+    # Waiting on an Event, not Thread.join: a Ctrl-C that interrupts join() can leave the thread looking dead.
+    try:
+        while not finished.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        say_cancelling()
+        cancel.set()
+        finished.wait()
+    if not box:
+        raise RuntimeError("the job thread ended without a result")
+    return box[0]
+
+
+def child_spec(args: argparse.Namespace) -> ChildSpec:
+    return ChildSpec(python=args.python, streamdiffusion_src=args.streamdiffusion_src, gpu=args.gpu)
+
+
+def check_options(args: argparse.Namespace) -> CheckOptions:
+    return CheckOptions(
+        child=child_spec(args),
+        warmup=args.warmup,
+        frames=args.frames,
+        wait_for_gpu=not args.no_wait,
+        refresh_probe=getattr(args, "refresh", False),
+    )
+
+
+def _from_config(args: argparse.Namespace, printer: Printer) -> BakedParams | None:
+    try:
+        params, notes = load_params(Path(args.from_config))
+    except ConfigError as problem:
+        print(f"{t('sev_error', printer.lang)}: --from-config: {printer.word(problem.message)}", file=printer.err)
+        return None
+    # The config's own engines folder only if it exists here: a config copied from another machine names that
+    # machine's folder, so it is rebuilt into ./engines unless --engines-dir says otherwise.
+    if args.engines_dir is not None:
+        engines_dir = args.engines_dir
+    else:
+        engines_dir = params.engines_dir if Path(params.engines_dir).is_dir() else DEFAULTS.engines_dir
+    for note in notes:
+        printer.line("load_note", printer.err, note=printer.word(note))
+    return params_from_values({**params.__dict__, "engines_dir": engines_dir})
+
+
+def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    printer = Printer(args.lang, out, err, args.debug)
+    if args.config_only and args.check:
+        printer.line("cli_check_needs_build", err)
+        return EXIT_INVALID
+    problems: list[Problem] = []
+    if args.from_config:
+        loaded = _from_config(args, printer)
+        if loaded is None:
+            return EXIT_INVALID
+        params = loaded
+    else:
+        params, problems = params_from_args(args)
+    if args.config_only:
+        return _save(params, runtime, problems, printer)
+    problems += validate(params)
+    if has_errors(problems):
+        printer.problems(problems)
+        printer.line("nothing_written", err)
+        return EXIT_INVALID
+    options = BuildOptions(child=child_spec(args), force=args.force, wait_for_gpu=not args.no_wait, check=args.check)
+    built_code: list[int] = []  # the build's report, printed before its check starts
+
+    def on_built(result: BuildResult) -> None:
+        built_code.append(printer.build(result, last_line=not args.check))
+
+    from sdprep.cli import run_cancellable  # the package's runner (Ctrl-C -> cancel)
+
+    result, check = run_cancellable(
+        lambda cancel: build_and_check(
+            params, runtime, options, printer.event_printer(), cancel, check_options(args), on_built
+        ),
+        lambda: printer.line("cancelling", err),
+    )
+    code = built_code[0]
+    if code != 0 or not args.check:
+        return code
+    if check is None:  # cancelled between the build and its check
+        print(str(result.config_path), file=out)
+        return EXIT_CODES["cancelled"]
+    code = printer.check(check)
+    print(str(result.config_path), file=out)  # the build's contract: its last stdout line is the config path
+    return code
+
+
+def _save(params: BakedParams, runtime: RuntimeDefaults, problems: list[Problem], printer: Printer) -> int:
+    if has_errors(problems):
+        printer.problems(problems)
+        printer.line("nothing_written", printer.err)
+        return EXIT_INVALID
+    saved = save_config(params, runtime)
+    printer.problems(saved.problems)
+    if not saved.ok:
+        print(printer.word(saved.reason), file=printer.err)
+        if saved.outcome == "refused":
+            printer.line("nothing_written", printer.err)
+        return EXIT_CODES[saved.outcome]
+    for note in saved.notes:
+        print(printer.word(note), file=printer.err)
+    print(str(saved.config_path), file=printer.out)
+    return 0
+
+
+def check(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    printer = Printer(args.lang, out, err, args.debug)
+    path = Path(args.config)
+    try:
+        read_check_config(path)
+    except ConfigError as problem:
+        print(f"{t('sev_error', args.lang)}: {printer.word(problem.message)}", file=err)
+        return EXIT_INVALID
+    if args.warmup < 0 or args.frames < 1:
+        printer.line("cli_bad_frames", err)
+        return EXIT_INVALID
+    result = run_cancellable(
+        lambda cancel: run_check(path, check_options(args), printer.event_printer(), cancel),
+        lambda: printer.line("cancelling", err),
+    )
+    code = printer.check(result)
+    if result.ok and result.image_path:
+        print(str(result.image_path), file=out)
+    return code
+
+
+def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    printer = Printer(args.lang, out, err)
+    spec = child_spec(args)
+    try:
+        environment = probe_environment(spec, refresh=args.refresh)
+    except ProbeError as problem:
+        print(f"{t('sev_error', args.lang)}: {printer.word(problem.message)}", file=err)
+        return EXIT_CODES["unavailable"]
+    if args.json:
+        print(json.dumps(environment.report, indent=2), file=out)
+    else:
+        interpreter = environment.python.get("interpreter")
+        source = chosen_by(environment) or "app"
+        print(f"{t('env_python', args.lang):26} {interpreter}  ({t(f'python_chosen_{source}', args.lang)})", file=out)
+        for key, value in environment.summary().items():
+            shown = printer.word(t("env_none", args.lang)) if value is None else value
+            if key == "vram_total" and isinstance(value, int):
+                from sdprep.text import human_size
+
+                shown = human_size(value, args.lang)
+            print(f"{key:26} {shown}", file=out)
+        for name, supported in environment.features.items():
+            mark = {True: t("yes", args.lang), False: t("no", args.lang)}.get(supported, t("unknown", args.lang))
+            print(f"{'feature ' + name:26} {mark}", file=out)
+    missing = environment.missing()
+    for line in missing:
+        print(f"{t('cli_missing', args.lang)}: {printer.word(line)}", file=err)
+    return EXIT_CODES["unavailable"] if missing else 0
+
+
+def listing(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    printer = Printer(args.lang, out, err)
+    root = Path(args.engines_dir)
+    models = list_models(root)
+    if args.json:
+        print(json.dumps([model.as_dict() for model in models], indent=2), file=out)
+        return 0
+    if not models:
+        printer.line("lib_empty_plain", folder=root.resolve())
+    for model in models:
+        print(printer.word(model.headline()), file=out)
+        for variant in model.variants:
+            print(f"    {printer.word(variant.headline())}", file=out)
+    return 0

@@ -1,0 +1,98 @@
+"""Save config only: write config.yaml (and its configs/<variant>.yaml copy) without building, and say what it means.
+
+A saved config replaces the model's current one: the answer names the variant it replaced, and says whether engines
+for it already exist or whether StreamDiffusion will build them when the inference script first loads it
+(`build_engines_if_missing: true`), which takes minutes on the GPU. The model's lock keeps a Save from writing under
+a running build of the same model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sdprep import derive
+from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
+from sdprep.config_load import ConfigError, read_config
+from sdprep.engine_files import by_relative, fingerprint, variant_id
+from sdprep.locks import model_lock
+from sdprep.manifest import CONFIGS_DIR, read_manifest_or_empty, trusted_record
+from sdprep.messages import Message, Problem, has_errors, msg
+from sdprep.params import BakedParams
+from sdprep.paths import atomic_write_text
+from sdprep.validate import validate
+
+
+@dataclass
+class SaveResult:
+    outcome: str  # "written", "refused" (problems), "busy" (a build of this model runs), "failed" (cannot write)
+    reason: Message
+    config_path: Path | None = None
+    variant_path: Path | None = None
+    notes: list[Message] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "written"
+
+
+def save_config(params: BakedParams, runtime: RuntimeDefaults) -> SaveResult:
+    problems = validate(params)
+    if has_errors(problems):
+        return SaveResult("refused", msg("save_errors"), problems=problems)
+    config = make_config(params, runtime)
+    folder = derive.engine_dir(params)
+    variant = variant_id(derive.variant_name(params), config)
+    config_path, variant_path = folder / "config.yaml", folder / CONFIGS_DIR / f"{variant}.yaml"
+    lock = model_lock(folder)
+    with lock.held(f"save of {config_path}") as got:
+        if not got:
+            return SaveResult("busy", msg("save_busy", what=lock.holder().get("what") or "?"), problems=problems)
+        notes = [replaced_note(config_path, config)]
+        notes.append(msg("save_engines_ready") if engines_ready(folder, variant) else msg("save_builds_at_load"))
+        text = dump_yaml(config, config_header(params))
+        try:
+            atomic_write_text(variant_path, text)
+            atomic_write_text(config_path, text)
+        except OSError as problem:
+            return SaveResult(
+                "failed", msg("save_failed", path=problem.filename or config_path, reason=problem.strerror)
+            )
+    return SaveResult(
+        "written",
+        msg("save_ok", path=config_path),
+        config_path=config_path,
+        variant_path=variant_path,
+        notes=[note for note in notes if note is not None],
+        problems=problems,
+    )
+
+
+def replaced_note(config_path: Path, config: dict[str, object]) -> Message | None:
+    """What the write replaces: nothing, the same engines (a runtime change), or a config for other engines."""
+    if not config_path.exists():
+        return None
+    try:
+        old = read_config(config_path)
+    except ConfigError:
+        return msg("save_replaced_unreadable", path=config_path)
+    if fingerprint(old) == fingerprint(config):
+        return msg("save_replaced_same")
+    return msg("save_replaced_other", variant=_variant_of(config_path.parent, old))
+
+
+def _variant_of(folder: Path, config: dict[str, object]) -> str:
+    wanted = fingerprint(config)
+    manifest = read_manifest_or_empty(folder)
+    return next((name for name, record in manifest.variants.items() if record.fingerprint == wanted), "?")
+
+
+def engines_ready(folder: Path, variant: str) -> bool:
+    """Whether a recorded build of exactly this variant left all its engines, unchanged."""
+    record = read_manifest_or_empty(folder).variants.get(variant)
+    if record is None or record.stale:
+        return False
+    manifest = read_manifest_or_empty(folder)
+    on_disk = by_relative(folder)
+    return all(rel in on_disk and trusted_record(manifest, on_disk[rel]) is not None for rel in record.engines)

@@ -1,0 +1,133 @@
+"""Every sentence and label a person reads, in English and Russian, from one table; and the wording of Messages.
+
+`TABLE` has the shape `gr.I18n` takes ({language: {key: text}}): the web page hands it to Gradio for its static
+labels, and everything composed at run time (problems, build results, the environment) is worded here with
+`word(message, lang)`. The CLI words the same Messages (English unless `--lang ru` or a Russian locale).
+
+Templates use str.format fields: `{name}`. A field whose value is a Message, a Size, a Duration or a Field is worded
+in the same language first, so no unit, label or nested reason stays English on a Russian page.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import PurePath
+from typing import Any, Literal, get_args
+
+from sdprep.messages import Duration, Field, Message, Size
+from sdprep.text import en, ru
+
+Lang = Literal["en", "ru"]
+LANGUAGES: tuple[Lang, ...] = get_args(Lang)
+TABLE: dict[str, dict[str, str]] = {"en": en.TEXT, "ru": ru.TEXT}
+
+# How a Field is worded: the CLI sets this to its flags (--steps), the page leaves labels.
+FieldNamer = Callable[[str, str], str]
+
+
+def field_label(name: str, lang: str) -> str:
+    """The form's label of a field ("Denoise steps (denoise_steps)"); a ControlNet slot field by its slot."""
+    if name.startswith("controlnets[") and "]." in name:
+        index, _, slot_field = name[len("controlnets[") :].partition("].")
+        return t("slot_field", lang, index=int(index) + 1, label=t(f"f_slot_{slot_field}", lang))
+    key = f"f_{name}"
+    return t(key, lang) if key in TABLE["en"] else name
+
+
+def word(message: Message | str, lang: str = "en", namer: FieldNamer = field_label) -> str:
+    """The sentence for `message` in `lang` (English when a key or language is missing)."""
+    if isinstance(message, str):
+        return message
+    table = TABLE.get(lang, TABLE["en"])
+    template = table.get(message.code) or TABLE["en"][message.code]
+    values = {key: _render(value, lang, namer) for key, value in message.params.items()}
+    return template.format_map(values) if values else template
+
+
+def t(key: str, lang: str = "en", **values: Any) -> str:
+    """Shorthand for word(Message(key, values), lang): labels and page text composed by the UI."""
+    return word(Message(key, values), lang)
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _render(value: Any, lang: str, namer: FieldNamer) -> str:
+    if isinstance(value, Message):
+        return word(value, lang, namer)
+    if isinstance(value, Size):
+        return human_size(value.bytes, lang)
+    if isinstance(value, Duration):
+        return human_duration(value.seconds, lang)
+    if isinstance(value, Field):
+        return namer(value.name, lang)
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return t("yes" if value else "no", lang)
+    if isinstance(value, float):
+        return _number(f"{value:g}", lang)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, Mapping):
+        return str(dict(value))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(_render(item, lang, namer) for item in _ordered(value))
+    return str(value)
+
+
+def _ordered(items: Iterable[Any]) -> list[Any]:
+    return sorted(items, key=str) if isinstance(items, (set, frozenset)) else list(items)
+
+
+def _number(text: str, lang: str) -> str:
+    return text.replace(".", ",") if lang == "ru" else text
+
+
+_SIZE_UNITS = {"en": ("B", "KiB", "MiB", "GiB", "TiB"), "ru": ("Б", "КиБ", "МиБ", "ГиБ", "ТиБ")}
+
+
+def human_size(size: int | float | None, lang: str = "en") -> str:
+    """Bytes in binary units with one decimal: 146_028_888_064 -> "136.0 GiB" ("136,0 ГиБ")."""
+    if size is None:
+        return "—"
+    units = _SIZE_UNITS.get(lang, _SIZE_UNITS["en"])
+    value = float(size)
+    for unit in units:
+        if abs(value) < 1024 or unit == units[-1]:
+            return f"{value:.0f} {unit}" if unit == units[0] else f"{_number(f'{value:.1f}', lang)} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float | None, lang: str = "en") -> str:
+    """Seconds for people: "0.4 s", "42 s", "6 min 12 s", "1 h 05 min"."""
+    if seconds is None:
+        return "—"
+    if seconds < 10:
+        return t("unit_seconds", lang, value=_number(f"{seconds:.1f}", lang))
+    whole = round(seconds)
+    if whole < 60:
+        return t("unit_seconds", lang, value=whole)
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return t("unit_min_sec", lang, minutes=minutes, seconds=secs)
+    hours, minutes = divmod(minutes, 60)
+    return t("unit_hour_min", lang, hours=hours, minutes=f"{minutes:02d}")
+
+
+def lang_of(locale: str | None) -> Lang:
+    """The table language for a browser or system locale like "ru-RU" / "ru_RU.UTF-8" (English otherwise)."""
+    return "ru" if (locale or "").strip().lower().startswith("ru") else "en"
+
+
+def system_language() -> Lang:
+    """The language a terminal user reads, from the usual locale variables (LC_ALL > LC_MESSAGES > LANG)."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return lang_of(value)
+    return "en"

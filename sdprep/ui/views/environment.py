@@ -1,0 +1,77 @@
+"""The build environment on the page: the Environment tab's table, and the banner that tells Prepare what is missing."""
+
+from __future__ import annotations
+
+import html
+import time
+
+from sdprep.jobs.environment import Environment, chosen_by
+from sdprep.messages import Message
+from sdprep.text import TABLE, human_size, t, word
+
+
+def environment_markdown(environment: Environment | None, error: Message | None, lang: str) -> str:
+    if error is not None:
+        return t("env_error", lang, error=html.escape(word(error, lang)))
+    if environment is None:
+        return t("env_not_checked", lang)
+    summary = environment.summary()
+    none = t("env_none", lang)
+    source = chosen_by(environment) or "app"
+    interpreter = environment.python.get("interpreter") or environment.python.get("executable")
+    rows = [
+        ("env_python", f"`{interpreter}` — {t(f'python_chosen_{source}', lang)}" if interpreter else none),
+        ("env_gpu", summary.get("gpu") or none),
+        ("env_vram", human_size(summary["vram_total"], lang) if summary.get("vram_total") else "—"),
+        ("env_cc", summary.get("compute_capability") or "—"),
+        ("env_cuda", summary.get("cuda") or none),
+        ("env_torch", summary.get("torch") or none),
+        ("env_tensorrt", summary.get("tensorrt") or none),
+        ("env_python_version", summary.get("python") or "—"),
+        ("env_sd", summary.get("streamdiffusion") or (none if environment.streamdiffusion.get("error") else "—")),
+        (
+            "env_sd_location",
+            f"`{summary['streamdiffusion_location']}`" if summary.get("streamdiffusion_location") else none,
+        ),
+    ]
+    lines = [f"| {t('env_item', lang)} | {t('env_value', lang)} |", "|---|---|"]
+    lines += [f"| {t(key, lang)} | {value} |" for key, value in rows]
+    if environment.features:
+        lines += [
+            "",
+            f"**{t('env_features', lang)}**",
+            "",
+            f"| {t('env_feature', lang)} | {t('env_supported', lang)} |",
+            "|---|---|",
+        ]
+        for name, supported in environment.features.items():
+            feature = t(f"feat_{name}", lang) if f"feat_{name}" in TABLE["en"] else f"`{name}`"
+            mark = {True: f"✔ {t('yes', lang)}", False: f"✘ {t('no', lang)}"}.get(supported, t("unknown", lang))
+            lines.append(f"| {feature} | {mark} |")
+    missing = environment.missing()
+    lines.append("")
+    if missing:
+        lines += [f"**{t('env_missing', lang)}**", ""] + [f"- {html.escape(word(line, lang))}" for line in missing]
+    else:
+        lines.append(t("env_ready", lang))
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(environment.probed_at))
+    lines += ["", t("env_checked_at", lang, when=when)]
+    return "\n".join(lines)
+
+
+def banner_markdown(environment: Environment | None, lang: str) -> str:
+    """Above the form: what stops a build on this machine and how to get it, or nothing when it can build."""
+    if environment is None:
+        return ""
+    missing = environment.missing()
+    if not missing:
+        return ""
+    items = "\n".join(f"- {html.escape(word(line, lang))}" for line in missing)
+    return f"{t('banner_cannot_build', lang)}\n\n{items}\n\n{t('banner_setup', lang)}"
+
+
+def build_blocked(environment: Environment | None, lang: str) -> str:
+    """Why Build is disabled by the machine (not the form): one line, or "" when it is not."""
+    if environment is None or not environment.missing():
+        return ""
+    return t("build_blocked_env", lang)

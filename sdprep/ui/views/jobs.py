@@ -1,0 +1,144 @@
+"""A build on the page: where it is (queued, the running stage, done), its log, its result, its check."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import time
+
+from sdprep import derive
+from sdprep.jobs.board import BuildJob
+from sdprep.jobs.build import BuildResult
+from sdprep.jobs.check import CheckResult
+from sdprep.jobs.job import JobResult
+from sdprep.jobs.progress import JobEvent, stage_message
+from sdprep.messages import Size
+from sdprep.text import field_label, human_duration, t, word
+
+LOG_MAX_LINES = 400
+_MARKERS = {"stage": "==>", "log": "   ", "waiting": "...", "raw": "  |"}
+
+
+def log_line(event: JobEvent, lang: str) -> str:
+    return f"[{event.elapsed:7.1f}s] {_MARKERS.get(event.kind, '   ')} {word(event.message, lang)}"
+
+
+def log_text(events: list[JobEvent], lang: str) -> str:
+    lines = [log_line(event, lang) for event in events]
+    if len(lines) > LOG_MAX_LINES:
+        lines = [t("log_earlier", lang, count=len(lines) - LOG_MAX_LINES), *lines[-LOG_MAX_LINES:]]
+    return "\n".join(lines)
+
+
+def stage_durations(events: list[JobEvent], until: float | None) -> list[tuple[str, float]]:
+    """(stage id, seconds) from the stage events; the last one runs until `until` (or is left out when None)."""
+    stages = [event for event in events if event.kind == "stage" and event.stage]
+    durations = [(a.stage or "", b.elapsed - a.elapsed) for a, b in itertools.pairwise(stages)]
+    if stages and until is not None:
+        durations.append((stages[-1].stage or "", max(0.0, until - stages[-1].elapsed)))
+    return durations
+
+
+def outcome_label(outcome: str, lang: str) -> str:
+    return t(f"out_{outcome}", lang)
+
+
+def _stages_line(stages: list[tuple[str, float]], lang: str) -> str:
+    parts = [f"{word(stage_message(stage), lang)} {human_duration(seconds, lang)}" for stage, seconds in stages]
+    return t("prog_stages", lang, stages=" · ".join(parts))
+
+
+def progress_markdown(job: BuildJob, position: int, lang: str, now: float | None = None) -> str:
+    """Where the build is: queued (with its position), the running stage with times, or done; and what it builds."""
+    elapsed = human_duration((now or time.time()) - job.created, lang)
+    events, result = list(job.events), job.result
+    what = t("prog_what", lang, model=job.params.model, folder=derive.engine_dir(job.params))
+    if result is not None:
+        line = t(
+            "prog_finished",
+            lang,
+            outcome=outcome_label(result.outcome, lang),
+            elapsed=human_duration(result.duration, lang),
+        )
+        # A good result lists its stage durations itself; others keep them here.
+        done = [] if result.ok else [_stages_line(list(result.stages.items()), lang)] if result.stages else []
+        return "  \n".join([line, what, *done])
+    if position > 0:
+        return "  \n".join([t("prog_queued", lang, ahead=position, position=position + 1, elapsed=elapsed), what])
+    stages = [event for event in events if event.kind in ("stage", "waiting")]
+    if not stages:
+        return "  \n".join([t("prog_starting", lang, elapsed=elapsed), what])
+    last = stages[-1]
+    if last.kind == "waiting":
+        return "  \n".join([t("prog_waiting_gpu", lang, message=word(last.message, lang)), what])
+    line = t(
+        "prog_running", lang, stage=word(last.message, lang), since=human_duration(last.elapsed, lang), elapsed=elapsed
+    )
+    done = stage_durations(events, None)
+    return "  \n".join([line, what, *([_stages_line(done, lang)] if done else [])])
+
+
+def _problems_list(result: JobResult, lang: str) -> list[str]:
+    if not result.problems:
+        return []
+    lines = [f"**{t('res_problems', lang)}**", ""]
+    lines += [
+        f"- {t('sev_' + p.severity, lang)}: **{html.escape(field_label(p.field, lang))}**: {html.escape(word(p.message, lang))}"
+        for p in result.problems
+    ]
+    return [*lines, ""]
+
+
+def result_markdown(result: BuildResult | None, lang: str) -> str:
+    if result is None:
+        return ""
+    lines = [f"#### {outcome_label(result.outcome, lang)}", "", html.escape(word(result.reason, lang)), ""]
+    if not result.ok:
+        lines += _problems_list(result, lang)
+        if result.outcome == "failed" and result.log_tail:
+            lines += [f"**{t('res_log_tail', lang)}**", "", "```text", *result.log_tail, "```", ""]
+        if result.log_path:
+            lines.append(t("res_log_path", lang, path=result.log_path))
+        return "\n".join(lines)
+    if result.config_path:
+        lines += [t("res_config", lang, path=result.config_path), ""]
+    if result.variant:
+        lines += [t("res_variant", lang, variant=result.variant, duration=human_duration(result.duration, lang)), ""]
+    if result.engines:
+        lines += [f"**{t('res_engines', lang)}**", ""]
+        for engine in result.engines:
+            state = t("res_reused" if engine.get("reused") else "res_built", lang)
+            kind = t(f"engine_{engine.get('kind')}", lang, name="")
+            size = t("size_only", lang, size=Size(engine.get("size") or 0))
+            lines.append(f"- **{kind}** · {size} · {state}  \n  `{engine.get('path')}`")
+        lines.append("")
+    if result.stages:
+        lines += [
+            f"**{t('res_stages', lang)}**",
+            "",
+            f"| {t('res_stage', lang)} | {t('res_seconds', lang)} |",
+            "|---|---:|",
+        ]
+        lines += [
+            f"| {word(stage_message(stage), lang)} | {human_duration(seconds, lang)} |"
+            for stage, seconds in result.stages.items()
+        ]
+    return "\n".join(lines)
+
+
+def check_markdown(check: CheckResult | None, lang: str) -> str:
+    """The load-and-run check after a build: its speed and numbers, or why it failed."""
+    if check is None:
+        return ""
+    lines = [f"#### {t('chk_heading', lang)}: {t('chk_' + check.outcome, lang)}", ""]
+    headline = word(check.speed, lang) if check.speed else word(check.reason, lang)
+    lines += [html.escape(headline), "", html.escape("; ".join(word(part, lang) for part in check.numbers())), ""]
+    if not check.ok:
+        if check.speed:
+            lines += [html.escape(word(check.reason, lang)), ""]
+        lines += [f"- `{name}`" for name in check.rebuilt + check.missing]
+        if check.log_tail and check.outcome == "failed":
+            lines += ["", f"**{t('res_log_tail', lang)}**", "", "```text", *check.log_tail[-8:], "```"]
+    if check.log_path:
+        lines += ["", t("res_log_path", lang, path=check.log_path)]
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""The live preview of the form: problems beside their sections, the summary, derived values, the config.yaml."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sdprep import derive
+from sdprep.config import RuntimeDefaults, render_config
+from sdprep.family import FAMILY_LABELS, detect_family
+from sdprep.messages import Problem
+from sdprep.params import BakedParams
+from sdprep.profiles import profile_of
+from sdprep.text import field_label, t, word
+from sdprep.ui.views.html import join, render
+
+
+def problems_html(problems: Iterable[Problem], lang: str) -> str:
+    """A short list for under a section: red errors, amber warnings, each naming its field."""
+    items = [
+        render(
+            '<li class="sdprep-$severity"><span class="sdprep-severity">$label</span> <b>$field</b>: $text</li>',
+            severity=problem.severity,
+            label=t(f"sev_{problem.severity}", lang),
+            field=field_label(problem.field, lang),
+            text=word(problem.message, lang),
+        )
+        for problem in sorted(problems, key=lambda p: p.severity != "error")
+    ]
+    return render('<ul class="sdprep-problems">$items</ul>', items=join(items)) if items else ""
+
+
+def summary_markdown(problems: list[Problem], lang: str, blocked: str = "") -> str:
+    """One line on the state of the form; `blocked` (the environment's reason) comes first when Build cannot run."""
+    errors = sum(problem.severity == "error" for problem in problems)
+    warnings = len(problems) - errors
+    if errors:
+        line = t("sum_errors", lang, errors=errors, warnings=warnings)
+    elif warnings:
+        line = t("sum_warnings", lang, warnings=warnings)
+    else:
+        line = t("sum_ok", lang)
+    return f"{blocked}  \n{line}" if blocked else line
+
+
+def route_problems(problems: list[Problem], sections: dict[str, tuple[str, ...]]) -> dict[str, list[Problem]]:
+    """Each problem under the section that shows its field (ControlNet slot fields under "controlnet")."""
+    routed: dict[str, list[Problem]] = {name: [] for name in sections}
+    for problem in problems:
+        base = problem.field.split("[", 1)[0].split(".", 1)[0]
+        for name, fields in sections.items():
+            if problem.field in fields or base in fields:
+                routed[name].append(problem)
+                break
+    return routed
+
+
+def _safe(compute: Callable[[], Any], fallback: str) -> Any:
+    """A derived value, or `fallback` while the form holds values it cannot be derived from (shown as errors)."""
+    try:
+        return compute()
+    except (ValueError, KeyError, TypeError):
+        return fallback
+
+
+def derived_markdown(params: BakedParams, lang: str) -> str:
+    missing = t("d_unavailable", lang)
+    rows = [
+        (t("d_t_index", lang), f"`{_safe(lambda: derive.t_index_list(params), missing)}`"),
+        (t("d_unet_batch", lang), f"{_safe(lambda: derive.unet_batch(params), missing)}"),
+        (t("d_scheduler", lang), f"{_safe(lambda: derive.scheduler(params), missing)}"),
+        (t("d_family", lang), _family_text(params)),
+        (t("d_profile", lang), t(f"profile_{profile_of(params)}", lang)),
+        (t("d_lora_dict", lang), f"`{_safe(lambda: json.dumps(derive.lora_dict(params)), missing)}`"),
+        (t("d_engine_dir", lang), f"`{_safe(lambda: derive.engine_dir(params), missing)}`"),
+        (t("d_config_path", lang), f"`{_safe(lambda: derive.config_path(params), missing)}`"),
+        (t("d_variant", lang), f"`{_safe(lambda: derive.variant_name(params), missing)}`"),
+    ]
+    lines = [f"| {t('d_name', lang)} | {t('d_value', lang)} |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def _family_text(params: BakedParams) -> str:
+    family = _safe(lambda: derive.family(params), "?")
+    return FAMILY_LABELS.get(family, str(family))
+
+
+def config_preview(params: BakedParams, runtime: RuntimeDefaults, problems: list[Problem], lang: str) -> str:
+    if not any(problem.severity == "error" for problem in problems):
+        try:
+            return render_config(params, runtime)
+        except (ValueError, KeyError, TypeError):
+            pass
+    lines = [f"# {field_label(p.field, lang)}: {word(p.message, lang)}" for p in problems if p.severity == "error"]
+    return "\n".join([f"# {t('yaml_blocked', lang)}", *lines]) + "\n"
+
+
+def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
+    """One line of derived values for under each section."""
+    guess = detect_family(params.model)
+    detected = FAMILY_LABELS.get(guess.family, guess.family)
+    source = t(f"family_source_{guess.source}", lang)
+    if params.model_family == "auto":
+        checkpoint = t("hint_family", lang, family=detected, source=source)
+    else:
+        checkpoint = t("hint_family_set", lang, family=_family_text(params), detected=detected)
+    sampling = _safe(
+        lambda: t(
+            "hint_sampling",
+            lang,
+            t_index=derive.t_index_list(params),
+            batch=derive.unet_batch(params),
+            scheduler=derive.scheduler(params),
+        ),
+        "",
+    )
+    consistency = _safe(lambda: derive.consistency_lora_id(params), None)
+    lora_lines = [
+        t("hint_consistency", lang, lora=consistency, scale=derive.CONSISTENCY_LORA_SCALE)
+        if consistency
+        else t("hint_no_consistency", lang),
+        _safe(lambda: t("hint_final_loras", lang, loras=json.dumps(derive.lora_dict(params))), ""),
+    ]
+    return {
+        "checkpoint": checkpoint,
+        "sampling": sampling,
+        "resolution": _safe(
+            lambda: t(
+                "hint_resolution", lang, width=params.width, height=params.height, variant=derive.variant_name(params)
+            ),
+            "",
+        ),
+        "lora": "  \n".join(line for line in lora_lines if line),
+        "controlnet": t("hint_controlnet", lang, count=len(params.controlnets))
+        if params.use_controlnet
+        else t("hint_controlnet_off", lang),
+        "ipadapter": t("hint_ipadapter", lang, type=params.ipadapter_type, tokens=params.ipadapter_tokens)
+        if params.use_ipadapter
+        else t("hint_ipadapter_off", lang),
+        "profile": t(f"hint_profile_{profile_of(params)}", lang),
+        "output": _safe(lambda: t("hint_output", lang, config=derive.config_path(params)), ""),
+    }
