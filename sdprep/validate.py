@@ -47,7 +47,8 @@ WINDOWS_ENGINE_DIR_BUDGET = 110
 
 def validate(params: BakedParams, max_unet_batch: int = CONFIG_ROUTE_MAX_BATCH) -> list[Problem]:
     problems = _types_and_ranges(params)
-    # Rules that combine fields need every field to be of its type; these read one text field each.
+    # Rules that combine fields need every field to be of its type (a whole number out of range is still one);
+    # these read one text field each and always run.
     independent: tuple[Callable[[BakedParams], list[Problem]], ...] = (_model, _loras, _engines_dir)
     combined: tuple[Callable[[BakedParams], list[Problem]], ...] = (
         _sampling,
@@ -56,10 +57,11 @@ def validate(params: BakedParams, max_unet_batch: int = CONFIG_ROUTE_MAX_BATCH) 
         _ipadapter,
         _profile,
     )
-    rules = independent if problems else independent + combined
+    mistyped = any(p.message.code != "out_of_range" or not _is_int(getattr(params, p.field)) for p in problems)
+    rules = independent if mistyped else independent + combined
     for rule in rules:
         problems.extend(rule(params))
-    if not has_errors(problems):
+    if not has_errors(problems):  # the batch needs valid steps, cfg and frame buffer; said once they are
         problems.extend(check_unet_batch(params, max_unet_batch))
     return problems
 
@@ -158,7 +160,8 @@ def _size(params: BakedParams) -> list[Problem]:
     problems: list[Problem] = []
     for name in ("width", "height"):
         value = getattr(params, name)
-        if value % SIZE_STEP:
+        low, high = SPECS[name].bounds or (0, 0)
+        if low <= value <= high and value % SIZE_STEP:
             lower = value - value % SIZE_STEP
             problems.append(error(name, "not_multiple_of_8", lower=lower, upper=lower + SIZE_STEP))
     return problems

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdprep import derive
+from sdprep.text import word
 from sdprep.family import detect_family
 from sdprep.params import BakedParams, params_from_values
 
@@ -43,11 +44,11 @@ def test_scheduler_follows_consistency_lora_else_pipeline_scheduler() -> None:
 @pytest.mark.parametrize(
     ("model", "family", "source"),
     [
-        ("stabilityai/sd-turbo", "sd2.1", "known model"),
-        ("stabilityai/sdxl-turbo", "sdxl", "known model"),
-        ("KBlueLeaf/kohaku-v2.1", "sd1.5", "known model"),
-        ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd1.5", "known model"),
-        ("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", "known model"),
+        ("stabilityai/sd-turbo", "sd2.1", "known_model"),
+        ("stabilityai/sdxl-turbo", "sdxl", "known_model"),
+        ("KBlueLeaf/kohaku-v2.1", "sd1.5", "known_model"),
+        ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd1.5", "known_model"),
+        ("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", "known_model"),
         ("someone/juggernautXL_v9", "sdxl", "name"),
         ("someone/my-sd21-finetune", "sd2.1", "name"),
         ("someone/dreamshaper-8", "sd1.5", "assumed"),
@@ -111,8 +112,17 @@ def test_lora_dict_puts_consistency_lora_first_then_users() -> None:
     ],
 )
 def test_parse_lora_json_rejects_with_a_sentence(text: str, fragment: str) -> None:
-    with pytest.raises(ValueError, match=fragment):
+    with pytest.raises(derive.InvalidLoras) as raised:
         derive.parse_lora_json(text)
+    assert fragment in word(raised.value.message)
+
+
+@pytest.mark.parametrize("text", ['{"a/b": NaN}', '{"a/b": Infinity}', '{"a/b": -Infinity}', '{"a/b": 1e400}'])
+def test_parse_lora_json_refuses_non_finite_scales(text: str) -> None:
+    # NaN and infinities would be written to config.yaml as .nan / .inf; 1e400 parses as infinity.
+    with pytest.raises(derive.InvalidLoras) as raised:
+        derive.parse_lora_json(text)
+    assert raised.value.message.code == "lora_not_finite"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sdprep.params import BakedParams, params_from_values
+from sdprep.text import word
 from sdprep.validate import Problem, has_errors, validate
 
 
@@ -20,7 +21,7 @@ def fields(problems: list[Problem], severity: str = "error") -> set[str]:
 
 
 def messages(problems: list[Problem], field: str) -> str:
-    return " ".join(p.message for p in problems if p.field == field)
+    return " ".join(word(p.message) for p in problems if p.field == field)
 
 
 def test_defaults_are_clean(tmp_path: Path) -> None:
@@ -135,8 +136,10 @@ def test_ipadapter_rules(tmp_path: Path) -> None:
         engines_dir=str(tmp_path),
     )
     assert validate(plus) == []
+    # SD 2.1 has no IP-Adapter: the fork turns a known one off, so it would not be baked (an error, with the fix).
     sd21 = validate(make(use_ipadapter=True, engines_dir=str(tmp_path)))
-    assert "use_ipadapter" in fields(sd21, "warning")
+    assert "use_ipadapter" in fields(sd21)
+    assert [p.message.code for p in sd21 if p.field == "use_ipadapter"] == ["ipadapter_none_for_sd21"]
 
 
 def test_no_lcm_lora_for_sd21(tmp_path: Path) -> None:
