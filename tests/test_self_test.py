@@ -101,6 +101,7 @@ def test_everything_passes_on_a_good_machine() -> None:
     assert (trt["distributions"], trt["cuda_major"], trt["cuda_major_matches_torch"]) == ({}, None, None)
     build = found["tensorrt_build"]["details"]
     assert build["engine_bytes"] > 0 and build["build_seconds"] >= 0 and build["tensorrt_log"] == []
+    assert build["network_flag"] == "STRONGLY_TYPED"
     run = found["tensorrt_run"]["details"]
     assert run["io_tensors"] == {"input": "INPUT", "output": "OUTPUT"}
     assert run["output"] == run["expected"] == [max(x, 0.0) + x for x in run["input"]]

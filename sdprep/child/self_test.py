@@ -12,8 +12,29 @@ The checks run in order, each announced by a "stage" event and answered by one "
   tensorrt_run     deserialize it, run it on torch CUDA tensors on a CUDA stream, compare with Python's answer
   streamdiffusion  import it and its config loader, read the wrapper's signature (unless the job skips it)
 A check whose prerequisite failed is reported as failed with error "skipped: <code> failed", without running.
-The last event is "result" with `passed`. The exit code is 0 whenever the script itself worked: the parent reads
-the events, not the exit code, to learn what is broken.
+The exit code is 0 whenever the script itself worked: the parent reads the events, not the exit code, to learn
+what is broken.
+
+Events (protocol.emit: one JSON line after EVENT_PREFIX, each with "event" and "time"):
+  stage   stage=<code>, message=<what runs now, for people>
+  check   name=<code>, ok=<bool>, skipped=<bool: not run because a prerequisite failed>, seconds=<float>,
+          details=<dict, below>, error=<"ExceptionType: first line" | "skipped: <code> failed" | None>,
+          traceback_tail=<last lines of the traceback; [] when ok or skipped>
+  result  passed=<every emitted check ok>, seconds=<total>, checks=<{code: ok} in order>,
+          not_run=<codes the job left out>, python=<{version, executable, platform}>
+details, by check (keys present when known; a failed import adds failed_module, the top-level module that broke,
+and import_name, ImportError.name):
+  torch            distribution, version, cuda (torch.version.cuda), location
+  cuda             torch_cuda, driver {visible, version, cuda_version}, available, device_count, name,
+                   compute_capability "major.minor", vram_total, vram_free (bytes)
+  tensorrt_import  distributions {normalized name: version}, cuda_majors, cuda_major (one major, else None),
+                   torch_cuda_major, version, location, cuda_major_matches_torch (None when either is unknown)
+  tensorrt_build   tensorrt_log (TensorRT's warnings and errors), network_flag, network, engine_bytes,
+                   build_seconds, workspace_bytes
+  tensorrt_run     tensorrt_log, io_tensors {name: INPUT|OUTPUT}, run_seconds, input, output, expected,
+                   max_abs_error, tolerance
+  streamdiffusion  distribution, found_at, installed (distribution or importable spec: "not installed" vs
+                   "installed but broken"), location, version, has_config_loader, wrapper_params, features
 """
 
 from __future__ import annotations
@@ -315,7 +336,11 @@ def check_tensorrt_build(state: dict[str, Any], details: dict[str, Any]) -> None
     started = time.perf_counter()
     builder = _trt_call(messages, "trt.Builder(logger)", trt.Builder, logger)
     # TensorRT 10 networks are always explicit batch; strongly typed says every tensor keeps the input's float32.
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    # TensorRT 8.x has no STRONGLY_TYPED and needs EXPLICIT_BATCH instead: say so in the details, don't crash.
+    creation = trt.NetworkDefinitionCreationFlag
+    flag = "STRONGLY_TYPED" if hasattr(creation, "STRONGLY_TYPED") else "EXPLICIT_BATCH"
+    details["network_flag"] = flag
+    flags = 1 << int(getattr(creation, flag))
     network = _trt_call(messages, "create_network", builder.create_network, flags)
     source = network.add_input("input", trt.float32, (1, len(INPUT_VALUES)))
     relu = network.add_activation(source, trt.ActivationType.RELU)
