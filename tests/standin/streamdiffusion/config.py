@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .param_schema import DEFAULTS
 
 logger = logging.getLogger(__name__)
@@ -89,6 +87,9 @@ def load_config(config_path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"load_config: Configuration file not found: {path}")
     suffix = path.suffix.lower()
+    # Imported when used, so the stand-in imports in a bare venv (tests/standin_wheels.py) that has no PyYAML.
+    import yaml
+
     with open(path, encoding="utf-8") as handle:
         if suffix in (".yaml", ".yml"):
             data = yaml.safe_load(handle)
@@ -107,6 +108,8 @@ def save_config(config: dict[str, Any], config_path: str | Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise ValueError(f"save_config: Unsupported configuration file format: {path.suffix}")
+    import yaml
+
     with open(path, "w", encoding="utf-8") as handle:
         if suffix == ".json":
             json.dump(config, handle, indent=2)

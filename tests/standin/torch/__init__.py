@@ -1,14 +1,21 @@
-"""Stand-in for the ``torch`` package (stdlib only, no tensors).
+"""Stand-in for the ``torch`` package (stdlib only).
 
 Only what an engine-preparation app touches is here: version strings, the
-``torch.cuda`` device queries and the dtype objects the StreamDiffusion config
-loader maps strings to. The simulated machine comes from STANDIN_* variables
-(see ``_machine.py``).
+``torch.cuda`` device queries and streams, the dtype objects the StreamDiffusion
+config loader maps strings to, and a small dense tensor (``_tensor.py``) whose
+``data_ptr()`` the stand-in TensorRT can run a network on. The simulated machine
+comes from STANDIN_* variables (see ``_machine.py``).
 """
 
 from __future__ import annotations
 
-from torch import _machine, cuda, version
+from torch import _machine
+
+# A CUDA wheel whose cuDNN cannot be loaded fails at the very first import, before any torch attribute exists.
+_machine.check_cudnn(__file__)
+
+from torch import cuda, version  # noqa: E402 - after the load check above, like real torch's library loading
+from torch._tensor import Tensor, arange, device, empty, tensor, zeros  # noqa: E402
 
 
 class dtype:  # lowercase on purpose: same name as torch.dtype
@@ -40,17 +47,23 @@ int64 = dtype("int64", 8, is_floating_point=False)
 __version__: str = _machine.torch_version()
 
 __all__ = [
+    "Tensor",
     "__version__",
+    "arange",
     "bfloat16",
     "cuda",
+    "device",
     "double",
     "dtype",
+    "empty",
     "float",
     "float16",
     "float32",
     "float64",
     "half",
     "int64",
+    "tensor",
     "uint8",
     "version",
+    "zeros",
 ]

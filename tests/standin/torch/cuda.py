@@ -6,6 +6,9 @@ product code that guards those calls is exercised the same way.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from torch import _machine
@@ -62,6 +65,11 @@ def _index(device: object = None) -> int:
     if not 0 <= index < _machine.gpu_count():
         raise AssertionError("Invalid device id")
     return index
+
+
+def init() -> None:
+    """Initialise CUDA now: raises the precise reason (CPU-only wheel, no driver) that is_available() hides."""
+    _lazy_init()
 
 
 def is_available() -> bool:
@@ -122,6 +130,72 @@ def reset_peak_memory_stats(device: object = None) -> None:
 
 def synchronize(device: object = None) -> None:
     _index(device)
+
+
+# Stream handles: the legacy default stream is 0 (as cudaStreamLegacy is in torch); new streams get fake but
+# distinct non-zero handles. The stand-in runs everything synchronously, so a stream only has to exist.
+_handles = itertools.count(0x7F0000001000, 0x10)
+
+
+class Stream:
+    """Same surface as ``torch.cuda.Stream`` that code hands to TensorRT: ``cuda_stream``, ``synchronize()``."""
+
+    def __init__(self, device: object = None, priority: int = 0, _handle: int | None = None) -> None:
+        self.device_index = _index(device)
+        self.priority = priority
+        self.cuda_stream: int = next(_handles) if _handle is None else _handle
+
+    def synchronize(self) -> None:
+        _lazy_init()
+
+    def query(self) -> bool:
+        return True
+
+    def wait_stream(self, stream: Stream) -> None:
+        _lazy_init()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stream) and other.cuda_stream == self.cuda_stream
+
+    def __hash__(self) -> int:
+        return hash(self.cuda_stream)
+
+    def __repr__(self) -> str:
+        return f"<torch.cuda.Stream device=cuda:{self.device_index} cuda_stream={self.cuda_stream:#x}>"
+
+
+_current_streams: dict[int, Stream] = {}
+
+
+def default_stream(device: object = None) -> Stream:
+    index = _index(device)
+    return Stream(index, _handle=0)
+
+
+def current_stream(device: object = None) -> Stream:
+    index = _index(device)
+    return _current_streams.get(index) or default_stream(index)
+
+
+def set_stream(stream: Stream) -> None:
+    _current_streams[stream.device_index] = stream
+
+
+@contextmanager
+def stream(chosen: Stream | None) -> Iterator[Stream | None]:
+    """``with torch.cuda.stream(s):`` makes ``s`` the current stream of its device for the block."""
+    if chosen is None:
+        yield None
+        return
+    before = _current_streams.get(chosen.device_index)
+    _current_streams[chosen.device_index] = chosen
+    try:
+        yield chosen
+    finally:
+        if before is None:
+            _current_streams.pop(chosen.device_index, None)
+        else:
+            _current_streams[chosen.device_index] = before
 
 
 def empty_cache() -> None:
