@@ -26,8 +26,11 @@ def speed_message(
     """A check's speed in one line: "512x512, 1 step: 87.0 fps on NVIDIA GeForce RTX 4090"; None without fps."""
     if fps is None:
         return None
-    size = f"{width}x{height}" if width and height else None
-    return msg("speed", size=size or "?", steps=steps or "?", fps=f"{float(fps):.1f}", gpu=gpu or "?")
+    size = f"{width}x{height}" if width and height else "?"
+    steps_text = msg("steps_count", count=steps) if steps else "?"
+    if gpu:
+        return msg("speed", size=size, steps=steps_text, fps=f"{float(fps):.1f}", gpu=gpu)
+    return msg("speed_no_gpu", size=size, steps=steps_text, fps=f"{float(fps):.1f}")
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,9 @@ def validate(params: BakedParams, max_unet_batch: int = CONFIG_ROUTE_MAX_BATCH) 
     rules = independent if mistyped else independent + combined
     for rule in rules:
         problems.extend(rule(params))
-    if not has_errors(problems):  # the batch needs valid steps, cfg and frame buffer; said once they are
-        problems.extend(check_unet_batch(params, max_unet_batch))
+    batch_fields = {"denoise_steps", "cfg_type", "frame_buffer_size", "scheduler", "consistency_lora"}
+    if not mistyped and not any(p.severity == "error" and p.field in batch_fields for p in problems):
+        problems.extend(check_unet_batch(params, max_unet_batch))  # the batch of valid steps, cfg and buffer
     return problems
 
 

@@ -45,6 +45,14 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     yield
 
 
+def said(message: object) -> str:
+    """A Message (or anything) in the English a person reads: what tests compare sentences against."""
+    from sdprep.messages import Message
+    from sdprep.text import word
+
+    return word(message) if isinstance(message, Message) else str(message)
+
+
 def runtime_defaults() -> dict:
     """RUNTIME_DEFAULTS as written in gradio_prepare.py, read without importing it (that builds the whole UI)."""
     tree = ast.parse((ROOT / "gradio_prepare.py").read_text(encoding="utf-8"))

@@ -19,14 +19,16 @@ import psutil
 import pytest
 from PIL import Image
 
-from sdprep.engines import list_models, speed_text
-from sdprep.jobs.build import BuildEvent, BuildOptions
-from sdprep.jobs.check import CheckOptions, CheckResult, build_and_check, run_check
-from sdprep.jobs.lock import GpuLock
+from sdprep.engines import list_models, speed_message
+from sdprep.jobs.build import BuildOptions
+from sdprep.jobs.check import CheckOptions, CheckResult, run_check
+from sdprep.jobs.pipeline import build_and_check
+from sdprep.jobs.progress import JobEvent
+from sdprep.locks import gpu_lock
 from sdprep.jobs.process import ChildSpec
 from sdprep.params import params_from_values
 
-from .conftest import ROOT, STANDIN, runtime_defaults
+from .conftest import ROOT, STANDIN, runtime_defaults, said
 from .conftest import run_cli as cli
 
 FAST = ("--warmup", "1", "--frames", "4")
@@ -55,8 +57,8 @@ def latest_check(config_path: Path) -> dict[str, Any] | None:
     return data["variants"][data["latest_variant"]].get("check")
 
 
-def check(config_path: Path, **options: Any) -> tuple[CheckResult, list[BuildEvent]]:
-    events: list[BuildEvent] = []
+def check(config_path: Path, **options: Any) -> tuple[CheckResult, list[JobEvent]]:
+    events: list[JobEvent] = []
     values = {"warmup": 1, "frames": 4, **options}
     return run_check(config_path, CheckOptions(**values), events.append), events
 
@@ -84,11 +86,12 @@ def test_check_passes_with_sane_numbers_an_image_and_a_record(tmp_path: Path) ->
 
     (model,) = list_models(tmp_path / "engines")
     variant = model.variants[0]
-    assert variant.speed == f"640x384, 1 step: {record['fps']:.1f} fps on {GPU}"
-    assert variant.speed in variant.headline()
-    assert model.as_dict()["variants"][0]["speed"] == variant.speed
+    speed = said(variant.speed)
+    assert speed == f"640x384, 1 step: {record['fps']:.1f} fps on {GPU}"
+    assert speed in said(variant.headline())
+    assert model.as_dict()["variants"][0]["check"]["fps"] == record["fps"]
     listed = cli("list", "--engines-dir", str(tmp_path / "engines"))
-    assert variant.speed in listed.stdout
+    assert speed in listed.stdout
 
 
 def test_run_check_result_for_the_ui(tmp_path: Path) -> None:
@@ -97,11 +100,15 @@ def test_run_check_result_for_the_ui(tmp_path: Path) -> None:
     assert result.outcome == "passed" and result.ok, result.reason
     assert result.image_path == config.parent / "check.png" and result.image_path.is_file()
     assert result.variant == manifest(config)["latest_variant"] and result.rebuilt == [] and result.missing == []
-    assert result.speed and result.speed.startswith("512x512, 1 step:") and result.speed in result.reason
+    assert (
+        result.speed and said(result.speed).startswith("512x512, 1 step:") and said(result.speed) in said(result.reason)
+    )
     assert result.log_path and result.log_path.parent == config.parent / "logs"
-    stages = [event.message for event in events if event.kind == "stage"]
-    assert stages[0] == "Checking the environment" and "Loading the engines" in stages and "Timing 4 frames" in stages
-    assert "Loading the engines" in result.stages
+    stages = [said(event.message) for event in events if event.kind == "stage"]
+    assert (
+        stages[0] == "Checking the build environment" and "Loading the engines" in stages and "Timing frames" in stages
+    )
+    assert "load" in result.stages
     # A variant's own config is checked too, its image beside it.
     variant_config = config.parent / "configs" / f"{result.variant}.yaml"
     again, _ = check(variant_config)
@@ -128,13 +135,13 @@ def test_loadfail_is_a_failure_with_a_one_line_reason(tmp_path: Path) -> None:
     config = built(tmp_path, "standin/loadfail-model")
     result, _ = check(config)
     assert result.outcome == "failed"
-    assert "\n" not in result.reason and "batch mismatch" in result.reason
+    assert "\n" not in said(result.reason) and "batch mismatch" in said(result.reason)
     assert result.fps is None and result.image_path is None
     assert not any(line.startswith("  File ") for line in result.log_tail)  # no traceback frames for people
     record = latest_check(config)
-    assert record and record["outcome"] == "failed" and "batch mismatch" in record["reason"]
+    assert record and record["outcome"] == "failed" and "batch mismatch" in json.dumps(record["reason"])
     (model,) = list_models(tmp_path / "engines")
-    assert model.variants[0].speed is None and "check failed" in model.variants[0].headline()
+    assert model.variants[0].speed is None and "Check failed" in said(model.variants[0].headline())
 
 
 def test_slow_frames_show_in_the_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,10 +158,10 @@ def test_no_gpu_is_refused_with_a_clear_sentence(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("STANDIN_CUDA", "0")
     monkeypatch.setenv("SDPREP_CACHE_DIR", str(tmp_path / "fresh-cache"))  # the probe must see the change
     done = cli("check", str(config), *FAST)
-    assert done.returncode == 1
+    assert done.returncode == 3, "3: this machine cannot do it"
     assert "No CUDA GPU is visible" in done.stderr and "Traceback" not in done.stderr
     result, _ = check(config)
-    assert result.outcome == "refused" and "No CUDA GPU" in result.reason
+    assert result.outcome == "unavailable" and "No CUDA GPU" in said(result.reason)
     assert latest_check(config) is None  # a refusal is not a result
 
 
@@ -163,8 +170,8 @@ def test_no_gpu_seen_only_by_the_child_is_refused_too(tmp_path: Path, monkeypatc
     config = built(tmp_path)  # leaves a probe cache that saw the GPU
     monkeypatch.setenv("STANDIN_CUDA", "0")
     result, _ = check(config)
-    assert result.outcome == "refused"
-    assert "No CUDA GPU is visible to PyTorch" in result.reason and "\n" not in result.reason
+    assert result.outcome == "unavailable"
+    assert "No CUDA GPU is visible to PyTorch" in said(result.reason) and "\n" not in said(result.reason)
 
 
 def test_cancel_during_slow_frames_stops_the_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,7 +180,7 @@ def test_cancel_during_slow_frames_stops_the_child(tmp_path: Path, monkeypatch: 
     cancel = threading.Event()
     cancelled_at: list[float] = []
 
-    def on_event(event: BuildEvent) -> None:
+    def on_event(event: JobEvent) -> None:
         if event.stage == "frames" and not cancel.is_set():
             cancelled_at.append(time.monotonic())
             cancel.set()
@@ -183,7 +190,7 @@ def test_cancel_during_slow_frames_stops_the_child(tmp_path: Path, monkeypatch: 
     assert cancelled_at and time.monotonic() - cancelled_at[0] < 8
     assert psutil.Process().children(recursive=True) == []
     assert latest_check(config) is None and not (config.parent / "check.png").exists()
-    lock = GpuLock(0)
+    lock = gpu_lock(0)
     assert lock.acquire("after the cancelled check", wait=False)
     lock.release()
 
@@ -199,7 +206,7 @@ def test_cli_ctrl_c_cancels_with_130(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     assert process.stdout is not None
     for line in process.stdout:
-        if "Timing 200 frames" in line:
+        if "Timing frames" in line:
             break
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=20)
@@ -228,7 +235,7 @@ def test_build_with_a_failing_check_exits_1(tmp_path: Path) -> None:
 def test_build_and_check_for_the_ui(tmp_path: Path) -> None:
     params = params_from_values({"engines_dir": str(tmp_path / "engines"), "model": "standin/model"})
     child = ChildSpec(streamdiffusion_src=str(STANDIN))
-    events: list[BuildEvent] = []
+    events: list[JobEvent] = []
     seen: list[str] = []
     build, result = build_and_check(
         params,
@@ -252,18 +259,18 @@ def test_an_up_to_date_build_reuses_its_passed_check(tmp_path: Path) -> None:
     fast = CheckOptions(warmup=0, frames=2)
     _, first = build_and_check(params, runtime_defaults(), options, check_options=fast)
     assert first is not None and first.outcome == "passed" and first.fps
-    events: list[BuildEvent] = []
+    events: list[JobEvent] = []
     again, reused = build_and_check(params, runtime_defaults(), options, events.append, check_options=fast)
     assert again.outcome == "up_to_date"
-    assert reused is not None and reused.outcome == "passed" and "not run again" in reused.reason
+    assert reused is not None and reused.outcome == "passed" and "not run again" in said(reused.reason)
     assert reused.fps == first.fps and reused.image_path == first.image_path
-    assert not any(event.kind == "stage" and "Loading" in event.message for event in events), "no check child ran"
+    assert not any(event.kind == "stage" and "Loading" in said(event.message) for event in events), "no check child ran"
     # A check that failed is not reused: the next up-to-date build checks again.
     record = manifest(again.config_path)
     record["variants"][again.variant]["check"]["outcome"] = "failed"
     (again.config_path.parent / "build.json").write_text(json.dumps(record))
     _, rechecked = build_and_check(params, runtime_defaults(), options, check_options=fast)
-    assert rechecked is not None and rechecked.outcome == "passed" and "not run again" not in rechecked.reason
+    assert rechecked is not None and rechecked.outcome == "passed" and "not run again" not in said(rechecked.reason)
 
 
 def test_deleted_engines_fail_naming_what_is_missing(tmp_path: Path) -> None:
@@ -271,7 +278,9 @@ def test_deleted_engines_fail_naming_what_is_missing(tmp_path: Path) -> None:
     unet = next(config.parent.rglob("unet.engine"))
     unet.unlink()
     result, _ = check(config)
-    assert result.outcome == "failed" and str(unet) in result.reason and "build --from-config" in result.reason
+    assert (
+        result.outcome == "failed" and str(unet) in said(result.reason) and "build --from-config" in said(result.reason)
+    )
     assert result.missing == [unet.relative_to(config.parent).as_posix()]
     record = latest_check(config)
     assert record and record["outcome"] == "failed" and record["missing"] == result.missing
@@ -297,12 +306,12 @@ def test_relative_engine_dir_is_loaded_from_where_it_was_built(tmp_path: Path) -
 
 def test_busy_gpu_makes_the_check_wait_or_refuse(tmp_path: Path) -> None:
     config = built(tmp_path)
-    lock = GpuLock(0)
+    lock = gpu_lock(0)
     assert lock.acquire("a build in another window")
     try:
         result, _ = check(config, wait_for_gpu=False)
-        assert result.outcome == "refused" and "busy" in result.reason and "another window" in result.reason
-        events: list[BuildEvent] = []
+        assert result.outcome == "busy" and "busy" in said(result.reason) and "another window" in said(result.reason)
+        events: list[JobEvent] = []
         box: list[CheckResult] = []
         worker = threading.Thread(
             target=lambda: box.append(run_check(config, CheckOptions(warmup=0, frames=2), events.append))
@@ -329,7 +338,7 @@ def test_bad_path_or_config_exits_2(tmp_path: Path, content: str | None, fragmen
     done = cli("check", str(path))
     assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr
     result, _ = check(path)
-    assert result.outcome == "refused" and fragment in result.reason
+    assert result.outcome == "refused" and fragment in said(result.reason)
 
 
 def test_check_cannot_follow_config_only(tmp_path: Path) -> None:
@@ -337,11 +346,10 @@ def test_check_cannot_follow_config_only(tmp_path: Path) -> None:
     assert done.returncode == 2 and "--check" in done.stderr
 
 
-def test_speed_text() -> None:
-    record = {"width": 512, "height": 512, "steps": 1, "fps": 87.04, "gpu": GPU}
-    assert speed_text(record) == f"512x512, 1 step: 87.0 fps on {GPU}"
-    assert speed_text({**record, "steps": 2, "gpu": None}) == "512x512, 2 steps: 87.0 fps"
-    assert speed_text({**record, "fps": None}) is None
+def test_speed_message() -> None:
+    assert said(speed_message(512, 512, 1, 87.04, GPU)) == f"512x512, 1 step: 87.0 fps on {GPU}"
+    assert said(speed_message(512, 512, 2, 87.04, None)) == "512x512, 2 steps: 87.0 fps"
+    assert speed_message(512, 512, 1, None, GPU) is None
 
 
 def test_check_child_alone_reports_no_gpu(tmp_path: Path) -> None:

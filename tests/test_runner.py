@@ -16,12 +16,13 @@ import psutil
 import pytest
 import yaml
 
-from sdprep.jobs.build import BuildEvent, BuildOptions, BuildResult, run_build
-from sdprep.jobs.lock import GpuLock
+from sdprep.jobs.build import BuildOptions, BuildResult, run_build
+from sdprep.jobs.progress import JobEvent
+from sdprep.locks import gpu_lock
 from sdprep.jobs.process import ChildSpec
 from sdprep.params import BakedParams, params_from_values
 
-from .conftest import ROOT, STANDIN, runtime_defaults
+from .conftest import ROOT, STANDIN, runtime_defaults, said
 
 OPTIONS = BuildOptions(child=ChildSpec(streamdiffusion_src=str(STANDIN)))
 
@@ -32,8 +33,8 @@ def make(tmp_path: Path, **values: Any) -> BakedParams:
 
 def build(
     params: BakedParams, options: BuildOptions = OPTIONS, cancel: threading.Event | None = None
-) -> tuple[BuildResult, list[BuildEvent]]:
-    events: list[BuildEvent] = []
+) -> tuple[BuildResult, list[JobEvent]]:
+    events: list[JobEvent] = []
     result = run_build(params, runtime_defaults(), options, events.append, cancel)
     return result, events
 
@@ -52,17 +53,15 @@ def test_success_writes_config_manifest_and_variant(tmp_path: Path) -> None:
     assert {e["kind"] for e in result.engines} == {"unet", "vae_encoder", "vae_decoder"}
     assert all((folder / e["path"]).is_file() and e["size"] > 0 for e in result.engines)
     manifest = json.loads((folder / "build.json").read_text())
-    assert manifest["outcome"] == "built" and manifest["environment"]["gpu"] == "NVIDIA GeForce RTX 4090"
-    assert (
-        manifest["environment"]["tensorrt"] == "10.16.1.11" and manifest["environment"]["compute_capability"] == "8.9"
-    )
     variant = manifest["variants"][manifest["latest_variant"]]
+    assert variant["outcome"] == "built" and variant["environment"]["gpu"] == "NVIDIA GeForce RTX 4090"
+    assert variant["environment"]["tensorrt"] == "10.16.1.11" and variant["environment"]["compute_capability"] == "8.9"
     assert (folder / variant["config"]).read_text() == result.config_path.read_text()
     assert set(variant["engines"]) == {e["path"] for e in result.engines}
     assert result.log_path and result.log_path.is_file() and result.log_path.parent == folder / "logs"
-    stages = [e.message for e in events if e.kind == "stage"]
+    stages = [said(e.message) for e in events if e.kind == "stage"]
     assert stages[0] == "Checking the build environment" and "Loading the model" in stages and stages[-1] == "Done"
-    assert "Loading the model" in result.stages
+    assert "load_model" in result.stages
     assert not (folder / ".aside").exists()
 
 
@@ -71,7 +70,7 @@ def test_same_parameters_again_is_up_to_date_without_a_child(tmp_path: Path) -> 
     started = time.monotonic()
     again, events = build(make(tmp_path))
     assert again.outcome == "up_to_date" and again.config_path == first.config_path
-    assert not any(e.message == "Importing StreamDiffusion" for e in events)
+    assert not any(said(e.message) == "Importing StreamDiffusion" for e in events)
     assert time.monotonic() - started < 5  # no child build ran (the probe is cached)
     forced, events = build(make(tmp_path), BuildOptions(child=OPTIONS.child, force=True))
     assert forced.outcome == "built"
@@ -88,7 +87,7 @@ def test_exception_gives_one_line_reason_and_keeps_the_earlier_config(tmp_path: 
     finally:
         del os.environ["STANDIN_SD_MODE"]
     assert failed.outcome == "failed"
-    assert failed.reason == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert said(failed.reason) == "RuntimeError: CUDA error: an illegal memory access was encountered"
     assert not any(line.startswith("Traceback") for line in failed.log_tail)
     assert "Traceback" in failed.log_path.read_text(), "the full log keeps the traceback"
     assert good.config_path.read_text() != before or True
@@ -102,14 +101,14 @@ def test_exception_gives_one_line_reason_and_keeps_the_earlier_config(tmp_path: 
 )
 def test_signals_become_reasons(mode: str, fragment: str, tmp_path: Path) -> None:
     result, _ = build(make(tmp_path, model=f"standin/{mode}-model"))
-    assert result.outcome == "failed" and fragment in result.reason
+    assert result.outcome == "failed" and fragment in said(result.reason)
     assert not (tmp_path / "engines" / f"standin--{mode}-model" / "config.yaml").exists()
 
 
 def test_silent_fallback_without_unet_engine_is_a_failure_naming_it(tmp_path: Path) -> None:
     result, _ = build(make(tmp_path, model="standin/fallback-model"))
     assert result.outcome == "failed"
-    assert "no UNet engine" in result.reason and "GPU memory" in result.reason
+    assert "no UNet engine" in said(result.reason) and "GPU memory" in said(result.reason)
     folder = tmp_path / "engines" / "standin--fallback-model"
     assert not (folder / "config.yaml").exists()
     # The VAE engines it did build are recorded, so a retry reuses them instead of rebuilding.
@@ -147,8 +146,8 @@ def test_progress_streams_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("STANDIN_SLOW_SECONDS", "0.4")
     arrivals: list[tuple[float, str]] = []
 
-    def on_event(event: BuildEvent) -> None:
-        arrivals.append((time.monotonic(), event.message))
+    def on_event(event: JobEvent) -> None:
+        arrivals.append((time.monotonic(), said(event.message)))
 
     result = run_build(make(tmp_path, model="standin/slow-model"), runtime_defaults(), OPTIONS, on_event)
     assert result.outcome == "built"
@@ -168,9 +167,9 @@ def test_engines_from_another_gpu_are_stale_and_rebuilt(tmp_path: Path, monkeypa
     monkeypatch.setenv("SDPREP_CACHE_DIR", str(tmp_path / "cache2"))
     result, events = build(make(tmp_path))
     assert result.outcome == "built"
-    assert any("stale here" in e.message for e in events)
+    assert any("stale here" in said(e.message) for e in events)
     manifest = json.loads((engine_dir(tmp_path) / "build.json").read_text())
-    assert manifest["environment"]["gpu"] == "NVIDIA GeForce RTX 3090"
+    assert manifest["variants"][manifest["latest_variant"]]["environment"]["gpu"] == "NVIDIA GeForce RTX 3090"
 
 
 def test_same_folder_other_batch_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
@@ -181,7 +180,7 @@ def test_same_folder_other_batch_is_set_aside_and_rebuilt(tmp_path: Path) -> Non
     unet_one = next(e["path"] for e in one.engines if e["kind"] == "unet")
     unet_two = next(e for e in two.engines if e["kind"] == "unet")
     assert unet_two["path"] == unet_one and unet_two["reused"] is False
-    assert any("Setting aside" in e.message and "other parameters" in e.message for e in events)
+    assert any("Setting aside" in said(e.message) and "other parameters" in said(e.message) for e in events)
     vae = [e for e in two.engines if e["kind"] != "unet"]
     assert all(e["reused"] for e in vae), "VAE engines of the same size/batch are reused"
     manifest = json.loads((engine_dir(tmp_path) / "build.json").read_text())
@@ -209,7 +208,7 @@ def test_unknown_engine_files_are_not_trusted(tmp_path: Path) -> None:
     manifest_path.unlink()
     again, events = build(make(tmp_path))
     assert again.outcome == "built"
-    assert any("origin is unknown" in e.message for e in events)
+    assert any("origin is unknown" in said(e.message) for e in events)
 
 
 def test_controlnets_and_safety_checker_are_proven(tmp_path: Path) -> None:
@@ -236,12 +235,13 @@ def test_missing_gpu_or_tensorrt_is_refused_with_what_to_install(
 ) -> None:
     monkeypatch.setenv("STANDIN_CUDA", "0")
     result, _ = build(make(tmp_path))
-    assert result.outcome == "refused" and "No CUDA GPU" in result.reason
+    assert result.outcome == "unavailable" and "No CUDA GPU" in said(result.reason)
     monkeypatch.setenv("STANDIN_CUDA", "1")
     monkeypatch.setenv("STANDIN_NO_TRT", "1")
     monkeypatch.setenv("SDPREP_CACHE_DIR", str(tmp_path / "c2"))
     result, _ = build(make(tmp_path))
-    assert result.outcome == "refused" and "pip install tensorrt" in result.reason
+    assert result.outcome == "unavailable" and "TensorRT cannot be imported" in said(result.reason)
+    assert "gradio_prepare.py setup" in said(result.reason), "it says how to get it"
     assert not (tmp_path / "engines").exists()
 
 
@@ -249,8 +249,8 @@ def test_missing_streamdiffusion_is_refused(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     result, _ = build(make(tmp_path), BuildOptions(child=ChildSpec(streamdiffusion_src=str(empty))))
-    assert result.outcome == "refused"
-    assert "PyTorch cannot be imported" in result.reason or "StreamDiffusion cannot be imported" in result.reason
+    assert result.outcome == "unavailable"
+    assert "StreamDiffusion is not installed" in said(result.reason)
 
 
 def test_invalid_params_are_refused_before_anything_runs(tmp_path: Path) -> None:
@@ -260,16 +260,16 @@ def test_invalid_params_are_refused_before_anything_runs(tmp_path: Path) -> None
 
 def test_bad_python_is_a_clear_refusal(tmp_path: Path) -> None:
     result, _ = build(make(tmp_path), BuildOptions(child=ChildSpec(python=str(tmp_path / "nope" / "python"))))
-    assert result.outcome == "refused" and "Cannot start the build Python" in result.reason
+    assert result.outcome == "unavailable" and "Cannot start the build Python" in said(result.reason)
 
 
 def test_lock_makes_a_second_build_wait_and_no_wait_refuses(tmp_path: Path) -> None:
-    holder = GpuLock(0)
+    holder = gpu_lock(0)
     assert holder.acquire("someone else's build")
     try:
         refused, _ = build(make(tmp_path), BuildOptions(child=OPTIONS.child, wait_for_gpu=False))
-        assert refused.outcome == "refused" and "someone else's build" in refused.reason
-        box: list[tuple[BuildResult, list[BuildEvent]]] = []
+        assert refused.outcome == "busy" and "someone else's build" in said(refused.reason)
+        box: list[tuple[BuildResult, list[JobEvent]]] = []
         waiter = threading.Thread(target=lambda: box.append(build(make(tmp_path))))
         waiter.start()
         time.sleep(1.0)
@@ -279,19 +279,19 @@ def test_lock_makes_a_second_build_wait_and_no_wait_refuses(tmp_path: Path) -> N
     waiter.join(20)
     result, events = box[0]
     assert result.outcome == "built"
-    assert any(e.kind == "waiting" and "someone else's build" in e.message for e in events)
+    assert any(e.kind == "waiting" and "someone else's build" in said(e.message) for e in events)
 
 
 def test_lock_holds_across_processes(tmp_path: Path) -> None:
     code = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from sdprep.jobs.lock import GpuLock; "
-        "lock = GpuLock(0); lock.acquire('cli build'); print('locked', flush=True); time.sleep(30)"
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from sdprep.locks import gpu_lock; "
+        "lock = gpu_lock(0); lock.acquire('cli build'); print('locked', flush=True); time.sleep(30)"
     )
     other = subprocess.Popen([sys.executable, "-c", code, str(ROOT)], stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout and other.stdout.readline().strip() == "locked"
         refused, _ = build(make(tmp_path), BuildOptions(child=OPTIONS.child, wait_for_gpu=False))
-        assert refused.outcome == "refused" and "cli build" in refused.reason
+        assert refused.outcome == "busy" and "cli build" in said(refused.reason)
     finally:
         other.kill()
         other.wait()
@@ -349,4 +349,4 @@ def test_from_config_rebuilds_an_existing_config(tmp_path: Path) -> None:
     rebuilt = yaml.safe_load(Path(done.stdout.strip().splitlines()[-1]).read_text())
     assert rebuilt["t_index_list"] == [32, 45] and rebuilt["engine_dir"].startswith((tmp_path / "b").as_posix())
     bad = subprocess.run([*base, "--from-config", str(tmp_path / "none.yaml")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "Cannot read" in bad.stderr
+    assert bad.returncode == 2 and "does not exist" in bad.stderr

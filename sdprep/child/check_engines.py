@@ -27,7 +27,11 @@ PROGRESS_EVERY = 2.0  # seconds between "frame k/N" messages
 
 
 class NoGpu(RuntimeError):
-    """No CUDA device: nothing here can load a TensorRT engine."""
+    """No CUDA device: nothing here can load a TensorRT engine. Carries torch's version and CUDA for the parent."""
+
+    def __init__(self, torch_version: str, cuda: str | None) -> None:
+        super().__init__(f"No CUDA GPU is visible to PyTorch {torch_version} (CUDA {cuda})")
+        self.torch_version, self.cuda = torch_version, cuda
 
 
 def synthetic_image(width: int, height: int) -> Any:
@@ -62,14 +66,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def load(config: dict[str, Any]) -> tuple[Any, Any, float]:
-    emit("stage", stage="import", message="Importing StreamDiffusion")
+    emit("stage", stage="import")
     import torch
 
     if not torch.cuda.is_available():
-        raise NoGpu(
-            f"No CUDA GPU is visible to PyTorch {getattr(torch, '__version__', '?')}: the check loads TensorRT "
-            "engines and runs frames, which needs the NVIDIA GPU the engines were built for."
-        )
+        version = getattr(getattr(torch, "version", None), "cuda", None)
+        raise NoGpu(str(getattr(torch, "__version__", "?")), version)
     from streamdiffusion.config import create_wrapper_from_config
 
     # build_engines_if_missing=False: if the engine folders StreamDiffusion derives from this config are not the
@@ -78,12 +80,12 @@ def load(config: dict[str, Any]) -> tuple[Any, Any, float]:
     # missing ControlNet or safety-checker engine is built anyway), so the parent also compares the engine files.
     load_config = {**config, "build_engines_if_missing": False, "compile_engines_only": False}
     torch.cuda.reset_peak_memory_stats()
-    emit("stage", stage="load", message="Loading the engines")
+    emit("stage", stage="load")
     started = time.perf_counter()
     wrapper = create_wrapper_from_config(load_config)
     if not (config.get("prompt") or "prompt_blending" in config):
         # create_wrapper_from_config prepares only for a non-empty prompt; frames need a prepared stream.
-        emit("stage", stage="prepare", message="Preparing a neutral prompt")
+        emit("stage", stage="prepare")
         # The config's own runtime values; a key it lacks keeps StreamDiffusion's default, as at inference.
         runtime = ("negative_prompt", "num_inference_steps", "guidance_scale", "delta")
         wrapper.prepare(prompt=NEUTRAL_PROMPT, **{key: config[key] for key in runtime if key in config})
@@ -102,7 +104,7 @@ def run_frames(torch: Any, wrapper: Any, image: Any, count: int, txt2img: bool, 
         times.append((time.perf_counter() - started) * 1000.0)
         if time.monotonic() - told >= PROGRESS_EVERY:
             told = time.monotonic()
-            emit("log", message=f"{label} frame {index + 1}/{count}")
+            emit("log", code=f"frame_{label}", params={"index": index + 1, "count": count})
     return times, output
 
 
@@ -110,13 +112,13 @@ def check(job: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = job["config"]
     warmup, frames = int(job.get("warmup", 10)), max(1, int(job.get("frames", 100)))
     torch, wrapper, load_seconds = load(config)
-    emit("log", message=f"Loaded in {load_seconds:.2f} s")
+    emit("log", code="num_loaded", params={"seconds": f"{load_seconds:.2f}"})
     image = synthetic_image(int(config.get("width", 512)), int(config.get("height", 512)))
     txt2img = config.get("mode") == "txt2img"
     if warmup > 0:
-        emit("stage", stage="warmup", message=f"Warming up ({warmup} frames)")
-        run_frames(torch, wrapper, image, warmup, txt2img, "warm-up")
-    emit("stage", stage="frames", message=f"Timing {frames} frames")
+        emit("stage", stage="warmup")
+        run_frames(torch, wrapper, image, warmup, txt2img, "warmup")
+    emit("stage", stage="frames")
     times, output = run_frames(torch, wrapper, image, frames, txt2img, "timed")
     per_call = len(output) if isinstance(output, (list, tuple)) and output else 1
     mean_ms = sum(times) / len(times)
@@ -141,7 +143,7 @@ def check(job: dict[str, Any]) -> dict[str, Any]:
     picture = first_image(output)
     target = job.get("image_path")
     if target and hasattr(picture, "save"):
-        emit("stage", stage="save", message="Saving the output image")
+        emit("stage", stage="save")
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.stem}.{os.getpid()}.png")
@@ -149,7 +151,7 @@ def check(job: dict[str, Any]) -> dict[str, Any]:
         os.replace(partial, path)
         result["image"] = str(path)
     elif target:
-        emit("log", message=f"The output is a {type(picture).__name__}, not an image: nothing saved.")
+        emit("log", code="check_not_an_image", params={"type": type(picture).__name__})
     return result
 
 
@@ -160,7 +162,15 @@ def main(argv: list[str]) -> int:
     try:
         result = check(job)
     except NoGpu as error:
-        emit("error", type="NoGpu", no_gpu=True, message=str(error), details=[])
+        emit(
+            "error",
+            type="NoGpu",
+            no_gpu=True,
+            message=str(error),
+            torch=error.torch_version,
+            cuda=error.cuda,
+            details=[],
+        )
         return 1
     except BaseException as error:  # everything, SystemExit included, becomes a reason for people
         traceback.print_exc(file=sys.stdout)
@@ -168,7 +178,7 @@ def main(argv: list[str]) -> int:
         lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
         emit("error", type=type(error).__name__, message=lines[0] if lines else "", details=lines[1:20])
         return 1
-    emit("stage", stage="done", message="Check finished")
+    emit("stage", stage="check_done")
     emit("result", **result)
     return 0
 

@@ -102,20 +102,18 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         params = loaded
     else:
         params, problems = params_from_args(args)
-    if args.config_only:
-        return _save(params, runtime, problems, printer)
     problems += validate(params)
     if has_errors(problems):
         printer.problems(problems)
         printer.line("nothing_written", err)
         return EXIT_INVALID
+    if args.config_only:
+        return _save(params, runtime, printer)
     options = BuildOptions(child=child_spec(args), force=args.force, wait_for_gpu=not args.no_wait, check=args.check)
     built_code: list[int] = []  # the build's report, printed before its check starts
 
     def on_built(result: BuildResult) -> None:
         built_code.append(printer.build(result, last_line=not args.check))
-
-    from sdprep.cli import run_cancellable  # the package's runner (Ctrl-C -> cancel)
 
     result, check = run_cancellable(
         lambda cancel: build_and_check(
@@ -134,11 +132,7 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     return code
 
 
-def _save(params: BakedParams, runtime: RuntimeDefaults, problems: list[Problem], printer: Printer) -> int:
-    if has_errors(problems):
-        printer.problems(problems)
-        printer.line("nothing_written", printer.err)
-        return EXIT_INVALID
+def _save(params: BakedParams, runtime: RuntimeDefaults, printer: Printer) -> int:
     saved = save_config(params, runtime)
     printer.problems(saved.problems)
     if not saved.ok:

@@ -91,5 +91,5 @@ class Printer:
             return result.exit_code
         if result.variant:
             self.line("cli_check_recorded", variant=result.variant)
-        print(self.word(result.reason), file=self.out)
+        self.line("cli_check_passed", speed=self.word(result.speed or result.reason))
         return result.exit_code

@@ -214,7 +214,8 @@ class Check(Job[CheckResult]):
             if run.cancelled:
                 return self.result("cancelled", msg("check_cancelled"))
             if run.error and run.error.get("no_gpu"):
-                return self.result("unavailable", msg("check_no_gpu", detail=str(run.error.get("message") or "")))
+                no_cuda = msg("env_no_cuda", version=run.error.get("torch") or "?", cuda=run.error.get("cuda"))
+                return self.result("unavailable", msg("env_cannot_check", missing=[no_cuda]))
             return self.conclude(manifest, variant, engine_dir, before, run, partial_image, image_path)
         except OSError as problem:
             return self.result(

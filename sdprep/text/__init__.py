@@ -41,9 +41,21 @@ def word(message: Message | str, lang: str = "en", namer: FieldNamer = field_lab
     if isinstance(message, str):
         return message
     table = TABLE.get(lang, TABLE["en"])
-    template = table.get(message.code) or TABLE["en"][message.code]
+    code = message.code
+    if code not in TABLE["en"] and isinstance(message.params.get("count"), int):
+        code = f"{code}__{plural_form(message.params['count'], lang)}"  # "{count} steps", "{count} шага", ...
+    template = table.get(code) or TABLE["en"][code]
     values = {key: _render(value, lang, namer) for key, value in message.params.items()}
     return template.format_map(values) if values else template
+
+
+def plural_form(count: int, lang: str) -> str:
+    """Which form a count takes: English one/many; Russian one (1, 21), few (2-4, 22-24), many (5-20, 25...)."""
+    if lang == "ru":
+        if count % 10 == 1 and count % 100 != 11:
+            return "one"
+        return "few" if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14 else "many"
+    return "one" if count == 1 else "many"
 
 
 def t(key: str, lang: str = "en", **values: Any) -> str:

@@ -388,7 +388,11 @@ TEXT: dict[str, str] = {
     "num_fps": "{fps} кадр/с",
     "num_peak_memory": "пик видеопамяти {size} (PyTorch)",
     "num_device_memory": "{size} занято на видеокарте",
-    "speed": "{size}, шагов: {steps}: {fps} кадр/с на {gpu}",
+    "speed": "{size}, {steps}: {fps} кадр/с на {gpu}",
+    "speed_no_gpu": "{size}, {steps}: {fps} кадр/с",
+    "steps_count__one": "{count} шаг",
+    "steps_count__few": "{count} шага",
+    "steps_count__many": "{count} шагов",
     "size_only": "{size}",
     "delete_busy": "{path} сейчас занята ({what}); ничего не удалено. Сначала отмените это или дождитесь.",
     "delete_missing": "{path} не существует.",
@@ -514,4 +518,10 @@ TEXT: dict[str, str] = {
     "out_written": "✔ Записано",
     "out_passed": "✔ Пройдено",
     "out_ready": "✔ Готово",
+    # --- check child -----------------------------------------------------------------------------------------
+    "frame_warmup": "кадр разогрева {index}/{count}",
+    "frame_timed": "кадр замера {index}/{count}",
+    "check_not_an_image": "На выходе {type}, а не изображение: ничего не сохранено.",
+    "stage_check_done": "Проверка закончена",
+    "cli_check_passed": "Проверка пройдена: {speed}",
 }

@@ -36,14 +36,13 @@ class WholeNumberSlider(gr.Slider):
         return payload
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
+
     if TYPE_CHECKING:
         from gradio.components import Timer
         from gradio.components.base import Component
 
-
 def _info(name: str) -> Any:
     return label(f"i_{name}") if f"i_{name}" in TABLE["en"] else None
-
 
 def widget_for(name: str, **options: Any) -> Component:
     """The default widget of a declared field, labelled from the text table (f_<name>, i_<name>)."""

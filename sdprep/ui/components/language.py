@@ -15,7 +15,9 @@ from sdprep.ui.i18n import DETECT_JS, LANGUAGE_CHOICES, SWITCH_JS, label
 
 
 def render(form: Form) -> None:
-    form.part("language", gr.Radio(LANGUAGE_CHOICES, value=None, label=label("language"), elem_id="language", min_width=200))
+    form.part(
+        "language", gr.Radio(LANGUAGE_CHOICES, value=None, label=label("language"), elem_id="language", min_width=200)
+    )
     # In the page (visible="hidden"), so the script can report the language into it.
     form.lang = gr.Textbox(value="en", visible="hidden", elem_id="page-lang")
 
@@ -42,4 +44,6 @@ def listen(form: Form, demo: gr.Blocks) -> None:
         concurrency_limit=None,
     )
     switch.input(None, inputs=switch, js=SWITCH_JS, show_progress="hidden", queue=False)
-    form.lang.input(follow, inputs=form.lang, outputs=switch, api_visibility="private", show_progress="hidden", queue=False)
+    form.lang.input(
+        follow, inputs=form.lang, outputs=switch, api_visibility="private", show_progress="hidden", queue=False
+    )
