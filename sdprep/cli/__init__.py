@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import TextIO
 
-from sdprep.cli import commands
+from sdprep.cli import commands, setup_commands
 from sdprep.cli.args import LANG_CHOICES, add_check_flags, add_child_flags, add_param_flags, set_lang
 from sdprep.config import RuntimeDefaults
 from sdprep.jobs.job import EXIT_CODES
@@ -29,7 +29,7 @@ from sdprep.text import system_language, t
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = EXIT_CODES["built"], EXIT_CODES["failed"], EXIT_CODES["refused"]
 EXIT_CANCELLED = EXIT_CODES["cancelled"]
-HEADLESS_COMMANDS = ("build", "probe", "list", "check", "-h", "--help")
+HEADLESS_COMMANDS = ("build", "probe", "list", "check", "setup", "doctor", "-h", "--help")
 
 
 def build_parser(lang: str) -> argparse.ArgumentParser:
@@ -68,6 +68,8 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
     add_child_flags(probe, lang)
     probe.add_argument("--refresh", action="store_true", help=t("cli_refresh", lang))
     probe.add_argument("--json", action="store_true")
+
+    setup_commands.add_parsers(sub, common, lang)
 
     listing = sub.add_parser("list", parents=[common], help=t("cli_list", lang))
     listing.add_argument("--engines-dir", default=DEFAULTS.engines_dir, metavar="DIR")
@@ -109,6 +111,8 @@ def main(
             "check": commands.check,
             "probe": commands.probe,
             "list": commands.listing,
+            "setup": setup_commands.setup,
+            "doctor": setup_commands.doctor,
         }
         return handlers[args.command](args, runtime, out, err)
     except KeyboardInterrupt:

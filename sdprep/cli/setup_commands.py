@@ -1,0 +1,87 @@
+"""The CLI's `setup` (make .venv-build) and `doctor` (prove a build Python in seconds)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TextIO
+
+from sdprep.cli.args import add_child_flags
+from sdprep.cli.commands import child_spec, run_cancellable
+from sdprep.cli.report import Printer
+from sdprep.config import RuntimeDefaults
+from sdprep.jobs.process import BUILD_VENV
+from sdprep.setup.doctor import DoctorResult, passed_line, run_doctor
+from sdprep.setup.job import run_setup
+from sdprep.setup.pins import CUDA_CHOICES, DEFAULT_FORK, PYTHON_VERSION
+from sdprep.setup.plan import SetupRequest
+from sdprep.text import t
+
+
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser, lang: str
+) -> None:
+    setup = sub.add_parser("setup", parents=[common], help=t("cli_setup", lang))
+    setup.add_argument("--target", default=str(BUILD_VENV), metavar="DIR", help=t("cli_setup_target", lang))
+    setup.add_argument("--cuda", choices=CUDA_CHOICES, default="auto", help=t("cli_setup_cuda", lang))
+    setup.add_argument(
+        "--fork", default=DEFAULT_FORK, metavar="forkni|livepeer|URL@REF", help=t("cli_setup_fork", lang)
+    )
+    setup.add_argument("--python-version", default=PYTHON_VERSION, metavar="X.Y", help=t("cli_setup_python", lang))
+    setup.add_argument("--upgrade", action="store_true", help=t("cli_setup_upgrade", lang))
+    setup.add_argument("--replace", action="store_true", help=t("cli_setup_replace", lang))
+    setup.add_argument("--find-links", action="append", default=[], metavar="DIR", help=t("cli_setup_find_links", lang))
+    setup.add_argument("--no-index", action="store_true", help=t("cli_setup_no_index", lang))
+    setup.add_argument("--gpu", type=int, default=0, help=t("cli_gpu", lang))
+    setup.add_argument("--debug", action="store_true", help=t("cli_debug", lang))
+
+    doctor = sub.add_parser("doctor", parents=[common], help=t("cli_doctor", lang))
+    add_child_flags(doctor, lang)
+    doctor.add_argument("--debug", action="store_true", help=t("cli_debug", lang))
+
+
+def setup(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    printer = Printer(args.lang, out, err, args.debug)
+    request = SetupRequest(
+        target=args.target,
+        cuda=args.cuda,
+        fork=args.fork,
+        python=args.python_version,
+        upgrade=args.upgrade,
+        replace=args.replace,
+        find_links=tuple(args.find_links),
+        no_index=args.no_index,
+        gpu=args.gpu,
+    )
+    result = run_cancellable(
+        lambda cancel: run_setup(request, printer.event_printer(), cancel), lambda: printer.line("cancelling", err)
+    )
+    if not result.ok:
+        printer.failure(result)
+        return result.exit_code
+    print(printer.word(result.reason), file=out)
+    print(str(result.target), file=out)
+    return 0
+
+
+def doctor(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    printer = Printer(args.lang, out, err, args.debug)
+    spec = child_spec(args)
+    interpreter, source = spec.choice()
+    printer.line("doctor_python", python=interpreter, source=t(f"python_chosen_{source}", args.lang))
+    result = run_cancellable(
+        lambda cancel: run_doctor(spec, lambda event: None, cancel), lambda: printer.line("cancelling", err)
+    )
+    print_checks(result, printer)
+    if not result.ok:
+        printer.failure(result)
+        return result.exit_code
+    print(printer.word(result.reason), file=out)
+    return 0
+
+
+def print_checks(result: DoctorResult, printer: Printer) -> None:
+    for report in result.checks:
+        mark = "✔" if report.ok else ("·" if report.skipped else "✘")
+        detail = passed_line(report) if report.ok else report.reason
+        name = t(f"check_{report.name}", printer.lang)
+        print(f"  {mark} {name:28} {printer.word(detail) if detail else ''}", file=printer.out)

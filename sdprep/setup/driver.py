@@ -1,0 +1,53 @@
+"""The NVIDIA driver's version, read without torch: what decides which CUDA build of torch can run here.
+
+The same places uv's `--torch-backend auto` reads, in the same order, so the two agree: UV_CUDA_DRIVER_VERSION (an
+override, also for tests), /sys/module/nvidia/version, /proc/driver/nvidia/version, then `nvidia-smi`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+OVERRIDE_ENV = "UV_CUDA_DRIVER_VERSION"
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    match = _VERSION.search(text)
+    return tuple(int(part) for part in match.groups() if part is not None) if match else None
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def driver_version() -> tuple[int, ...] | None:
+    override = os.environ.get(OVERRIDE_ENV)
+    if override:
+        return parse_version(override)
+    for path in ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"):
+        text = _read(path)
+        found = parse_version(text.split("Kernel Module", 1)[-1]) if text else None
+        if found:
+            return found
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        done = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=15
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_version(done.stdout) if done.returncode == 0 else None
+
+
+def version_text(version: tuple[int, ...] | None) -> str | None:
+    return ".".join(str(part) for part in version) if version else None

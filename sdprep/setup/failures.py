@@ -1,0 +1,91 @@
+"""Known install and self-test failures: an error pattern, the reason in one line, and the fix.
+
+The build stack breaks in a handful of ways again and again (StreamDiffusion issues, the A1111 TensorRT extension's
+install threads, NVIDIA/TensorRT issues); each is recognised here from the text uv, git, Python or TensorRT print,
+so a person reads the cause and what to do instead of a wall of log. The first pattern that matches wins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sdprep.messages import Message, msg
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    pattern: re.Pattern[str]
+    reason: str  # text code
+    fix: str  # text code
+
+
+def _known(pattern: str, reason: str, fix: str) -> KnownFailure:
+    return KnownFailure(re.compile(pattern, re.IGNORECASE), reason, fix)
+
+
+KNOWN_FAILURES: tuple[KnownFailure, ...] = (
+    _known(r"No space left on device|os error 28|disk full", "fail_disk_full", "fix_free_disk"),
+    # git missing: uv's own words, and a shell's.
+    _known(
+        r"git executable (?:not found|could not be found)|git: (?:command )?not found|Git not found",
+        "fail_git_missing",
+        "fix_install_git",
+    ),
+    _known(
+        r"couldn't find remote ref|did not match any file\(s\) known to git|fatal: reference is not a tree|"
+        r"failed to (?:fetch|checkout|resolve) (?:commit|ref|reference)|Repository not found|Failed to clone",
+        "fail_fork_ref",
+        "fix_fork_ref",
+    ),
+    _known(
+        r"No interpreter found for Python|requires-python|Python>=|is not compatible with Python",
+        "fail_python",
+        "fix_python",
+    ),
+    _known(r"wheel_stub|pypi\.nvidia\.com", "fail_nvidia_index", "fix_nvidia_index"),
+    _known(
+        r"dns error|failed to lookup address|Name or service not known|Temporary failure in name resolution|"
+        r"Connection (?:refused|reset)|Network is unreachable|timed out|Failed to fetch|error sending request",
+        "fail_network",
+        "fix_network",
+    ),
+    _known(r"No module named 'tensorrt_bindings'", "fail_trt_bindings", "fix_setup_upgrade"),
+    _known(r"libcudnn\S*|cudnn\S*\.dll|cudnn_ops", "fail_cudnn", "fix_setup_upgrade"),
+    _known(
+        r"CUDA initialization failure with error: 35|cudaErrorInsufficientDriver|driver version is insufficient|"
+        r"factory function returned nullptr",
+        "fail_driver_too_old",
+        "fix_driver",
+    ),
+    _known(r"Torch not compiled with CUDA enabled", "fail_cpu_torch", "fix_setup_upgrade"),
+    _known(
+        r"is required for a normal functioning of this module|version conflict|incompatible",
+        "fail_dependency_pin",
+        "fix_setup_upgrade",
+    ),
+    _known(r"No module named '([\w.]+)'", "fail_missing_module", "fix_setup_upgrade"),
+)
+
+_HOST = re.compile(r"https?://([^/\s`'\"]+)")
+_PACKAGE = re.compile(r"(?:/simple/|Failed to (?:download|build|fetch) `?)([A-Za-z0-9_.\-]+)")
+_MODULE = re.compile(r"No module named '([\w.]+)'")
+
+
+def explain(text: str) -> Message | None:
+    """The known failure in `text` (a log tail or an error line) as "reason — fix", or None when none matches."""
+    for known in KNOWN_FAILURES:
+        match = known.pattern.search(text)
+        if match is None:
+            continue
+        host = _HOST.search(text)
+        package = _PACKAGE.search(text)
+        module = _MODULE.search(text)
+        details = {
+            "host": host.group(1) if host else "?",
+            "package": package.group(1).rstrip("/`") if package else "?",
+            "module": module.group(1).split(".")[0] if module else "?",
+            "line": match.group(0),
+        }
+        return msg("known_failure", reason=msg(known.reason, **details), fix=msg(known.fix))
+    return None

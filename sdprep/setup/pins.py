@@ -1,0 +1,77 @@
+"""What `setup` installs, written in one place, each pin with where it comes from.
+
+Sources (read from the public repositories and package indexes; see the README's "Set up the build Python"):
+- forkni/StreamDiffusion, branch SDTD_040_beta_release, head 76879287526e (2026-07-19): setup.py L51-136 (package
+  `streamdiffusion`, extras), src/streamdiffusion/tools/install-tensorrt.py L16-58 (TensorRT 10.16.1.11 for CUDA 12,
+  polygraphy 0.49.26, onnx-graphsurgeon 0.6.1, onnx 1.19.1), tests/quality/manifest.json L3-8 (the fork's tested
+  torch 2.8.0+cu128). The fork has no CUDA 13 path (install-tensorrt.py accepts CUDA 11 or 12 only).
+- PyPI: `tensorrt` (the meta package) maps to tensorrt_cu13 from 10.13.2.6 on, so a CUDA 12 torch needs
+  `tensorrt-cu12` by name; its libraries come from pypi.nvidia.com (the PyPI package is a stub that downloads them).
+- download.pytorch.org: torch 2.8.0 / torchvision 0.23.0 exist for cu126, cu128 and cu129.
+- NVIDIA CUDA Toolkit release notes, table 3: minimum Linux / Windows drivers per CUDA version.
+- livepeer/StreamDiffusion main 8bafafddaef0 (2025-08-20): extras tensorrt only; TensorRT 9 in its own installer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PYTHON_VERSION = "3.11"  # the fork's wheels: onnxruntime-gpu 1.24.4 has no cp310, mediapipe 0.10.21 no cp313
+NVIDIA_INDEX = "https://pypi.nvidia.com"
+
+
+@dataclass(frozen=True)
+class CudaVariant:
+    """One CUDA build of torch, and the driver it needs (Linux, Windows)."""
+
+    name: str  # uv's --torch-backend value
+    torch: str
+    torchvision: str
+    min_driver_linux: tuple[int, ...]
+    min_driver_windows: tuple[int, ...]
+    tensorrt: str  # the TensorRT distribution for this CUDA major, with its pinned version
+
+
+# Newest first: `--cuda auto` takes the first whose driver minimum the machine meets. CUDA 13 is left out on purpose:
+# the fork's TensorRT path, onnxruntime-gpu 1.24.4 and FP8 (modelopt) are CUDA 12 only.
+CUDA_VARIANTS: tuple[CudaVariant, ...] = (
+    CudaVariant("cu128", "2.8.0+cu128", "0.23.0+cu128", (570, 26), (570, 65), "tensorrt-cu12==10.16.1.11"),
+    CudaVariant("cu126", "2.8.0+cu126", "0.23.0+cu126", (560, 28, 3), (560, 76), "tensorrt-cu12==10.16.1.11"),
+)
+CUDA_CHOICES = ("auto", *(variant.name for variant in CUDA_VARIANTS))
+
+
+@dataclass(frozen=True)
+class Fork:
+    """A StreamDiffusion fork: its git URL and the commit setup installs, and the extras a build needs."""
+
+    url: str
+    ref: str
+    extras: tuple[str, ...]
+
+    def requirement(self) -> str:
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        return f"streamdiffusion{extras} @ git+{self.url}@{self.ref}"
+
+
+# No `ipadapter` extra (insightface has no wheels: it needs a C++ compiler), no `cuda_ipc` (one Windows cp311 wheel
+# without a platform marker), no `xformers`/`dev` (xformers 0.0.30 forces torch 2.7.0).
+FORKS: dict[str, Fork] = {
+    "forkni": Fork(
+        "https://github.com/forkni/StreamDiffusion",
+        "76879287526e8c336e68d297530b9324315a386b",
+        ("tensorrt", "controlnet"),
+    ),
+    "livepeer": Fork(
+        "https://github.com/livepeer/StreamDiffusion", "8bafafddaef0254298d171ca083333d0c6f20364", ("tensorrt",)
+    ),
+}
+DEFAULT_FORK = "forkni"
+
+# Installed with TensorRT, the versions the fork's own installer and setup.py pin for a TensorRT build.
+TENSORRT_COMPANIONS: tuple[str, ...] = (
+    "protobuf>=4.25.8,<5",
+    "onnx==1.19.1",
+    "onnx-graphsurgeon==0.6.1",
+    "polygraphy==0.49.26",
+)
