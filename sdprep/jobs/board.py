@@ -9,22 +9,17 @@ job with an async generator that holds no worker thread while it waits.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sdprep.config import RuntimeDefaults
+from sdprep.jobs.background import BackgroundJob
 from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.jobs.check import CheckResult
 from sdprep.jobs.pipeline import build_and_check
-from sdprep.jobs.progress import JobEvent
 from sdprep.messages import Message, msg
 from sdprep.params import BakedParams
 
-_ids = itertools.count(1)
 MAX_WAITING_PER_OWNER = 2  # one running and one queued per page session is all a person needs
 MAX_WAITING = 200  # builds not yet finished, all sessions together
 KEEP_FINISHED = 20
@@ -39,31 +34,11 @@ class BuildRefused(RuntimeError):
 
 
 @dataclass
-class BuildJob:
+class BuildJob(BackgroundJob[BuildResult]):
     params: BakedParams
     owner: str = ""
-    id: int = field(default_factory=lambda: next(_ids))
-    created: float = field(default_factory=time.time)
-    events: list[JobEvent] = field(default_factory=list)
-    result: BuildResult | None = None
     built: BuildResult | None = None  # the build's own result, known before its check ends
     check: CheckResult | None = None  # the load-and-run check after the build, when BuildOptions.check
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    version: int = 0  # changes with every event and result: followers compare it instead of waiting on a thread
-    _changed: threading.Condition = field(default_factory=threading.Condition)
-
-    @property
-    def running(self) -> bool:
-        return self.result is None
-
-    def _touch(self) -> None:
-        self.version += 1
-        self._changed.notify_all()
-
-    def add(self, event: JobEvent) -> None:
-        with self._changed:
-            self.events.append(event)
-            self._touch()
 
     def set_built(self, built: BuildResult) -> None:
         with self._changed:
@@ -74,34 +49,6 @@ class BuildJob:
         with self._changed:
             self.result, self.check = result, check
             self._touch()
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def follow(self, interval: float = 0.3) -> Iterator[tuple[list[JobEvent], BuildResult | None]]:
-        """Every `interval` at most: the events so far and the result once there is one (then it stops)."""
-        seen = -1
-        while True:
-            with self._changed:
-                if self.result is None and self.version == seen:
-                    self._changed.wait(interval)
-                seen, events, result = self.version, list(self.events), self.result
-            yield events, result
-            if result is not None:
-                return
-
-    async def afollow(self, interval: float = 0.3, poll: float = 0.05) -> AsyncIterator[None]:
-        """The same for the event loop: yields when something changed (or every `interval`), until the result."""
-        seen = -1
-        quiet = 0.0
-        while True:
-            if self.version != seen or quiet >= interval or self.result is not None:
-                seen, quiet = self.version, 0.0
-                yield None
-                if self.result is not None:
-                    return
-            await asyncio.sleep(poll)
-            quiet += poll
 
 
 class JobBoard:
