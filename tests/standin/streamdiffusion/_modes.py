@@ -20,6 +20,17 @@ lets one test pick a behaviour per job without touching the environment.
 exception/crash/oomkill/hang strike right after "Model loading succeeded"; with
 STANDIN_FAIL_STAGE=build, crash/oomkill/hang strike instead while the first engine
 is being built (its .onnx intermediate already on disk), as a real driver crash would.
+
+Which fork it imitates (STANDIN_SD_FORK):
+
+  forkni (default)  the config loader reads static_shapes, builder_optimization_level,
+                    vae_builder_optimization_level, fp8, fp8_allow_fp16_fallback; the
+                    builder writes build_stats.json beside each engine
+  livepeer          the loader drops those keys (a fixed whitelist) and the builder
+                    writes no build_stats.json (profile_facts §2, §4)
+
+STANDIN_FP8_QDQ_LAYERS: the Q/DQ layer count an FP8 build reports in build_stats.json
+(default 1848); "none" = the quantise stage failed and no count is written.
 """
 
 from __future__ import annotations
@@ -52,6 +63,17 @@ def _seconds(name: str, default: float) -> float:
         return float(os.environ.get(name) or default)
     except ValueError:
         return default
+
+
+FORKS = ("forkni", "livepeer")
+
+
+def fork() -> str:
+    """The fork imitated: STANDIN_SD_FORK, forkni unless set."""
+    chosen = (os.environ.get("STANDIN_SD_FORK") or "forkni").strip().lower()
+    if chosen not in FORKS:
+        raise ValueError(f"STANDIN_SD_FORK={chosen!r} is not one of {', '.join(FORKS)}")
+    return chosen
 
 
 def select_mode(model_id_or_path: str) -> str:

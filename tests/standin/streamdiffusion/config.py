@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._modes import fork
 from .param_schema import DEFAULTS
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,15 @@ _PLAIN_KEYS: tuple[tuple[str, str, Any], ...] = (
     ("send_controlnet_preview", "controlnet_preview_passthrough", False),
     ("debug_mode", "debug_mode", False),
     ("l2_persist", "l2_persist", None),
+)
+
+# The build-profile keys only forkni's loader reads; livepeer's fixed whitelist drops them (profile_facts §4).
+PROFILE_KEYS = (
+    "static_shapes",
+    "fp8",
+    "builder_optimization_level",
+    "vae_builder_optimization_level",
+    "fp8_allow_fp16_fallback",
 )
 
 _HOOK_SECTIONS = ("image_preprocessing", "image_postprocessing", "latent_preprocessing", "latent_postprocessing")
@@ -155,7 +165,16 @@ def _resolve(default: Any | Callable[[], Any]) -> Any:
 
 
 def _extract_wrapper_params(config: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {param: config.get(key, _resolve(default)) for key, param, default in _PLAIN_KEYS}
+    keys = _PLAIN_KEYS
+    if fork() == "livepeer":  # unknown keys are dropped, ControlNet items lose fp8
+        config = {key: value for key, value in config.items() if key not in PROFILE_KEYS}
+        if isinstance(config.get("controlnets"), list):
+            config["controlnets"] = [
+                {k: v for k, v in entry.items() if k != "fp8"} if isinstance(entry, dict) else entry
+                for entry in config["controlnets"]
+            ]
+        keys = tuple(entry for entry in _PLAIN_KEYS if entry[0] not in PROFILE_KEYS)
+    params: dict[str, Any] = {param: config.get(key, _resolve(default)) for key, param, default in keys}
     params["dtype"] = _parse_dtype(config.get("dtype", "float16"))
 
     # A non-empty `controlnets:` list wins over the raw use_controlnet/controlnet_config keys.

@@ -514,6 +514,7 @@ class StreamDiffusionWrapper:
                     check=unet_check,
                     on_stage=on_stage,
                     extra={"model_id": model_id_or_path, "model_type": model_type},
+                    fp8=self.fp8,
                 )
                 if engine is None:
                     return
@@ -558,6 +559,8 @@ class StreamDiffusionWrapper:
                     check=vae_check,
                     on_stage=on_stage,
                     extra={"model_id": model_id_or_path},
+                    # The resolution range of a dynamic-shape VAE build (the UNet's is always static).
+                    dynamic_range="static" if self.static_shapes else "384-1024",
                 )
 
             return run
@@ -574,6 +577,7 @@ class StreamDiffusionWrapper:
                     static_batch=True,
                     on_stage=on_stage,
                     extra={"model_id": SAFETY_CHECKER_MODEL_ID},
+                    dynamic_range="256-1024",  # what the fork's stats say, although its profile is a fixed 448
                 )
 
         def build_controlnets() -> None:

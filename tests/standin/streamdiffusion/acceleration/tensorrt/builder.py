@@ -6,6 +6,14 @@ removed in a ``finally`` (also on failure), the engine written through
 ``<engine>.tmp`` + ``os.replace`` so an existing ``.engine`` is always complete,
 ``build_stats.json`` beside the engine and a ``build_log.jsonl`` one folder up.
 The engine itself is a small JSON document naming what it was built from.
+
+build_stats.json has the real builder's fields (profile_facts §2): engine_dir,
+engine_file, build_start, opt_resolution ("{W}x{H}", width first), dynamic_range
+(resolution only: "static" or "384-1024"), batch_size, stages (onnx_export,
+onnx_optimize, [fp8_calib_capture, fp8_onnx_quantize], trt_build; each status and
+elapsed_s), for FP8 fp8_qdq_layers / mha_fused_kernels / total_engine_layers,
+total_elapsed_s, build_end, engine_size_mb (MiB, 1 decimal). A livepeer-like fork
+(STANDIN_SD_FORK=livepeer) writes none.
 """
 
 from __future__ import annotations
@@ -86,12 +94,21 @@ def rewrite_engine(engine_path: Path) -> None:
 
 
 def _write_stats(engine_path: Path, stats: dict[str, Any]) -> None:
+    from ..._modes import fork
+
+    if fork() == "livepeer":  # its builder has no stats code at all
+        return
     try:
         (engine_path.parent / "build_stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
         with open(engine_path.parent.parent / "build_log.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(stats) + "\n")
     except OSError as exc:  # the real builder only warns here as well
         logger.warning(f"Failed to write build stats: {exc}")
+
+
+def _fp8_qdq_layers() -> int | None:
+    text = (os.environ.get("STANDIN_FP8_QDQ_LAYERS") or "1848").strip().lower()
+    return None if text == "none" else int(text)
 
 
 def build_engine(
@@ -104,32 +121,53 @@ def build_engine(
     check: Callable[[], None] | None = None,
     on_stage: Callable[[str, str], None] | None = None,
     extra: dict[str, Any] | None = None,
+    fp8: bool = False,
+    dynamic_range: str = "static",
 ) -> None:
     stage = on_stage or (lambda _stage, _kind: None)
     onnx = Path(str(engine_path) + ".onnx")
     opt_onnx = Path(str(engine_path) + ".opt.onnx")
     started = time.monotonic()
+    height, width = resolution or (448, 448)
     stats: dict[str, Any] = {
         "engine_dir": engine_path.parent.name,
         "engine_file": engine_path.name,
         "build_start": datetime.now(timezone.utc).isoformat(),
+        "opt_resolution": f"{width}x{height}",
+        "dynamic_range": dynamic_range,
         "batch_size": batch.get("opt"),
         "stages": {},
     }
+
+    def timed(name: str, since: float, status: str = "built", **more: Any) -> None:
+        stats["stages"][name] = {"status": status, "elapsed_s": round(time.monotonic() - since, 2), **more}
+
     try:
+        since = time.monotonic()
         stage("export", kind)
         onnx.write_text(f"standin onnx export of {kind}\n{key}\n", encoding="utf-8")
-        stats["stages"]["onnx_export"] = {"status": "built"}
+        timed("onnx_export", since)
         # The real build checks the profile (batch range, resolution) after export.
         if check is not None:
             check()
+        since = time.monotonic()
         stage("optimize", kind)
         opt_onnx.write_text(f"standin optimized onnx of {kind}\n", encoding="utf-8")
-        stats["stages"]["onnx_optimize"] = {"status": "built"}
+        timed("onnx_optimize", since)
+        qdq = _fp8_qdq_layers() if fp8 else None
+        if fp8:
+            timed("fp8_calib_capture", time.monotonic())
+            if qdq is None:  # what fp8_allow_fp16_fallback leaves: the stage failed, an FP16 engine follows
+                timed("fp8_onnx_quantize", time.monotonic(), "failed", error="ImportError: No module named 'modelopt'")
+            else:
+                timed("fp8_onnx_quantize", time.monotonic())
+        since = time.monotonic()
         stage("build", kind)
         _record_peak(kind)
         _atomic_write_text(engine_path, engine_document(kind, key, batch, resolution, extra or {}))
-        stats["stages"]["trt_build"] = {"status": "built"}
+        timed("trt_build", since)
+        if qdq is not None:
+            stats.update(fp8_qdq_layers=qdq, mha_fused_kernels=32 if qdq else 0, total_engine_layers=qdq * 3 + 400)
     finally:
         removed = 0
         for leftover in (onnx, opt_onnx):
@@ -138,9 +176,9 @@ def build_engine(
                 removed += 1
         if removed:
             logger.info(f"[BUILD] Cleaned {removed}/{removed} intermediate files")
-    stats["total_elapsed_s"] = round(time.monotonic() - started, 3)
+    stats["total_elapsed_s"] = round(time.monotonic() - started, 2)
     stats["build_end"] = datetime.now(timezone.utc).isoformat()
-    stats["engine_size_mb"] = round(engine_path.stat().st_size / (1024 * 1024), 4)
+    stats["engine_size_mb"] = round(engine_path.stat().st_size / (1024 * 1024), 1)
     _write_stats(engine_path, stats)
 
 

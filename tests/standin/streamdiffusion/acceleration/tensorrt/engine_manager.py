@@ -170,6 +170,8 @@ class EngineManager:
         check: Callable[[], None] | None = None,
         on_stage: Callable[[str, str], None] | None = None,
         extra: dict[str, Any] | None = None,
+        fp8: bool = False,
+        dynamic_range: str = "static",
     ) -> builder.LoadedEngine | None:
         """Build ``engine_path`` unless it exists (existence is the only "done" marker), then maybe load it."""
         if not engine_path.exists():
@@ -184,6 +186,8 @@ class EngineManager:
                 check=check,
                 on_stage=on_stage,
                 extra=extra or {},
+                fp8=fp8,
+                dynamic_range=dynamic_range,
             )
         else:
             logger.info("EngineManager: engine_path already exists, skipping compile")
@@ -236,4 +240,5 @@ class EngineManager:
             static_batch=True,
             on_stage=on_stage,
             extra={"model_id": model_id, "model_type": model_type, "conditioning_channels": conditioning_channels},
+            fp8=fp8,
         )
