@@ -9,7 +9,7 @@ from sdprep.cli.args import add_child_flags
 from sdprep.cli.commands import child_spec, run_cancellable
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
-from sdprep.jobs.process import BUILD_VENV
+from sdprep.jobs.process import build_venv
 from sdprep.setup.doctor import DoctorResult, passed_line, run_doctor
 from sdprep.setup.job import run_setup
 from sdprep.setup.pins import CUDA_CHOICES, DEFAULT_FORK, PYTHON_VERSION
@@ -21,7 +21,7 @@ def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser, lang: str
 ) -> None:
     setup = sub.add_parser("setup", parents=[common], help=t("cli_setup", lang))
-    setup.add_argument("--target", default=str(BUILD_VENV), metavar="DIR", help=t("cli_setup_target", lang))
+    setup.add_argument("--target", default=str(build_venv()), metavar="DIR", help=t("cli_setup_target", lang))
     setup.add_argument("--cuda", choices=CUDA_CHOICES, default="auto", help=t("cli_setup_cuda", lang))
     setup.add_argument(
         "--fork", default=DEFAULT_FORK, metavar="forkni|livepeer|URL@REF", help=t("cli_setup_fork", lang)

@@ -30,9 +30,17 @@ PYTHON_ENV = "SDPREP_PYTHON"
 STREAMDIFFUSION_SRC_ENV = "SDPREP_STREAMDIFFUSION_SRC"
 
 
-# The build environment `setup` makes beside the app (or where --target says); used when nothing else is chosen.
+# The build environment `setup` makes beside the app (or where --target / $SDPREP_BUILD_VENV says); used when no
+# other build Python is chosen.
 APP_ROOT = Path(__file__).resolve().parents[2]
-BUILD_VENV = APP_ROOT / ".venv-build"
+BUILD_VENV_ENV = "SDPREP_BUILD_VENV"
+
+
+def build_venv() -> Path:
+    configured = os.environ.get(BUILD_VENV_ENV)
+    return Path(configured).expanduser().resolve() if configured else APP_ROOT / ".venv-build"
+
+
 InterpreterSource = Literal["flag", "environment", "build_venv", "app"]
 
 
@@ -47,7 +55,7 @@ class ChildSpec:
     python: str | None = None  # --python; else $SDPREP_PYTHON, else .venv-build, else this interpreter
     streamdiffusion_src: str | None = None  # a folder put first on the child's path, e.g. StreamDiffusion/src
     gpu: int = 0
-    build_venv: Path = BUILD_VENV
+    build_venv: Path = field(default_factory=build_venv)
 
     def choice(self) -> tuple[str, InterpreterSource]:
         """The build Python and why it was chosen: --python > SDPREP_PYTHON > .venv-build if present > the app's."""

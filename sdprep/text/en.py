@@ -613,4 +613,15 @@ TEXT: dict[str, str] = {
     'cli_setup_find_links': 'also take wheels from this folder (repeatable; for offline installs)',
     'cli_setup_no_index': 'use no package index, only --find-links folders and git',
     'cli_doctor': 'self-test the build Python in seconds: torch, the GPU, a TensorRT engine, StreamDiffusion',
+    # --- Environment tab: setup and self-test ----------------------------------------------------------------
+    'sec_setup': '### Set up the build environment',
+    'setup_intro': 'One step from a fresh GPU machine to builds: installs a CUDA build of torch, TensorRT and the StreamDiffusion fork into `.venv-build` beside the app with uv, self-tests it, and only then puts it in place (the earlier one keeps working until then). The same as `python gradio_prepare.py setup`. Needs git and about 15 GB of disk; takes minutes (downloads of several GB).',
+    'f_setup_cuda': 'CUDA build of torch',
+    'f_setup_fork': 'StreamDiffusion fork',
+    'f_setup_upgrade': 'Install again even if up to date',
+    'btn_setup': 'Set up the build environment',
+    'btn_doctor': 'Run the self-test',
+    'o_setup_log': 'Setup / self-test log',
+    'i_setup_fork': 'forkni (default, pinned commit), livepeer, or a git URL@commit',
+    'sum_form_ok': '✔ The form has no problems (Save config only works).',
 }

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from sdprep.jobs.background import BackgroundJob
 from sdprep.jobs.board import JobBoard
 from sdprep.jobs.environment import Environment
+from sdprep.jobs.job import JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.params import DEFAULTS
 
@@ -32,6 +34,7 @@ ENGINES_DIR_ENV = "SDPREP_ENGINES_DIR"
 class ServerState:
     board: JobBoard = field(default_factory=JobBoard)
     environment: Environment | None = None
+    environment_job: BackgroundJob[JobResult] | None = None  # the setup or self-test the Environment tab runs
 
 
 def _state() -> ServerState:
@@ -70,3 +73,11 @@ def last_environment() -> Environment | None:
 
 def remember_environment(environment: Environment | None) -> None:
     _state().environment = environment
+
+
+def environment_job() -> BackgroundJob[JobResult] | None:
+    return _state().environment_job
+
+
+def remember_environment_job(job: BackgroundJob[JobResult]) -> None:
+    _state().environment_job = job

@@ -5,9 +5,11 @@ from __future__ import annotations
 import html
 import time
 
+from sdprep.jobs.background import BackgroundJob
 from sdprep.jobs.environment import Environment, chosen_by
+from sdprep.jobs.job import JobResult
 from sdprep.messages import Message
-from sdprep.text import TABLE, human_size, t, word
+from sdprep.text import TABLE, human_duration, human_size, t, word
 
 
 def environment_markdown(environment: Environment | None, error: Message | None, lang: str) -> str:
@@ -75,3 +77,27 @@ def build_blocked(environment: Environment | None, lang: str) -> str:
     if environment is None or not environment.missing():
         return ""
     return t("build_blocked_env", lang)
+
+
+def job_progress(job: BackgroundJob[JobResult], lang: str) -> str:
+    """Where a setup or self-test is: its running stage and time, or how it ended and why."""
+    elapsed = human_duration(time.time() - job.created, lang)
+    if job.result is not None:
+        ended = t(
+            "prog_finished",
+            lang,
+            outcome=t(f"out_{job.result.outcome}", lang),
+            elapsed=human_duration(job.result.duration, lang),
+        )
+        return f"{ended}  \n{html.escape(word(job.result.reason, lang))}"
+    stages = [event for event in job.events if event.kind == "stage"]
+    if not stages:
+        return t("prog_starting", lang, elapsed=elapsed)
+    last = stages[-1]
+    return t(
+        "prog_running", lang, stage=word(last.message, lang), since=human_duration(last.elapsed, lang), elapsed=elapsed
+    )
+
+
+def job_log(job: BackgroundJob[JobResult], lang: str) -> str:
+    return "\n".join(f"[{event.elapsed:7.1f}s] {word(event.message, lang)}" for event in job.events[-400:])
