@@ -18,6 +18,7 @@ from sdprep.jobs.process import ChildProcess, ChildSpec, exit_message
 from sdprep.jobs.progress import JobEvent, Progress, raw_line
 from sdprep.locks import NamedLock
 from sdprep.messages import Message, Problem, msg
+from sdprep.text import word
 
 Outcome = Literal[
     "built", "up_to_date", "written", "passed", "ready", "failed", "refused", "unavailable", "busy", "cancelled"
@@ -87,7 +88,7 @@ class Job(Generic[R]):
     def result(self, outcome: Outcome, reason: Message, **extra: Any) -> R:
         self.progress.close_stage()
         if outcome not in SUCCESS:
-            self.progress.log(f"[{outcome}] {reason.code}")
+            self.progress.log(f"[{outcome}] {word(reason)}")
         return self.result_type(
             outcome=outcome,
             reason=reason,
