@@ -1,8 +1,8 @@
 @echo off
 rem Start the StreamDiffusion model prep app (Windows, double-click): creates .venv on the first run, installs
-rem requirements.txt whenever it changed, starts the app and opens http://127.0.0.1:7861 in the browser.
-rem Arguments go to the app, e.g.  run.bat --port 7862 --auth me:secret  or  run.bat --python C:\sd\venv\Scripts\python.exe
-rem StreamDiffusion, torch and TensorRT are not installed here: they live in the Python that builds (see README).
+rem requirements.txt with uv whenever it changed, starts the app and opens http://127.0.0.1:7861 in the browser.
+rem Arguments go to the app, e.g.  run.bat --port 7862 --auth me:secret ; and  run.bat setup  sets up the build
+rem Python (.venv-build: CUDA torch, TensorRT, StreamDiffusion) once,  run.bat doctor  self-tests it.
 setlocal
 cd /d "%~dp0"
 
@@ -18,12 +18,24 @@ exit /b 1
 
 :have_venv
 set "VENV_PY=.venv\Scripts\python.exe"
+rem uv installs the app's requirements many times faster than pip; it comes from PyPI into .venv itself.
+"%VENV_PY%" -m uv --version >nul 2>&1
+if not errorlevel 1 goto have_uv
+echo Installing uv into .venv ...
+"%VENV_PY%" -m pip install --disable-pip-version-check -q uv
+if errorlevel 1 (
+  echo Installing uv failed; see the messages above.
+  pause
+  exit /b 1
+)
+
+:have_uv
 rem A copy of the requirements last installed: install again only when requirements.txt differs from it.
 set "INSTALLED=.venv\requirements.installed.txt"
 fc /b requirements.txt "%INSTALLED%" >nul 2>&1
 if not errorlevel 1 goto start_app
 echo Installing requirements.txt into .venv ...
-"%VENV_PY%" -m pip install --disable-pip-version-check -q -r requirements.txt
+"%VENV_PY%" -m uv pip install --python "%VENV_PY%" -q -r requirements.txt
 if errorlevel 1 (
   echo Installing the requirements failed; see the messages above.
   pause
