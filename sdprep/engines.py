@@ -233,11 +233,11 @@ def delete_model(engines_root: Path, slug: str) -> Path:
         raise DeleteRefused(msg("delete_not_inside", slug=slug, root=root))
     if not target.is_dir():
         raise DeleteRefused(msg("delete_missing", path=target))
-    if not (target / MANIFEST_NAME).exists() and not (target / "config.yaml").exists():
-        raise DeleteRefused(msg("delete_not_model", path=target))
     lock = model_lock(target)
     with lock.held(f"delete of {target}") as got:
-        if not got:
+        if not got:  # checked first: the first build of a model has written no build.json yet
             raise DeleteRefused(msg("delete_busy", path=target, what=lock.holder().get("what") or "?"))
+        if not (target / MANIFEST_NAME).exists() and not (target / "config.yaml").exists():
+            raise DeleteRefused(msg("delete_not_model", path=target))
         shutil.rmtree(target)
     return target

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from sdprep.params import (
     BakedParams,
     choices_of,
 )
-from sdprep.paths import looks_like_local_path, nearest_existing_parent, special_file, too_long
+from sdprep.paths import MAX_NAME, MAX_PATH_TEXT, looks_like_local_path, nearest_existing_parent, special_file, too_long
 
 __all__ = ["CONFIG_ROUTE_MAX_BATCH", "Problem", "check_unet_batch", "has_errors", "validate"]
 
@@ -92,12 +93,20 @@ def _types_and_ranges(params: BakedParams) -> list[Problem]:
     return problems
 
 
+def _too_long(name: str, text: str) -> Problem:
+    """What the OS would answer "File name too long" for: the whole text, or one name in it."""
+    if len(text) > MAX_PATH_TEXT:
+        return error(name, "path_too_long", length=len(text))
+    longest = max(len(part) for part in re.split(r"[\\/]", text))
+    return error(name, "name_too_long", length=longest, max=MAX_NAME)
+
+
 def _model(params: BakedParams) -> list[Problem]:
     model = params.model.strip()
     if not model:
         return [error("model", "model_empty")]
     if too_long(model):
-        return [error("model", "path_too_long", length=len(model))]
+        return [_too_long("model", model)]
     problems: list[Problem] = []
     if looks_like_local_path(model):
         path = Path(model).expanduser()
@@ -174,7 +183,7 @@ def _reference_problems(name: str, value: str, empty_code: str, **context: objec
     if not text:
         return [error(name, empty_code, **context)]
     if too_long(text):
-        return [error(name, "path_too_long", length=len(text))]
+        return [_too_long(name, text)]
     if looks_like_local_path(text, hub_subpaths=True):
         path = Path(text).expanduser()
         if not path.exists():
@@ -333,7 +342,7 @@ def _engines_dir(params: BakedParams) -> list[Problem]:
     if not folder:
         return [error("engines_dir", "engines_dir_empty")]
     if too_long(folder):
-        return [error("engines_dir", "path_too_long", length=len(folder))]
+        return [_too_long("engines_dir", folder)]
     path = Path(folder).expanduser()
     if path.is_symlink() and not path.exists():
         return [error("engines_dir", "engines_dir_dangling", path=folder, target=os.readlink(path))]

@@ -109,6 +109,7 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         return EXIT_INVALID
     if args.config_only:
         return _save(params, runtime, printer)
+    printer.problems(problems)  # the warnings the build goes ahead with, before it starts
     options = BuildOptions(child=child_spec(args), force=args.force, wait_for_gpu=not args.no_wait, check=args.check)
     built_code: list[int] = []  # the build's report, printed before its check starts
 

@@ -624,4 +624,6 @@ TEXT: dict[str, str] = {
     'o_setup_log': 'Setup / self-test log',
     'i_setup_fork': 'forkni (default, pinned commit), livepeer, or a git URL@commit',
     'sum_form_ok': '✔ The form has no problems (Save config only works).',
+    # --- hardening: names the OS refuses ---------------------------------------------------------------------
+    'name_too_long': 'has a folder or file name of {length} characters; names can have at most {max}. Check what was pasted.',
 }
