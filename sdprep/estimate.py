@@ -495,10 +495,11 @@ def _time(
 ) -> Figure:
     """The engines one after another, plus loading the model (from earlier builds: what they took besides their
     engines)."""
+    # What earlier builds took besides their engines, once this GPU has timed engines at all (else the table).
     overheads = [
         build.seconds - sum(past.seconds or 0.0 for past in build.engines)
         for build in on_this_gpu
-        if build.engines and all(past.seconds is not None for past in build.engines)
+        if speed is not None and build.engines and all(past.seconds is not None for past in build.engines)
     ]
     overheads = [value for value in overheads if value >= 0]
     if overheads:
@@ -655,16 +656,16 @@ def load_history(root: Path) -> tuple[PastBuild, ...]:
 
     root = Path(root)
     try:
-        folders = sorted(entry for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False))
+        folders = sorted(entry.path for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False))
     except OSError:
         return ()
     stamps: list[tuple[str, int, int]] = []
-    for entry in folders:
+    for folder in folders:
         try:
-            stat = os.stat(os.path.join(entry.path, MANIFEST_NAME))
+            stat = os.stat(os.path.join(folder, MANIFEST_NAME))
         except OSError:
             continue
-        stamps.append((entry.path, stat.st_mtime_ns, stat.st_size))
+        stamps.append((folder, stat.st_mtime_ns, stat.st_size))
     cached = _CACHE.get(str(root))
     if cached is not None and cached.stamps == tuple(stamps):
         return cached.builds

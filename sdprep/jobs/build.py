@@ -16,7 +16,20 @@ from typing import Any
 
 from sdprep import derive
 from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
-from sdprep.engine_files import EngineFile, by_relative, expected_slots, fingerprint, slot_key, variant_id
+from sdprep.engine_files import EngineFile, EngineSlot, by_relative, expected_slots, fingerprint, slot_key, variant_id
+from sdprep.estimate import (
+    Estimate,
+    disk_problem,
+    estimate,
+    free_space,
+    load_history,
+    past_engine_json,
+    shape_of,
+    time_words,
+    vram_problem,
+)
+from sdprep.fork_stats import profile_problems, read_stats
+from sdprep.fork_stats import seconds as stats_seconds
 from sdprep.jobs.aside import AsideGuard, describe, remove_stale_temp_files, restore_leftovers
 from sdprep.jobs.environment import WIDE_MAX_BATCH, Environment, ProbeError, probe
 from sdprep.jobs.job import Job, JobResult
@@ -33,11 +46,12 @@ from sdprep.manifest import (
     VariantRecord,
     now_iso,
     read_manifest,
+    read_manifest_or_empty,
     set_aside_unreadable,
     trusted_record,
     write_manifest,
 )
-from sdprep.messages import Duration, Problem, Size, has_errors, msg
+from sdprep.messages import Duration, Message, Problem, Size, has_errors, msg
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import profile_of
@@ -52,6 +66,9 @@ class BuildOptions:
     refresh_probe: bool = False
     # Load the engines and time frames after a proven build; run by jobs/pipeline.py, not here.
     check: bool = False
+    # Build although the engines folder has less free space than the estimate asks (--allow-low-disk). Not --force:
+    # that rebuilds up-to-date engines, a different risk, and a forced rebuild must keep the disk check.
+    allow_low_disk: bool = False
 
 
 @dataclass
@@ -83,8 +100,13 @@ class Build(Job[BuildResult]):
         self.engine_dir = derive.engine_dir(params)
         self.variant = variant_id(derive.variant_name(params), self.config)
         self.guard = AsideGuard(self.engine_dir, time.strftime("%Y%m%d-%H%M%S"), self.say)
+        self.estimate: Estimate | None = None  # what this build promises (sdprep/estimate.py)
+        self.space_checked = False
+        self.warnings: list[Problem] = []  # found during the build (free VRAM, what the fork reports)
+        self.child_started: tuple[float, float] | None = None  # (elapsed, wall clock) when StreamDiffusion started
 
     def result(self, outcome: Any, reason: Any, **extra: Any) -> BuildResult:
+        extra.setdefault("problems", list(self.warnings))
         return super().result(outcome, reason, variant=self.variant, **extra)
 
     def run(self, problems: list[Problem]) -> BuildResult:
@@ -103,6 +125,12 @@ class Build(Job[BuildResult]):
             self.progress.close_file()
 
     def _run(self, problems: list[Problem]) -> BuildResult:
+        # Before anything runs or is written: a build that cannot fit on the disk is refused now, unless it may be
+        # up to date (that needs no space; the probe decides, and the space is checked after it).
+        if self.options.force or not self.recorded():
+            refused = self.check_space(problems, environment=None)
+            if refused is not None:
+                return refused
         self.progress.stage("probe")
         try:
             environment = probe(self.options.child, refresh=self.options.refresh_probe)
@@ -133,6 +161,11 @@ class Build(Job[BuildResult]):
             ready = self.up_to_date(environment, manifest)
             if ready is not None:
                 return ready
+        if not self.space_checked:
+            refused = self.check_space([], environment)
+            if refused is not None:
+                return refused
+        self.fit_gpu(environment)
         gpu = gpu_lock(self.options.child.gpu)
         what = f"{self.params.model} ({self.variant})"
         ended = self.acquire(gpu, what, self.options.wait_for_gpu, "gpu_waiting", gpu=self.options.child.gpu)
@@ -142,6 +175,44 @@ class Build(Job[BuildResult]):
             return self.build_locked(environment, manifest)
         finally:
             gpu.release()
+
+    def recorded(self) -> bool:
+        """Whether build.json has a build of exactly these parameters (so this one may be up to date)."""
+        record = read_manifest_or_empty(self.engine_dir).variants.get(self.variant)
+        return record is not None and record.fingerprint == self.fingerprint
+
+    def make_estimate(self, environment: Environment | None) -> Estimate:
+        """What this build will take, from the table and this machine's earlier builds (times: on its GPU)."""
+        safety = environment is None or environment.features.get("safety_checker_engine", True) is not False
+        self.estimate = estimate(
+            shape_of(self.params, safety),
+            load_history(Path(self.params.engines_dir)),
+            environment.gpu_name if environment else None,
+        )
+        return self.estimate
+
+    def check_space(self, problems: list[Problem], environment: Environment | None) -> BuildResult | None:
+        """The refusal when the engines folder has less free space than the estimate asks (with its margin)."""
+        self.space_checked = True
+        promised = self.make_estimate(environment)
+        free = free_space(self.engine_dir)
+        problem = disk_problem(promised, free, Path(self.params.engines_dir))
+        if problem is None:
+            return None
+        if self.options.allow_low_disk:
+            self.say("disk_low_allowed", free=Size(free or 0), need=Size(promised.disk_needed))
+            return None
+        return self.result("refused", msg("build_refused_disk"), problems=[*problems, problem])
+
+    def fit_gpu(self, environment: Environment) -> None:
+        """The estimate for this GPU; a warning (kept with the result, said in the log) when its free memory, as
+        the probe saw it, is below what building needs."""
+        promised = self.make_estimate(environment)
+        free = environment.torch.get("vram_free")
+        problem = vram_problem(promised, free if isinstance(free, int) else None, self.params.fp8)
+        if problem is not None:
+            self.warnings.append(problem)
+            self.progress.event("log", problem.message)
 
     def manifest(self) -> Manifest:
         """This model's build.json; a broken one is kept aside under another name and a new one begun."""
@@ -200,6 +271,7 @@ class Build(Job[BuildResult]):
 
         job = logs / f"{self.guard.stamp}-{self.variant}.config.json"
         atomic_write_text(job, json.dumps(self.config))
+        self.child_started = (self.progress.elapsed(), time.time())
         try:
             try:
                 run = self.run_child("build_engines.py", [str(job)], on_record=self.on_child_record)
@@ -238,7 +310,7 @@ class Build(Job[BuildResult]):
                 manifest_path=self.engine_dir / MANIFEST_NAME,
             )
         superseded = self.guard.put_back(superseded=set(fresh))
-        return self.finish(manifest, environment, used, fresh, superseded)
+        return self.finish(manifest, environment, used, fresh, superseded, slots)
 
     def on_child_record(self, event: dict[str, Any]) -> None:
         if event.get("event") == "engine_written" and isinstance(event.get("bytes"), int):
@@ -268,6 +340,7 @@ class Build(Job[BuildResult]):
         used: dict[str, EngineFile],
         fresh: dict[str, EngineFile],
         superseded: set[str],
+        slots: list[EngineSlot],
     ) -> BuildResult:
         for name, other in manifest.variants.items():
             if name != self.variant and superseded & set(other.engines):
@@ -279,6 +352,7 @@ class Build(Job[BuildResult]):
             return self.result("failed", msg("build_config_unwritten", reason=problem.strerror or str(problem)))
         self.progress.stage("done")
         self.progress.close_stage()
+        actual = self.measure(fresh, slots)
         manifest.variants[self.variant] = VariantRecord(
             fingerprint=self.fingerprint,
             engine_key=environment.engine_key(),
@@ -291,6 +365,8 @@ class Build(Job[BuildResult]):
             duration=round(self.progress.elapsed(), 3),
             log=self.progress.path.relative_to(self.engine_dir).as_posix() if self.progress.path else None,
             profile=profile_of(self.params),
+            estimate=self.estimate.as_json() if self.estimate else None,
+            actual=actual,
         )
         manifest.model, manifest.config, manifest.latest_variant = self.params.model, config_path.name, self.variant
         try:
@@ -300,11 +376,46 @@ class Build(Job[BuildResult]):
         engines = [describe(engine, reused=engine.relative not in fresh) for engine in used.values()]
         return self.result(
             "built",
-            msg("build_built", count=len(used), took=Duration(self.progress.elapsed())),
+            self.built_message(len(used), actual["seconds"]),
             config_path=config_path,
             manifest_path=self.engine_dir / MANIFEST_NAME,
             engines=engines,
         )
+
+    def measure(self, fresh: dict[str, EngineFile], slots: list[EngineSlot]) -> dict[str, Any]:
+        """What the build took, for build.json beside its estimate: its seconds, and each engine it wrote with its
+        size and the seconds the fork's build_stats.json reports. Where the fork reports it, whether the profile was
+        honoured becomes a warning."""
+        started, since = self.child_started or (0.0, None)
+        shape = shape_of(self.params)
+        engines: list[dict[str, Any]] = []
+        built: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        for relative, engine in sorted(fresh.items()):
+            slot = next((slot for slot in slots if engine.matches(slot)), None)
+            if slot is None:
+                continue
+            stats = read_stats(engine.path, since)
+            built[relative] = (engine.kind, stats)
+            engines.append(
+                past_engine_json(slot.id, engine.kind, slot.controlnet, shape, engine.size, stats_seconds(stats))
+            )
+        if built and all(stats is None for _, stats in built.values()) and profile_of(self.params) != "flexible":
+            self.say("stats_missing")
+        for problem in profile_problems(self.params, built):
+            self.warnings.append(problem)
+            self.progress.event("log", problem.message)
+        seconds = round(self.progress.elapsed() - started, 3)
+        return {"seconds": seconds, "bytes": sum(item["bytes"] for item in engines), "engines": engines}
+
+    def built_message(self, count: int, seconds: float) -> Message:
+        """ "Built 3 engines in 6 min 12 s; estimated 5-7 min.", and what the fork's stats warn about."""
+        took = Duration(seconds)
+        if self.estimate is None:
+            built = msg("build_built", count=count, took=took)
+        else:
+            built = msg("build_built_estimated", count=count, took=took, estimated=time_words(self.estimate.time))
+        reported = [problem.message for problem in self.warnings if problem.message.code != "vram_low"]
+        return msg("build_built_warned", built=built, warnings=reported) if reported else built
 
     def write_configs(self) -> Path:
         text = dump_yaml(self.config, config_header(self.params))
