@@ -412,7 +412,9 @@ def _kept(part: Part) -> tuple[float, float]:
 def _disk_engines(parts: list[Part], sized_by: set[str]) -> Figure:
     low = sum(part.size.low + _kept(part)[0] for part in parts)
     high = sum(part.size.high + _kept(part)[1] for part in parts)
-    return Figure(low, high, _size_source(parts, sized_by))
+    known = [part.size.about for part in parts if part.size.about is not None]
+    about = sum(known) + sum(sum(_kept(part)) / 2 for part in parts) if len(known) == len(parts) else None
+    return Figure(low, high, _size_source(parts, sized_by), about)
 
 
 def _disk_peak(parts: list[Part], sized_by: set[str]) -> Figure:
@@ -517,7 +519,8 @@ def _time(
     if "est_part_history" in codes:
         return Figure(low, high, msg("est_src_time_mixed", count=len(timed_by)), about)
     if speed is not None:
-        return Figure(low, high, msg("est_src_time_scaled", count=speed[1], factor=round(speed[0], 2)), about)
+        factor = float(f"{speed[0]:.2g}")
+        return Figure(low, high, msg("est_src_time_scaled", count=speed[1], factor=factor), about)
     return Figure(low, high, msg("est_src_time_table"))
 
 

@@ -50,6 +50,7 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
     build.add_argument("--from-config", metavar="PATH", help=t("cli_from_config", lang))
     build.add_argument("--config-only", action="store_true", help=t("cli_config_only", lang))
     build.add_argument("--force", action="store_true", help=t("cli_force", lang))
+    build.add_argument("--allow-low-disk", action="store_true", help=t("cli_allow_low_disk", lang))
     build.add_argument("--no-wait", action="store_true", help=t("cli_no_wait", lang))
     build.add_argument("--check", action="store_true", help=t("cli_check_after", lang))
     add_check_flags(build, lang)

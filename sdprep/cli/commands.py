@@ -14,10 +14,13 @@ from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
 from sdprep.config_load import ConfigError, load_params
 from sdprep.engines import list_models
+from sdprep.estimate import estimate, free_space, load_history, shape_of
+from sdprep.estimate import lines as estimate_lines
 from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.jobs.check import CheckOptions, run_check
 from sdprep.jobs.check_files import read_check_config
 from sdprep.jobs.environment import ProbeError, chosen_by
+from sdprep.jobs.environment import cached as cached_environment
 from sdprep.jobs.environment import probe as probe_environment
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.jobs.pipeline import build_and_check
@@ -110,7 +113,14 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     if args.config_only:
         return _save(params, runtime, printer)
     printer.problems(problems)  # the warnings the build goes ahead with, before it starts
-    options = BuildOptions(child=child_spec(args), force=args.force, wait_for_gpu=not args.no_wait, check=args.check)
+    _print_estimate(params, child_spec(args), printer)
+    options = BuildOptions(
+        child=child_spec(args),
+        force=args.force,
+        wait_for_gpu=not args.no_wait,
+        check=args.check,
+        allow_low_disk=args.allow_low_disk,
+    )
     built_code: list[int] = []  # the build's report, printed before its check starts
 
     def on_built(result: BuildResult) -> None:
@@ -131,6 +141,25 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     code = printer.check(check)
     print(str(result.config_path), file=out)  # the build's contract: its last stdout line is the config path
     return code
+
+
+def _print_estimate(params: BakedParams, spec: ChildSpec, printer: Printer) -> None:
+    """What the build will take, before it starts: disk, VRAM, time, each with where the figure comes from. Uses
+    the cached probe only (no child here; the build probes itself), so times are from this GPU's builds when known."""
+    environment = cached_environment(spec)
+    safety = environment is None or environment.features.get("safety_checker_engine", True) is not False
+    promised = estimate(
+        shape_of(params, safety),
+        load_history(Path(params.engines_dir)),
+        environment.gpu_name if environment else None,
+    )
+    free_vram = environment.torch.get("vram_free") if environment else None
+    folder = Path(params.engines_dir)
+    printer.line("est_cli_heading")
+    for row in estimate_lines(promised, free_space(folder), free_vram if isinstance(free_vram, int) else None, folder):
+        value, source = printer.word(row.value), printer.word(row.source)
+        print(f"  {t(row.label, printer.lang)}: {value}  ({source})", file=printer.out)
+    printer.line("est_assumes")
 
 
 def _save(params: BakedParams, runtime: RuntimeDefaults, printer: Printer) -> int:
