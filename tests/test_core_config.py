@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from sdprep.config import make_config, render_config, write_config
 from sdprep.config_load import ConfigError, params_from_config, read_config
-from sdprep.params import PREPROCESSORS, ControlNetSlot, params_from_values
+from sdprep.params import params_from_values
 from sdprep.paths import atomic_write_text
 from sdprep.text import word
 
 from .conftest import ROOT, STANDIN, runtime_defaults
+from .strategies import baked_params
 
 LOADER_KEYS = json.loads((ROOT / "tests" / "data" / "config_keys_forkni.json").read_text())["top_level_keys"]
 # Keys other forks read (min/max batch: the seed's vendored fork) that the newest fork ignores harmlessly.
@@ -179,54 +179,6 @@ def test_read_config_errors_are_sentences(tmp_path: Path) -> None:
 
 
 # --- property: config.yaml loads back into the same baked parameters ----------------------------------------
-
-MODELS = st.sampled_from(
-    ["stabilityai/sd-turbo", "stabilityai/sdxl-turbo", SD15, "KBlueLeaf/kohaku-v2.1", "someone/custom-model"]
-)
-LORA_IDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=8).map(lambda s: f"me/{s}")
-SLOTS = st.builds(
-    ControlNetSlot,
-    model_id=st.sampled_from(["lllyasviel/control_v11p_sd15_canny", "a/b", "thibaud/controlnet-sd21-depth"]),
-    preprocessor=st.sampled_from(PREPROCESSORS),
-    conditioning_channels=st.one_of(st.none(), st.integers(1, 8)),
-    enabled=st.booleans(),
-)
-
-
-@st.composite
-def baked_params(draw: st.DrawFn) -> Any:
-    use_controlnet = draw(st.booleans())
-    use_ipadapter = draw(st.booleans())
-    loras = draw(st.dictionaries(LORA_IDS, st.floats(-2, 2, allow_nan=False).map(lambda f: round(f, 3)), max_size=3))
-    values = {
-        "model": draw(MODELS),
-        "model_family": draw(st.sampled_from(["auto", "sd1.5", "sd2.1", "sdxl"])),
-        "denoise_steps": draw(st.integers(1, 8)),
-        "consistency_lora": draw(st.sampled_from(["lcm", "tcd", "none"])),
-        "scheduler": draw(st.sampled_from(["lcm", "tcd"])),
-        "cfg_type": draw(st.sampled_from(["none", "full", "self", "initialize"])),
-        "width": draw(st.integers(32, 128)) * 8,
-        "height": draw(st.integers(32, 128)) * 8,
-        "frame_buffer_size": draw(st.integers(1, 4)),
-        "use_tiny_vae": draw(st.booleans()),
-        "use_cached_attn": draw(st.booleans()),
-        "cache_maxframes": draw(st.integers(1, 4)),
-        "use_safety_checker": draw(st.booleans()),
-        "lora_json": json.dumps(loras),
-        "use_controlnet": use_controlnet,
-        "controlnets": draw(st.lists(SLOTS, max_size=3)) if use_controlnet else [],
-        "use_ipadapter": use_ipadapter,
-        "ipadapter_tokens": draw(st.sampled_from([4, 16])),
-        "ipadapter_type": draw(st.sampled_from(["regular", "plus", "faceid"])),
-        "engines_dir": draw(st.sampled_from(["/srv/engines", "/tmp/e e/engines"])),
-    }
-    params = params_from_values(values)
-    # A consistency LoRA that does not exist for the family is a validation error, never written.
-    from sdprep.derive import consistency_lora_id
-
-    if params.consistency_lora != "none" and consistency_lora_id(params) is None:
-        params = params_from_values({**values, "consistency_lora": "none"})
-    return params
 
 
 @settings(max_examples=300, deadline=None)

@@ -25,7 +25,7 @@ TEXT: dict[str, str] = {
     "i_model_family": "auto определяет его по модели; задайте вручную для чекпойнта с необычным именем.",
     "f_denoise_steps": "Шаги шумоподавления (denoise_steps)",
     "i_denoise_steps": "Каждый шаг — один проход UNet на кадр; t_index_list ниже следует из этого числа.",
-    "f_consistency_lora": "Consistency LoRA (consistency_lora)",
+    "f_consistency_lora": "LoRA согласованности (consistency_lora)",
     "i_consistency_lora": "Добавляет LCM- или TCD-LoRA для семейства модели; none для turbo-моделей.",
     "f_scheduler": "Планировщик (scheduler)",
     "f_cfg_type": "Тип CFG (cfg_type)",
@@ -701,4 +701,5 @@ TEXT: dict[str, str] = {
     "command_unavailable": "# Командной строки нет: {reason}",
     "command_cn_comma": "ControlNet №{slot}: id модели или препроцессор с запятой или пробелами по краям нельзя записать в --controlnet.",
     "command_cn_none": "ControlNet включён, но ни один не выбран — в командной строке так сказать нельзя.",
+    'f_controlnets': 'ControlNet (controlnets)',
 }
