@@ -700,5 +700,5 @@ TEXT: dict[str, str] = {
     "command_unavailable": "# No command line: {reason}",
     "command_cn_comma": "ControlNet #{slot}: a model id or preprocessor with a comma or surrounding spaces cannot be written as --controlnet.",
     "command_cn_none": "ControlNet is on but none is chosen, which the command line cannot say.",
-    'f_controlnets': 'ControlNets (controlnets)',
+    "f_controlnets": "ControlNets (controlnets)",
 }

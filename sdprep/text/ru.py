@@ -701,5 +701,5 @@ TEXT: dict[str, str] = {
     "command_unavailable": "# Командной строки нет: {reason}",
     "command_cn_comma": "ControlNet №{slot}: id модели или препроцессор с запятой или пробелами по краям нельзя записать в --controlnet.",
     "command_cn_none": "ControlNet включён, но ни один не выбран — в командной строке так сказать нельзя.",
-    'f_controlnets': 'ControlNet (controlnets)',
+    "f_controlnets": "ControlNet (controlnets)",
 }
