@@ -38,7 +38,7 @@ TEXT: dict[str, str] = {
     "f_use_safety_checker": "Safety checker (use_safety_checker)",
     "f_cache_maxframes": "Cache max frames (cache_maxframes)",
     "f_lora_json": "Your LoRAs as JSON (lora_json)",
-    "i_lora_json": '{"hf_id_or_path": scale, ...}; the consistency LoRA is added by itself.',
+    "i_lora_json": 'A JSON object of "hf_id_or_path": scale pairs; the consistency LoRA is added by itself.',
     "f_use_controlnet": "Use ControlNet (use_controlnet)",
     "f_cn_count": "Number of ControlNets (cn_count)",
     "f_use_ipadapter": "Use IP-Adapter (use_ipadapter)",

@@ -38,7 +38,7 @@ TEXT: dict[str, str] = {
     "f_use_safety_checker": "Фильтр NSFW (use_safety_checker)",
     "f_cache_maxframes": "Кадров в кэше (cache_maxframes)",
     "f_lora_json": "Ваши LoRA в JSON (lora_json)",
-    "i_lora_json": '{"hf_id_или_путь": вес, ...}; consistency LoRA добавляется сама.',
+    "i_lora_json": 'JSON-объект из пар "hf_id_или_путь": вес; LoRA согласованности добавляется сама.',
     "f_use_controlnet": "Использовать ControlNet (use_controlnet)",
     "f_cn_count": "Число ControlNet (cn_count)",
     "f_use_ipadapter": "Использовать IP-Adapter (use_ipadapter)",

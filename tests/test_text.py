@@ -1,0 +1,118 @@
+"""The text table: every message exists in English and Russian with the same fields, every code the program uses
+is in it, and every entry can be worded in both languages.
+
+Codes are found two ways: literally in the source (msg("code"), error(field, "code"), t("code"), ...) and by the
+families the program builds at run time (stage_<id>, engine_<kind>, out_<outcome>, ...), listed here from the same
+declarations the program uses.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from sdprep.engine_files import FILE_KINDS
+from sdprep.jobs.job import Outcome
+from sdprep.messages import Message
+from sdprep.params import SPECS
+from sdprep.profiles import PROFILE_NAMES
+from sdprep.text import TABLE, placeholders, plural_form, word
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "sdprep"
+PLURALS = re.compile(r"__(one|few|many)$")
+LITERAL = re.compile(
+    r"""(?<![\w.])(?:msg|Message|t|label)\(\s*["']([a-z][a-z0-9_]*[a-z0-9])["']"""
+    r"""|\b(?:self\.say|printer\.line|self\.line)\(\s*["']([a-z][a-z0-9_]*[a-z0-9])["']"""
+    r"""|(?<![\w.])(?:error|warning)\(\s*[^,()]+,\s*["']([a-z][a-z0-9_]*[a-z0-9])["']"""
+    r"""|\bcode=["']([a-z][a-z0-9_]*[a-z0-9])["']"""
+)
+CHILD_STAGE = re.compile(r"""stage=["']([a-z_]+)["']""")
+
+
+def source_codes() -> set[str]:
+    codes: set[str] = set()
+    for path in SOURCE.rglob("*.py"):
+        if "text" in path.relative_to(SOURCE).parts[:1]:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for match in LITERAL.finditer(text):
+            codes.add(next(group for group in match.groups() if group))
+        if path.parent.name == "child":
+            codes.update(f"stage_{stage}" for stage in CHILD_STAGE.findall(text))
+    return codes
+
+
+def family_codes() -> set[str]:
+    outcomes = get_args(Outcome)
+    codes = {f"engine_{kind}" for kind in FILE_KINDS}
+    codes |= {f"out_{outcome}" for outcome in outcomes}
+    codes |= {f"cli_outcome_{outcome}" for outcome in ("failed", "refused", "unavailable", "busy", "cancelled")}
+    codes |= {f"chk_{outcome}" for outcome in ("passed", "failed", "cancelled", "refused", "unavailable", "busy")}
+    codes |= {f"status_{status}" for status in ("ready", "missing", "changed", "stale", "unreadable")}
+    codes |= {f"python_chosen_{source}" for source in ("flag", "environment", "build_venv", "app")}
+    codes |= {f"profile_{name}" for name in (*PROFILE_NAMES, "custom")} | {
+        f"hint_profile_{name}" for name in (*PROFILE_NAMES, "custom")
+    }
+    codes |= {f"family_source_{source}" for source in ("unet_config", "known_model", "name", "assumed")}
+    codes |= {f"sev_{severity}" for severity in ("error", "warning")} | {f"f_{name}" for name in SPECS}
+    checks = ("torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion")
+    codes |= {f"check_{name}" for name in checks} | {f"stage_{name}" for name in checks}
+    codes |= {f"stage_setup_{step}" for step in ("check", "venv", "torch", "fork", "tensorrt", "finish")}
+    codes |= {"stage_probe", "stage_done", "stage_engine", "frame_warmup", "frame_timed"}
+    return codes
+
+
+def test_english_and_russian_have_the_same_keys() -> None:
+    english = {key for key in TABLE["en"] if not PLURALS.search(key)}
+    russian = {key for key in TABLE["ru"] if not PLURALS.search(key)}
+    assert english == russian, f"only English: {sorted(english - russian)}; only Russian: {sorted(russian - english)}"
+
+
+@pytest.mark.parametrize("key", sorted(TABLE["en"]))
+def test_each_entry_has_the_same_fields_in_both_languages(key: str) -> None:
+    base = PLURALS.sub("", key)
+    russian = [TABLE["ru"][k] for k in TABLE["ru"] if PLURALS.sub("", k) == base]
+    assert russian, f"{key} has no Russian text"
+    assert all(placeholders(text) == placeholders(TABLE["en"][key]) for text in russian), key
+
+
+def test_every_code_the_program_uses_is_in_the_table() -> None:
+    used = source_codes() | family_codes()
+    plural_bases = {PLURALS.sub("", key) for key in TABLE["en"] if PLURALS.search(key)}
+    missing = sorted(code for code in used if code not in TABLE["en"] and code not in plural_bases)
+    assert not missing, f"codes without text: {missing}"
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_every_entry_can_be_worded(lang: str) -> None:
+    for key, template in TABLE["en"].items():
+        code = PLURALS.sub("", key)
+        params: dict[str, object] = {name: f"<{name}>" for name in placeholders(template)}
+        if PLURALS.search(key):
+            params["count"] = {"one": 1, "few": 3, "many": 5}[PLURALS.search(key).group(1)]  # type: ignore[union-attr]
+        worded = word(Message(code, params), lang)
+        assert "{" not in worded or "{{" in template, (key, worded)
+
+
+def test_russian_is_russian() -> None:
+    """A sentence of several words is translated (technical terms alone may stay as they are)."""
+    same = [
+        key
+        for key, english in TABLE["en"].items()
+        if len(re.findall(r"[A-Za-z]{3,}", re.sub(r"\{\w+\}|`[^`]*`", "", english))) >= 4
+        and TABLE["ru"].get(key) == english
+    ]
+    assert not same, f"English left in the Russian table: {same}"
+
+
+@pytest.mark.parametrize(
+    ("count", "form"),
+    [(1, "one"), (2, "few"), (4, "few"), (5, "many"), (11, "many"), (21, "one"), (22, "few"), (112, "many")],
+)
+def test_russian_plural_forms(count: int, form: str) -> None:
+    assert plural_form(count, "ru") == form
+    assert plural_form(count, "en") == ("one" if count == 1 else "many")
