@@ -52,7 +52,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 # Headless commands (and --help) run before the UI is built, so they start without importing gradio.
-if __name__ == "__main__" and sys.argv[1:2] and sys.argv[1] in cli.HEADLESS_COMMANDS:
+if __name__ == "__main__" and cli.is_headless(sys.argv[1:]):
     sys.exit(cli.main(sys.argv[1:], RUNTIME_DEFAULTS, serve))
 
 from sdprep.ui.app import create_demo  # noqa: E402 - after the headless dispatch on purpose

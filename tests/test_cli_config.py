@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from .conftest import ROOT, runtime_defaults
 from .conftest import run_cli as run
-from .conftest import runtime_defaults
 
 
 def test_runtime_defaults_are_exactly_the_spec() -> None:
@@ -100,3 +102,24 @@ def test_relative_engines_dir_is_resolved_against_the_working_directory(tmp_path
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load((tmp_path / "out" / "stabilityai--sd-turbo" / "config.yaml").read_text())
     assert config["engine_dir"] == (tmp_path / "out" / "stabilityai--sd-turbo").as_posix()
+
+
+@pytest.mark.parametrize(
+    "args", [("--help",), ("build", "--help"), ("--lang", "ru", "build", "--help"), ("setup", "--help")]
+)
+def test_help_does_not_import_gradio(args: tuple[str, ...]) -> None:
+    """--help is instant: the headless commands (and help) never import the web UI's libraries."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(ROOT / "gradio_prepare.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "usage:" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    assert "gradio" not in imported
+
+
+def test_help_speaks_russian_with_lang_ru() -> None:
+    done = run("build", "--lang", "ru", "--help")
+    assert done.returncode == 0 and "запекаемые параметры" in done.stdout

@@ -78,6 +78,15 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
     return parser
 
 
+def is_headless(argv: list[str]) -> bool:
+    """Whether argv asks for a command that needs no web UI (so gradio is not even imported): `--lang X` may come
+    first."""
+    rest = list(argv)
+    while rest and rest[0].startswith("--lang"):
+        rest = rest[1:] if "=" in rest[0] else rest[2:]
+    return bool(rest) and rest[0] in HEADLESS_COMMANDS
+
+
 def language(argv: list[str]) -> str:
     """--lang (anywhere on the line) > the locale; read before parsing, so --help is worded in it too."""
     for index, item in enumerate(argv):

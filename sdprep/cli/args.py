@@ -51,12 +51,14 @@ def add_param_flags(parser: argparse.ArgumentParser, lang: str) -> None:
                 spec.flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=_help(name, lang)
             )
         else:
+            choices = choices_of(name)
             group.add_argument(
                 spec.flag,
                 dest=name,
                 type=_value_type(name),
-                choices=choices_of(name),
+                choices=choices,
                 default=default,
+                metavar=None if choices else ("N" if TYPES[name] is int else "TEXT"),
                 help=_help(name, lang),
             )
     group.add_argument(
