@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from sdprep.jobs.build import BuildOptions, BuildResult, run_build
+from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
 from sdprep.locks import gpu_lock
-from sdprep.jobs.process import ChildSpec
 from sdprep.params import BakedParams, params_from_values
 
 from .conftest import ROOT, STANDIN, runtime_defaults, said
@@ -350,3 +350,38 @@ def test_from_config_rebuilds_an_existing_config(tmp_path: Path) -> None:
     assert rebuilt["t_index_list"] == [32, 45] and rebuilt["engine_dir"].startswith((tmp_path / "b").as_posix())
     bad = subprocess.run([*base, "--from-config", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_exit_codes_mean_one_thing_for_every_command(tmp_path: Path) -> None:
+    """0 success, 1 failed, 2 invalid input, 3 this machine cannot do it, 4 busy: the same for build, check, probe."""
+    env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
+    engines = str(tmp_path / "engines")
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "gradio_prepare.py"), *args],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=60,
+        )
+
+    built = run("build", "--engines-dir", engines)
+    assert built.returncode == 0, built.stderr
+    config = built.stdout.strip().splitlines()[-1]
+    assert run("build", "--engines-dir", engines, "--width", "500").returncode == 2
+    assert run("check", str(tmp_path / "nope.yaml")).returncode == 2
+    no_gpu = {"STANDIN_CUDA": "0", "SDPREP_CACHE_DIR": str(tmp_path / "no-gpu-cache")}
+    for args in (("build", "--engines-dir", engines, "--force"), ("check", config), ("probe",)):
+        done = run(*args, **no_gpu)
+        assert done.returncode == 3, (args, done.stderr)
+        assert "No CUDA GPU" in done.stderr
+    holder = gpu_lock(0)
+    assert holder.acquire("a build in another window")
+    try:
+        for args in (("build", "--engines-dir", engines, "--force", "--no-wait"), ("check", config, "--no-wait")):
+            done = run(*args)
+            assert done.returncode == 4, (args, done.stderr)
+            assert "another window" in done.stderr
+    finally:
+        holder.release()
