@@ -15,9 +15,9 @@ from gradio.blocks import Block
 from gradio.components import Component
 
 from sdprep.config import RuntimeDefaults
-from sdprep.messages import Message
+from sdprep.messages import Field as MessageField
+from sdprep.messages import Message, msg
 from sdprep.params import MAX_CONTROLNETS, PARAM_NAMES, SPECS, TYPES, BakedParams, ControlNetSlot, params_from_values
-from sdprep.text import t
 from sdprep.ui import state
 from sdprep.ui.widgets import widget_for
 
@@ -98,21 +98,21 @@ class Form:
         return params_from_values({k: v for k, v in self.raw_values(values).items() if k in PARAM_NAMES})
 
     # --- writing -------------------------------------------------------------------------------------------
-    def fill(self, params: BakedParams, lang: str) -> tuple[dict[Block, Any], list[str]]:
+    def fill(self, params: BakedParams) -> tuple[dict[Block, Any], list[Message]]:
         """Updates that put `params` into the form, and notes on what the form could not show exactly."""
-        notes: list[Message | str] = []
+        notes: list[Message] = []
         updates: dict[Block, Any] = {}
         for name, component in self.fields.items():
             if name == CN_COUNT or name not in PARAM_NAMES or name in NOT_FROM_PAGE:
                 continue
             value = getattr(params, name)
             if not _offers(component, value):
-                notes.append(t("load_not_a_choice", lang, field=t(f"f_{name}", lang), value=value))
+                notes.append(msg("load_not_a_choice", field=MessageField(name), value=value))
                 continue
             updates[component] = value
         slots: tuple[ControlNetSlot, ...] = params.controlnets
         if len(slots) > MAX_CONTROLNETS:
-            notes.append(t("load_extra_controlnets", lang, count=len(slots), max=MAX_CONTROLNETS))
+            notes.append(msg("load_extra_controlnets", count=len(slots), max=MAX_CONTROLNETS))
             slots = slots[:MAX_CONTROLNETS]
         if params.use_controlnet:
             updates[self.fields[CN_COUNT]] = len(slots)
@@ -120,7 +120,7 @@ class Form:
             for name, component in components.items():
                 value = getattr(slot, name)
                 updates[component] = ("" if value is None else str(value)) if name == "conditioning_channels" else value
-        return updates, [str(note) for note in notes]
+        return updates, notes
 
 
 def _offers(component: Component, value: Any) -> bool:

@@ -13,11 +13,12 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.config_load import ConfigError, load_params
-from sdprep.messages import has_errors
+from sdprep.messages import Message, has_errors, msg
 from sdprep.paths import inside
 from sdprep.save import save_config
-from sdprep.text import t, word
 from sdprep.ui import state
+from sdprep.ui.components import build
+from sdprep.ui.components.common import message_box, redraw_on_language, say
 from sdprep.ui.components.preview import check
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
@@ -34,9 +35,9 @@ def render(form: Form, build_enabled: bool) -> None:
         form.part("cancel", gr.Button(label("btn_cancel"), variant="stop", interactive=False, elem_id="cancel-button"))
         form.part("save", gr.Button(label("btn_save"), interactive=build_enabled, elem_id="save-button"))
     with gr.Row():
-        form.part("force", gr.Checkbox(value=False, label=label("f_force")))
-        form.part("check", gr.Checkbox(value=True, label=label("f_check")))
-    with form.part("load_box", gr.Accordion(label("btn_load"), open=False)):
+        form.part("force", gr.Checkbox(value=False, label=label("f_force"), elem_id="force"))
+        form.part("check", gr.Checkbox(value=True, label=label("f_check"), elem_id="check"))
+    with form.part("load_box", gr.Accordion(label("btn_load"), open=False, elem_id="load-box")):
         with gr.Row(equal_height=True):
             form.part(
                 "load_path",
@@ -45,23 +46,27 @@ def render(form: Form, build_enabled: bool) -> None:
             form.part("load", gr.Button(label("btn_load"), scale=1, elem_id="load-button"))
         form.part(
             "load_upload",
-            gr.File(file_types=[".yaml", ".yml", ".json"], type="filepath", label=label("f_load_upload"), height=120),
+            gr.File(
+                file_types=[".yaml", ".yml", ".json"],
+                type="filepath",
+                label=label("f_load_upload"),
+                height=120,
+                elem_id="load_upload",
+            ),
         )
-    form.part("message", gr.Markdown("", elem_id="action-message"))
+    message_box(form, "message", "action-message")
 
 
-def save(form: Form, values: dict[Block, Any]) -> str:
+def save(form: Form, values: dict[Block, Any]) -> list[Message]:
     """Validate, then write config.yaml where the build would, and say what it replaced and what loading it does."""
-    lang = form.language(values)
     params = form.params(values)
     if has_errors(check(params)):
-        return t("save_errors", lang)
+        return [msg("save_errors")]
     saved = save_config(params, form.runtime)
-    lines = [word(saved.reason, lang), *[word(note, lang) for note in saved.notes]]
-    return "  \n".join(lines)
+    return [saved.reason, *saved.notes]
 
 
-def _config_path(typed: str) -> Path | None:
+def config_path(typed: str) -> Path | None:
     """A typed config path, relative to the engines folder (or absolute), if it lies inside it; else None."""
     root = state.engines_root()
     path = Path(typed.strip()).expanduser()
@@ -69,23 +74,21 @@ def _config_path(typed: str) -> Path | None:
     return path if inside(root, path) else None
 
 
-def load_into_form(form: Form, path: Path, lang: str) -> dict[Block, Any]:
-    """load_params(path) -> every field (slots and cn_count too), and a message with the notes or the error."""
-    message = form.parts["message"]
+def load_into_form(form: Form, path: Path, shown_as: str | None = None) -> tuple[dict[Block, Any], list[Message]]:
+    """load_params(path) -> updates of every field (slots and cn_count too), and what to say: the notes or the error."""
     try:
         params, notes = load_params(path)
     except ConfigError as problem:
-        return {message: t("load_failed", lang, error=word(problem.message, lang))}
-    updates, form_notes = form.fill(params, lang)
-    lines = [t("load_ok", lang, path=path.name)]
-    lines += [t("load_note", lang, note=note) for note in [*(word(n, lang) for n in notes), *form_notes]]
-    updates[message] = "  \n".join(lines)
-    return updates
+        return {}, [msg("load_failed", error=problem.message)]
+    updates, form_notes = form.fill(params)
+    lines = [msg("load_ok", path=shown_as or path.name)]
+    lines += [msg("load_note", note=note) for note in [*notes, *form_notes]]
+    return updates, lines
 
 
 def fill_outputs(form: Form) -> list[Block]:
     """Every component a load may set."""
-    blocks: list[Block] = [c for name, c in form.fields.items() if name != "engines_dir"] + [form.parts["message"]]
+    blocks: list[Block] = [c for name, c in form.fields.items() if name != "engines_dir"]
     for slot in form.slots:
         blocks += list(slot.values())
     return blocks
@@ -93,43 +96,60 @@ def fill_outputs(form: Form) -> list[Block]:
 
 def listen(form: Form) -> None:
     lang_input = {form.lang} if form.lang is not None else set()
+    page_build = {form.parts["job"], form.parts["refused"]}
+    said = [form.parts["message"], form.parts["message_said"]]
 
-    def save_config_only(values: dict[Block, Any]) -> str:
-        return save(form, values)
+    def answer(values: dict[Block, Any], messages: list[Message]) -> dict[Block, Any]:
+        """What an action says replaces the message and the last build's result (unless this page's build runs)."""
+        lang = form.language(values)
+        return {**build.idle_view(form, values, lang), **say(form, "message", messages, lang)}
+
+    def save_config_only(values: dict[Block, Any]) -> dict[Block, Any]:
+        return answer(values, save(form, values))
 
     def load_config(values: dict[Block, Any]) -> dict[Block, Any]:
-        lang = form.language(values)
         typed = str(values.get(form.parts["load_path"]) or "")
         if not typed.strip():
-            return {form.parts["message"]: t("load_no_path", lang)}
-        path = _config_path(typed)
+            return answer(values, [msg("load_no_path")])
+        path = config_path(typed)
         if path is None:
-            return {form.parts["message"]: t("load_outside", lang, root=state.engines_root())}
-        return load_into_form(form, path, lang)
+            return answer(values, [msg("load_outside", root=state.engines_root())])
+        updates, messages = load_into_form(form, path, shown_as=str(path))
+        return {**updates, **answer(values, messages)}
 
     def load_uploaded(values: dict[Block, Any]) -> dict[Block, Any]:
         uploaded = values.get(form.parts["load_upload"])
         if not uploaded:
             return {form.parts["message"]: gr.update()}
-        return load_into_form(form, Path(str(uploaded)), form.language(values))
+        path = Path(str(uploaded))
+        updates, messages = load_into_form(form, path, shown_as=path.name)
+        return {**updates, **answer(values, messages)}
 
+    build_view = build.outputs(form)
     form.events["save"] = form.parts["save"].click(
         save_config_only,
-        inputs=form.inputs(),
-        outputs=form.parts["message"],
+        inputs={*form.inputs(), *page_build},
+        outputs=[*said, *build_view],
         api_name="save_config",
         concurrency_limit=None,
     )
-    load_inputs = {form.parts["load_path"], *lang_input}
+    load_inputs = {form.parts["load_path"], *page_build, *lang_input}
     for trigger, name in (
         (form.parts["load"].click, "load_config"),
         (form.parts["load_path"].submit, "load_config_enter"),
     ):
-        trigger(load_config, inputs=load_inputs, outputs=fill_outputs(form), api_name=name, concurrency_limit=None)
+        trigger(
+            load_config,
+            inputs=load_inputs,
+            outputs=[*fill_outputs(form), *said, *build_view],
+            api_name=name,
+            concurrency_limit=None,
+        )
     form.parts["load_upload"].upload(
         load_uploaded,
-        inputs={form.parts["load_upload"], *lang_input},
-        outputs=fill_outputs(form),
+        inputs={form.parts["load_upload"], *page_build, *lang_input},
+        outputs=[*fill_outputs(form), *said, *build_view],
         api_name="load_config_upload",
         concurrency_limit=None,
     )
+    redraw_on_language(form, "message")

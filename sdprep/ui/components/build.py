@@ -17,7 +17,7 @@ from gradio.blocks import Block
 from sdprep.jobs.board import BuildJob, BuildRefused
 from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.messages import has_errors, msg
-from sdprep.text import t, word
+from sdprep.text import t
 from sdprep.ui import state
 from sdprep.ui.components.preview import check
 from sdprep.ui.form import Form
@@ -62,13 +62,22 @@ def render(form: Form) -> None:
     form.part("check_result", gr.Markdown("", elem_id="check-result"))
     form.part(
         "check_image",
-        gr.Image(None, label=label("o_check_image"), type="filepath", interactive=False, visible=False, height=256),
+        gr.Image(
+            None,
+            label=label("o_check_image"),
+            type="filepath",
+            interactive=False,
+            visible=False,
+            height=256,
+            elem_id="check-image",
+        ),
     )
-    form.part("job", gr.State(None))
+    form.part("job", gr.State(None))  # the id of the build this page started or follows (what Cancel stops)
+    form.part("refused", gr.State(None))  # the BuildResult of a Build that was not started, while it is shown
 
 
 def outputs(form: Form) -> list[Block]:
-    names = ("job", "progress", "log", "result", "check_result", "check_image", "cancel")
+    names = ("job", "refused", "progress", "log", "result", "check_result", "check_image", "cancel")
     return [form.parts[name] for name in names]
 
 
@@ -77,6 +86,7 @@ def view(form: Form, job: BuildJob, lang: str) -> dict[Block, Any]:
     image = job.check.image_path if job.check else None
     return {
         form.parts["job"]: job.id,
+        form.parts["refused"]: None,
         form.parts["progress"]: view_jobs.progress_markdown(job, position, lang),
         form.parts["log"]: view_jobs.log_text(list(job.events), lang),
         # The build's result shows as soon as it is known; its check may still be running.
@@ -91,6 +101,7 @@ def cleared(form: Form, progress: str) -> dict[Block, Any]:
     """A page with no build of its own: the previous result is gone, Cancel has nothing to stop."""
     return {
         form.parts["job"]: None,
+        form.parts["refused"]: None,
         form.parts["progress"]: progress,
         form.parts["log"]: "",
         form.parts["result"]: "",
@@ -113,19 +124,37 @@ async def follow(form: Form, job: BuildJob, lang: str) -> AsyncIterator[dict[Blo
         yield view(form, job, lang)
 
 
+def idle_view(form: Form, values: dict[Block, Any], lang: str) -> dict[Block, Any]:
+    """The build view emptied when another action answers (a result replaces the one before it); unchanged while
+    this page's build runs."""
+    job_id = values.get(form.parts["job"])
+    job = state.job_board().get(job_id) if job_id else None
+    if job is not None and job.running:
+        return {}
+    return cleared(form, t("prog_idle", lang))
+
+
+def refused_view(form: Form, values: dict[Block, Any], result: BuildResult, lang: str) -> dict[Block, Any]:
+    """A build that was not started: its outcome and reason replace the view, while the page keeps following (and
+    may still cancel) a build of its own that runs."""
+    job_id = values.get(form.parts["job"])
+    job = state.job_board().get(job_id) if job_id else None
+    updates = cleared(form, view_jobs.outcome_label(result.outcome, lang))
+    del updates[form.parts["job"]]
+    updates[form.parts["refused"]] = result
+    updates[form.parts["result"]] = view_jobs.result_markdown(result, lang)
+    updates[form.parts["cancel"]] = gr.Button(interactive=job is not None and job.running)
+    return updates
+
+
 async def start(form: Form, values: dict[Block, Any], owner: str) -> AsyncIterator[dict[Block, Any]]:
     lang = form.language(values)
     params = form.params(values)
     problems = check(params)
     blocked = build_blocked(state.last_environment(), lang)
     if has_errors(problems) or blocked:
-        refused = BuildResult(
-            "refused", msg("build_invalid") if not blocked else msg("build_blocked_env"), problems=problems
-        )
-        yield {
-            **cleared(form, view_jobs.outcome_label("refused", lang)),
-            form.parts["result"]: view_jobs.result_markdown(refused, lang),
-        }
+        reason = msg("build_invalid") if not blocked else msg("build_blocked_env")
+        yield refused_view(form, values, BuildResult("refused", reason, problems=problems), lang)
         return
     options = BuildOptions(
         child=state.child_spec(),
@@ -135,7 +164,7 @@ async def start(form: Form, values: dict[Block, Any], owner: str) -> AsyncIterat
     try:
         job = state.job_board().submit(params, form.runtime, options, owner=owner)
     except BuildRefused as refused:
-        yield {**cleared(form, word(refused.message, lang))}
+        yield refused_view(form, values, BuildResult("refused", refused.message), lang)
         return
     async for update in follow(form, job, lang):
         yield update
@@ -174,6 +203,9 @@ async def follow_on_load(form: Form, values: dict[Block, Any]) -> AsyncIterator[
 def redraw(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     """The page's build view in the page's (new) language."""
     lang = form.language(values)
+    refused = values.get(form.parts["refused"])
+    if isinstance(refused, BuildResult):
+        return refused_view(form, values, refused, lang)
     job_id = values.get(form.parts["job"])
     job = state.job_board().get(job_id) if job_id else None
     return view(form, job, lang) if job is not None else {form.parts["progress"]: t("prog_idle", lang)}
@@ -183,8 +215,11 @@ def listen(form: Form) -> None:
     lang_input = {form.lang} if form.lang is not None else set()
 
     async def build(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
+        # The build's view replaces what Save or Load said before it.
+        said: dict[Block, Any] = {form.parts["message"]: "", form.parts["message_said"]: []}
         async for update in start(form, values, owner=request.session_hash or ""):
-            yield update
+            yield {**said, **update}
+            said = {}
 
     def cancel_build(values: dict[Block, Any]) -> dict[Block, Any]:
         return cancel(form, values)
@@ -196,7 +231,7 @@ def listen(form: Form) -> None:
     build_event = form.parts["build"].click(
         build,
         inputs={*form.inputs(), form.parts["force"], form.parts["check"], form.parts["job"]},
-        outputs=outputs(form),
+        outputs=[*outputs(form), form.parts["message"], form.parts["message_said"]],
         api_name="build",
         concurrency_limit=FOLLOWERS,
         concurrency_id="builds",
@@ -229,7 +264,7 @@ def listen(form: Form) -> None:
 
         form.lang.change(
             redraw_build,
-            inputs={form.parts["job"], form.lang},
+            inputs={form.parts["job"], form.parts["refused"], form.lang},
             outputs=outputs(form),
             api_name="build_redraw",
             api_visibility="private",

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import gradio as gr
+from typing import Any
 
+import gradio as gr
+from gradio.blocks import Block
+
+from sdprep.messages import Message
 from sdprep.params import SPECS
+from sdprep.text import word
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 
@@ -20,9 +25,41 @@ def footer(form: Form, section: str, extra: tuple[str, ...] = ()) -> None:
     """
     form.add_rest(section)
     fields = tuple(name for name, spec in SPECS.items() if spec.section == section) + extra
-    # The labels are never shown (Markdown and HTML hide them); they name the outputs in the API.
-    hint_box = gr.Markdown("", label=f"{section} derived", elem_classes=["sdprep-hint"], elem_id=f"hint-{section}")
-    problems = gr.HTML(
-        "", label=f"{section} problems", elem_classes=["sdprep-problems-box"], elem_id=f"problems-{section}"
-    )
+    hint_box = gr.Markdown("", elem_classes=["sdprep-hint"], elem_id=f"hint-{section}")
+    problems = gr.HTML("", elem_classes=["sdprep-problems-box"], elem_id=f"problems-{section}")
     form.sections[section] = (fields, problems, hint_box)
+
+
+def message_box(form: Form, name: str, elem_id: str) -> gr.Markdown:
+    """A box for what the last action said, kept as Messages (the `<name>_said` state) so that a change of the page's
+    language words it again."""
+    form.part(f"{name}_said", gr.State([]))
+    return form.part(name, gr.Markdown("", elem_id=elem_id))
+
+
+def say(form: Form, name: str, messages: list[Message], lang: str) -> dict[Block, Any]:
+    """Updates that show `messages` (one per line) in the box `name`, replacing what it said before."""
+    return {
+        form.parts[name]: "  \n".join(word(message, lang) for message in messages),
+        form.parts[f"{name}_said"]: list(messages),
+    }
+
+
+def redraw_on_language(form: Form, name: str) -> None:
+    """Word the box `name` again when the page's language changes."""
+    if form.lang is None:
+        return
+    said = form.parts[f"{name}_said"]
+
+    def redraw(values: dict[Block, Any]) -> dict[Block, Any]:
+        return say(form, name, list(values.get(said) or []), form.language(values))
+
+    form.lang.change(
+        redraw,
+        inputs={said, form.lang},
+        outputs=[form.parts[name], said],
+        api_name=f"{name}_redraw",
+        api_visibility="private",
+        show_progress="hidden",
+        queue=False,
+    )

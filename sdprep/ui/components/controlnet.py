@@ -61,7 +61,10 @@ def render(form: Form) -> None:
         form.part(
             "cn_scale",
             gr.Textbox(
-                value=f"{form.runtime['controlnet_conditioning_scale']}", interactive=False, label=label("f_cn_scale")
+                value=f"{form.runtime['controlnet_conditioning_scale']}",
+                interactive=False,
+                label=label("f_cn_scale"),
+                elem_id="cn-scale",
             ),
         )
     footer(form, "controlnet", extra=(CN_COUNT,))

@@ -32,7 +32,10 @@ def render(form: Form) -> None:
             form.part(
                 "ipadapter_scale",
                 gr.Textbox(
-                    value=f"{form.runtime['ipadapter_scale']}", interactive=False, label=label("f_ipadapter_scale")
+                    value=f"{form.runtime['ipadapter_scale']}",
+                    interactive=False,
+                    label=label("f_ipadapter_scale"),
+                    elem_id="ipadapter-scale",
                 ),
             )
     footer(form, "ipadapter")

@@ -45,5 +45,11 @@ def listen(form: Form, demo: gr.Blocks) -> None:
     )
     switch.input(None, inputs=switch, js=SWITCH_JS, show_progress="hidden", queue=False)
     form.lang.input(
-        follow, inputs=form.lang, outputs=switch, api_visibility="private", show_progress="hidden", queue=False
+        follow,
+        inputs=form.lang,
+        outputs=switch,
+        api_name="language_follow",
+        api_visibility="private",
+        show_progress="hidden",
+        queue=False,
     )

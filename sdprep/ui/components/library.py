@@ -13,9 +13,11 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.engines import DeleteRefused, PreparedModel, delete_model, list_models
-from sdprep.text import t, word
+from sdprep.messages import msg
+from sdprep.text import t
 from sdprep.ui import state
 from sdprep.ui.components.actions import fill_outputs, load_into_form
+from sdprep.ui.components.common import message_box, redraw_on_language, say
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views.library import library_html
@@ -28,18 +30,30 @@ def render(form: Form) -> None:
     form.part("lib_refresh", gr.Button(label("btn_lib_refresh"), size="sm", elem_id="library-refresh"))
     form.part("library", gr.HTML("", elem_id="library"))
     with gr.Row(equal_height=True):
-        form.part("lib_model", gr.Dropdown([], value=None, label=label("f_lib_model"), scale=2, interactive=False))
-        form.part("lib_variant", gr.Dropdown([], value=None, label=label("f_lib_variant"), scale=3, interactive=False))
+        form.part(
+            "lib_model",
+            gr.Dropdown(
+                [], value=None, label=label("f_lib_model"), scale=2, interactive=False, elem_id="library-model"
+            ),
+        )
+        form.part(
+            "lib_variant",
+            gr.Dropdown(
+                [], value=None, label=label("f_lib_variant"), scale=3, interactive=False, elem_id="library-variant"
+            ),
+        )
     with gr.Row(equal_height=True):
         form.part(
             "lib_load", gr.Button(label("btn_lib_load"), variant="primary", interactive=False, elem_id="library-load")
         )
-        form.part("lib_sure", gr.Checkbox(value=False, label=label("f_lib_sure"), interactive=False))
+        form.part(
+            "lib_sure", gr.Checkbox(value=False, label=label("f_lib_sure"), interactive=False, elem_id="library-sure")
+        )
         form.part(
             "lib_delete",
             gr.Button(label("btn_lib_delete"), variant="stop", interactive=False, elem_id="library-delete"),
         )
-    form.part("lib_message", gr.Markdown("", elem_id="library-message"))
+    message_box(form, "lib_message", "library-message")
 
 
 def _find(models: list[PreparedModel], slug: str | None) -> PreparedModel | None:
@@ -86,36 +100,36 @@ def select_model(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
 
 def load(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
-    message = form.parts["lib_message"]
     slug = values.get(form.parts["lib_model"])
     model = _find(list_models(state.engines_root()), slug)
     if model is None:
-        return {message: t("lib_choose", lang)}
+        return say(form, "lib_message", [msg("lib_choose")], lang)
     name = values.get(form.parts["lib_variant"])
     variant = next((v for v in model.variants if v.name == name), None)
     path = variant.config if variant is not None else model.config
     if path is None:
-        return {message: t("lib_no_config", lang, slug=slug)}
-    updates = load_into_form(form, path, lang)
-    updates[message] = updates.pop(form.parts["message"], "")
-    return updates
+        return say(form, "lib_message", [msg("lib_no_config", slug=slug)], lang)
+    updates, messages = load_into_form(form, path, shown_as=str(path))
+    return {**updates, **say(form, "lib_message", messages, lang)}
 
 
 def delete(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
-    message, sure = form.parts["lib_message"], form.parts["lib_sure"]
+    sure = form.parts["lib_sure"]
     slug = values.get(form.parts["lib_model"])
     if not slug:
-        return {message: t("lib_choose", lang)}
+        return say(form, "lib_message", [msg("lib_choose")], lang)
     if not values.get(sure):
-        return {message: t("lib_sure_first", lang)}
+        return say(form, "lib_message", [msg("lib_sure_first")], lang)
     try:
         deleted = delete_model(state.engines_root(), str(slug))
     except DeleteRefused as refused:
-        return {message: t("lib_refused", lang, error=word(refused.message, lang)), sure: False}
+        said = msg("lib_refused", error=refused.message)
     except OSError as problem:
-        return {message: t("lib_refused", lang, error=problem.strerror or str(problem)), sure: False}
-    return {message: t("lib_deleted", lang, path=deleted), sure: False}
+        said = msg("lib_refused", error=problem.strerror or str(problem))
+    else:
+        said = msg("lib_deleted", path=deleted)
+    return {**say(form, "lib_message", [said], lang), sure: False}
 
 
 def listen(form: Form) -> None:
@@ -160,14 +174,14 @@ def listen(form: Form) -> None:
     form.parts["lib_load"].click(
         load_variant,
         inputs={form.parts["lib_model"], form.parts["lib_variant"], *lang_input},
-        outputs=[*fill_outputs(form), form.parts["lib_message"]],
+        outputs=[*fill_outputs(form), form.parts["lib_message"], form.parts["lib_message_said"]],
         api_name="library_load",
         concurrency_limit=None,
     )
     delete_event = form.parts["lib_delete"].click(
         delete_selected,
         inputs={form.parts["lib_model"], form.parts["lib_sure"], *lang_input},
-        outputs=[form.parts["lib_message"], form.parts["lib_sure"]],
+        outputs=[form.parts["lib_message"], form.parts["lib_message_said"], form.parts["lib_sure"]],
         api_name="library_delete",
         concurrency_limit=None,
     )
@@ -186,3 +200,4 @@ def listen(form: Form) -> None:
             show_progress="hidden",
             concurrency_limit=None,
         )
+    redraw_on_language(form, "lib_message")

@@ -110,7 +110,7 @@ def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
         lambda: t(
             "hint_sampling",
             lang,
-            t_index=derive.t_index_list(params),
+            t_index=str(derive.t_index_list(params)),  # as a list, the way config.yaml writes it
             batch=derive.unet_batch(params),
             scheduler=derive.scheduler(params),
         ),
