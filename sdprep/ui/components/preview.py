@@ -1,19 +1,24 @@
 """Live preview: on every change of the form, the derived values, the config.yaml that will be written, and the
 problems beside their sections. Build is enabled only without errors and when the machine can build (the banner above
-the form says what is missing); Save config only needs only a form without errors. Pure and fast: no probe, no scan.
+the form says what is missing); Save config only needs only a form without errors. Fast: no probe, no scan of the
+engines; the estimate (disk, VRAM, time before building) reads the build.json files of the engines folder only when
+they change, and the command line for the form ("Copy as command") is derived from the same parameters.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
 
+from sdprep.estimate import Estimate, estimate, free_space, load_history, shape_of
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
 from sdprep.ui import state
-from sdprep.ui.components import controlnet, ipadapter, resolution, sampling
+from sdprep.ui.components import controlnet, ipadapter, profile, resolution, sampling
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views import params as view_params
@@ -29,8 +34,26 @@ def check(params: BakedParams) -> list[Problem]:
     return validate(params, max_unet_batch=environment.max_unet_batch()) + environment.refusals(params)
 
 
+def estimate_text(params: BakedParams, problems: list[Problem], lang: str) -> str:
+    """The estimate section: what this build would take here (none while the form has errors)."""
+    environment = state.last_environment()
+    folder = Path(params.engines_dir)
+    promised: Estimate | None = None
+    if not has_errors(problems):
+        try:
+            safety = environment is None or environment.features.get("safety_checker_engine", True) is not False
+            gpu = environment.gpu_name if environment else None
+            promised = estimate(shape_of(params, safety), load_history(folder), gpu)
+        except (ValueError, KeyError, TypeError):
+            promised = None
+    free_vram = environment.torch.get("vram_free") if environment else None
+    free_vram = free_vram if isinstance(free_vram, int) else None
+    return view_params.estimate_markdown(promised, free_space(folder), free_vram, folder, lang)
+
+
 def render(form: Form) -> None:
     problems = check(DEFAULTS)
+    shown = replace(DEFAULTS, engines_dir=str(state.engines_root()))
     form.part("summary", gr.Markdown(view_params.summary_markdown(problems, "en"), elem_id="summary"))
     form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en"), elem_id="derived"))
     form.part(
@@ -45,6 +68,22 @@ def render(form: Form) -> None:
             wrap_lines=True,
         ),
     )
+    form.part("estimate", gr.Markdown(estimate_text(shown, problems, "en"), elem_id="estimate"))
+    gr.Markdown(label("cmd_heading"), elem_classes=["sdprep-heading"])
+    form.part(
+        "command",
+        gr.Code(
+            view_params.command_text(shown, problems, "en"),
+            language="shell",
+            interactive=False,
+            label=label("o_command"),
+            elem_id="command-line",
+            lines=2,
+            wrap_lines=True,
+            buttons=["copy"],
+        ),
+    )
+    gr.Markdown(label("cmd_hint"), elem_classes=["sdprep-hint"])
 
 
 def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
@@ -59,6 +98,8 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
         form.parts["summary"]: view_params.summary_markdown(problems, lang, blocked),
         form.parts["derived"]: view_params.derived_markdown(params, lang),
         form.parts["yaml"]: view_params.config_preview(params, form.runtime, problems, lang),
+        form.parts["estimate"]: estimate_text(params, problems, lang),
+        form.parts["command"]: view_params.command_text(params, problems, lang),
         form.parts["build"]: gr.Button(interactive=not has_errors(problems) and not blocked),
         form.parts["save"]: gr.Button(interactive=not has_errors(problems)),
     }
@@ -71,16 +112,19 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     updates.update(resolution.visibility(form, raw))
     updates.update(controlnet.visibility(form, values))
     updates.update(ipadapter.visibility(form, raw))
+    updates.update(profile.availability(form, params, lang))
     return updates
 
 
 def outputs(form: Form) -> list[Block]:
     """Every component `live` may update (Gradio wants them declared)."""
-    blocks: list[Block] = [form.parts[name] for name in ("banner", "summary", "derived", "yaml", "build", "save")]
+    names = ("banner", "summary", "derived", "yaml", "estimate", "command", "build", "save")
+    blocks: list[Block] = [form.parts[name] for name in names]
     for _, problems_box, hint_box in form.sections.values():
         blocks += [problems_box, hint_box]
     blocks += [form.fields["scheduler"], form.fields["cache_maxframes"], form.parts["controlnet_details"]]
     blocks += [*form.slot_groups, form.parts["ipadapter_details"]]
+    blocks += profile.outputs(form)
     return blocks
 
 

@@ -1,5 +1,10 @@
 """Build profile: Flexible / Fast build / Quality / FP8, or its three fields by hand (static shapes, TensorRT's
 optimisation level, FP8) in an expert accordion. The profile radio only sets those fields; the fields decide.
+
+What the last probed StreamDiffusion and GPU can build decides what is offered (`availability`, run with the live
+preview): a config loader that ignores the profile keys leaves only Flexible (Gradio cannot disable one radio
+choice, so the radio is locked with the reason in its info); FP8 without its GPU or ModelOpt locks the FP8 field
+with its reason. A locked field still opens when it holds a value that cannot build, so it can be changed back.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.params import DEFAULTS
+from sdprep.params import DEFAULTS, BakedParams
 from sdprep.profiles import PROFILE_NAMES, profile_of, profile_values
+from sdprep.text import t
+from sdprep.ui import state
 from sdprep.ui.components.common import footer, heading
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
+from sdprep.ui.views.params import profile_availability
 
 CUSTOM = "custom"
 
@@ -64,3 +72,27 @@ def listen(form: Form) -> None:
             show_progress="hidden",
             queue=False,
         )
+
+
+def availability(form: Form, params: BakedParams, lang: str) -> dict[Block, Any]:
+    """The radio and the expert fields locked, with the reason, where this StreamDiffusion or GPU cannot build them."""
+    others, fp8 = profile_availability(state.last_environment(), params, lang)
+    flexible = profile_values("flexible")
+    info = t("i_profile", lang)
+    if others:
+        info = t("profile_unavailable", lang, reason=others)
+    elif fp8:
+        info = f"{info} {t('fp8_unavailable', lang, reason=fp8)}"
+    return {
+        form.parts["profile"]: gr.Radio(interactive=not others or profile_of(params) != "flexible", info=info),
+        form.fields["static_shapes"]: gr.Checkbox(interactive=not others or params.static_shapes),
+        form.fields["opt_level"]: gr.update(interactive=not others or params.opt_level != flexible["opt_level"]),
+        form.fields["fp8"]: gr.Checkbox(
+            interactive=not fp8 or params.fp8,
+            info=t("fp8_unavailable", lang, reason=fp8) if fp8 else t("i_fp8", lang),
+        ),
+    }
+
+
+def outputs(form: Form) -> list[Block]:
+    return [form.parts["profile"], *(form.fields[name] for name in ("static_shapes", "opt_level", "fp8"))]

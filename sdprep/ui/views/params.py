@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sdprep import derive
+from sdprep.command_line import NotACommand, shell_command
 from sdprep.config import RuntimeDefaults, render_config
+from sdprep.estimate import Estimate
+from sdprep.estimate import lines as estimate_lines
 from sdprep.family import FAMILY_LABELS, detect_family
 from sdprep.messages import Problem
 from sdprep.params import BakedParams
-from sdprep.profiles import profile_of
+from sdprep.profiles import profile_of, profile_values
 from sdprep.text import field_label, t, word
 from sdprep.ui.views.html import join, render
+
+if TYPE_CHECKING:
+    from sdprep.jobs.environment import Environment
 
 
 def problems_html(problems: Iterable[Problem], lang: str) -> str:
@@ -142,3 +151,48 @@ def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
         "profile": t(f"hint_profile_{profile_of(params)}", lang),
         "output": _safe(lambda: t("hint_output", lang, config=derive.config_path(params)), ""),
     }
+
+
+# --- the estimate, the command line and what the profile can be here (issue 13) ----------------------------------
+
+
+def estimate_markdown(
+    estimate: Estimate | None, free_disk: int | None, free_vram: int | None, folder: Path, lang: str
+) -> str:
+    """The estimate before building: each figure, then (small) where it comes from."""
+    if estimate is None:
+        return f"{t('est_heading', lang)}\n\n{t('est_unavailable', lang)}"
+    items = [t("est_heading", lang), ""]
+    for row in estimate_lines(estimate, free_disk, free_vram, folder):
+        value = html.escape(word(row.value, lang))
+        shown = f"**⚠ {value}**" if row.alarm else value
+        items += [
+            f"**{html.escape(t(row.label, lang))}:** {shown}  ",
+            f"<small>{html.escape(word(row.source, lang))}</small>",
+            "",
+        ]
+    items.append(f"<small>{html.escape(t('est_assumes', lang))}</small>")
+    return "\n".join(items)
+
+
+def command_text(params: BakedParams, problems: list[Problem], lang: str) -> str:
+    """The `python gradio_prepare.py build ...` line for the form, or why there is none."""
+    if any(problem.severity == "error" for problem in problems):
+        return t("command_blocked", lang)
+    try:
+        return shell_command(params)
+    except NotACommand as problem:
+        return t("command_unavailable", lang, reason=word(problem.message, lang))
+
+
+def profile_availability(environment: Environment | None, params: BakedParams, lang: str) -> tuple[str, str]:
+    """Why the profiles other than Flexible, and FP8, cannot build with the last probed StreamDiffusion and GPU
+    ("" when they can, or nothing is known yet), worded from the same refusals a build meets."""
+    if environment is None:
+        return "", ""
+    others = environment.profile_refusals(replace(params, **profile_values("quality")))  # type: ignore[arg-type]
+    fp8 = environment.profile_refusals(replace(params, **profile_values("fp8")))  # type: ignore[arg-type]
+    return (
+        " ".join(word(problem.message, lang) for problem in others),
+        " ".join(word(problem.message, lang) for problem in fp8 if problem.field == "fp8"),
+    )
