@@ -27,8 +27,8 @@ measured on a GPU by this project):
   (NVIDIA/Stable-Diffusion-WebUI-TensorRT README), 10-30 min for SDXL, ~40 min for the fork's FP8 pipeline
   (builder L103-104). Flexible +30 %, Fast build -30 % (the fork's "30-40 % faster build").
 
-Everything here is pure except the two functions at the end that look at the machine: free_space (the seam tests
-replace: it calls shutil.disk_usage) and load_history (reads the build.json files under an engines folder).
+Everything here is pure except the two functions at the end that look at the machine: free_space (through the
+`disk_usage` seam, which tests replace) and load_history (reads the build.json files under an engines folder).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdprep import derive
-from sdprep.messages import Duration, Message, Problem, Size, error, from_json, msg, to_json, warning
+from sdprep.messages import Message, Problem, Size, error, msg, to_json, warning
 
 if TYPE_CHECKING:
     from sdprep.params import BakedParams
@@ -611,25 +611,11 @@ def lines(est: Estimate, free_disk: int | None, free_vram: int | None, folder: P
     return rows
 
 
-# --- measured against the promise --------------------------------------------------------------------------------
-
-
-def promised_time(recorded: dict[str, Any] | None) -> Message | None:
-    """The time an estimate kept in build.json promised, worded again ("5-7 min")."""
-    try:
-        figure = (recorded or {})["time"]
-        return time_words(
-            Figure(float(figure["low"]), float(figure["high"]), from_json(figure["source"]), figure["about"])
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def took_words(seconds: float) -> Message:
-    return msg("est_took", took=Duration(seconds))
-
-
 # --- the machine (the only functions that look at it) ------------------------------------------------------------
+
+
+# The seam tests replace to play a nearly full disk (the build and the preview ask through free_space only).
+disk_usage = shutil.disk_usage
 
 
 def free_space(folder: Path) -> int | None:
@@ -638,7 +624,7 @@ def free_space(folder: Path) -> int | None:
     while not path.exists() and path.parent != path:
         path = path.parent
     try:
-        return int(shutil.disk_usage(path).free)
+        return int(disk_usage(path).free)
     except OSError:
         return None
 
