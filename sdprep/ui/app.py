@@ -42,6 +42,7 @@ from sdprep.ui.style import CSS, THEME
 
 FORM_SECTIONS = (checkpoint, sampling, resolution, lora, controlnet, ipadapter, profile, output)
 OPEN_BROWSER_ENV = "SDPREP_OPEN_BROWSER"
+MAX_THREADS = build.FOLLOWERS + 64  # Gradio's event slots: every follower of a build, and 64 more for the rest
 
 
 def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
@@ -72,7 +73,10 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
         actions.listen(form)
         library.listen(form)
     # No size limit: builds are bounded by the JobBoard, per page and in all, with a message; every other event
-    # answers in milliseconds and must never meet "Queue is full".
+    # answers in milliseconds and must never meet "Queue is full". Every running event, a page following a build
+    # too, holds one of Gradio's max_threads slots (40 by default): above the builds lane's limit, so followers
+    # never take the slots form changes and Cancel need.
+    demo.max_threads = MAX_THREADS
     demo.queue(max_size=None, default_concurrency_limit=None)
     _prepare_for_hot_reload(demo)
     return demo
@@ -164,6 +168,7 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
             show_error=True,
             quiet=True,
             max_file_size=actions.UPLOAD_LIMIT,
+            max_threads=MAX_THREADS,
             footer_links=["gradio", "settings"] if credentials else ["api", "gradio", "settings"],
         )
     except OSError as problem:
