@@ -190,3 +190,28 @@ def test_an_fp8_build_with_quantised_layers_is_a_plain_success(
     few = build(params_from_values({**make(tmp_path, "fp8").__dict__, "width": 640}))
     assert [p.message.code for p in few.problems] == ["fp8_few_qdq"]
     assert "only 120 quantised layers" in said(few.problems[0].message)
+
+
+# --- on the page -------------------------------------------------------------------------------------------------
+
+
+def test_the_page_shows_the_lock_the_estimate_and_the_command(tmp_path: Path) -> None:
+    from .ui_helpers import Api, running_app
+
+    with running_app(tmp_path / "app", {"STANDIN_SD_FORK": "livepeer"}) as app:
+        api = Api(app.url)
+        try:
+            api.call("/probe_environment")
+            out = api.call("/preview", denoise_steps=2)
+            radio, fp8 = out["profile"], out["fp8"]
+            assert radio["interactive"] is False and "Only Flexible builds as chosen here" in radio["info"], radio
+            assert fp8["interactive"] is False and "FP8 cannot be built here" in fp8["info"], fp8
+            assert out["estimate"].startswith("#### Estimate before building")
+            assert "**Build time:** " in out["estimate"] and "reference table" in out["estimate"]
+            assert out["command-line"] == (
+                f"python gradio_prepare.py build --steps 2 --engines-dir {(tmp_path / 'app' / 'engines').resolve()}"
+            )
+            russian = api.call("/preview", lang="ru")
+            assert russian["estimate"].startswith("#### Оценка перед сборкой")
+        finally:
+            api.close()
