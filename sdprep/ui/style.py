@@ -38,13 +38,16 @@ CSS = """
 #derived td:first-child, #derived th:first-child { white-space: nowrap; width: 1%; }
 #derived code { word-break: break-all; white-space: normal; }
 #build-result code { word-break: break-all; }
-.sdprep-banner { border: 1px solid #d97706; background: #fef3c7; color: #78350f; border-radius: 8px; padding: .4rem .9rem; }
+.sdprep-banner { border: 1px solid #d97706; background: #fef3c7; color: #78350f; border-radius: 8px;
+  padding: .4rem .9rem; }
 .dark .sdprep-banner { background: #451a03; color: #fde68a; }
-/* The upload box's own text must fit: give it room. */
-#component-load-upload, .sdprep-upload { min-height: 120px; }
-/* Narrow windows: the preview column comes after the whole form, so its summary and problems stay in view. */
+/* Narrow windows: the preview column comes after the whole form, so the summary line stays in view at the bottom of
+   the window (each section's problems are under the section itself); focus scrolling keeps fields clear of it. */
 @media (max-width: 800px) {
-  #preview-column { position: sticky; top: 0; z-index: 5; max-height: 45vh; overflow-y: auto;
-    background: var(--background-fill-primary); border-bottom: 1px solid var(--border-color-primary); order: -1; }
+  #summary { position: fixed; left: 0; right: 0; bottom: 0; z-index: 50; margin: 0; padding: .45rem 1rem;
+    background: var(--background-fill-primary); border-top: 2px solid var(--color-accent);
+    box-shadow: 0 -2px 10px rgba(0, 0, 0, .15); }
+  html { scroll-padding-bottom: 4.5rem; }
+  .gradio-container { padding-bottom: 4.5rem !important; }
 }
 """

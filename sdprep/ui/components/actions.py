@@ -50,7 +50,7 @@ def render(form: Form, build_enabled: bool) -> None:
                 file_types=[".yaml", ".yml", ".json"],
                 type="filepath",
                 label=label("f_load_upload"),
-                height=120,
+                height=170,
                 elem_id="load_upload",
             ),
         )
