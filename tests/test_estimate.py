@@ -159,6 +159,7 @@ def test_recorded_actuals_read_back_and_foreign_shapes_are_ignored() -> None:
 def little_disk(monkeypatch: pytest.MonkeyPatch) -> int:
     """A filesystem with 2 GiB free (the default build needs about 6 GiB), and no child may start."""
     free = 2 * GIB
+    monkeypatch.delenv("SDPREP_ALLOW_LOW_DISK", raising=False)  # conftest sets it for every other test
     monkeypatch.setattr(est, "disk_usage", lambda path: Usage(100 * GIB, 98 * GIB, free))
     return free
 
@@ -199,6 +200,7 @@ def test_an_up_to_date_build_needs_no_space_but_a_forced_one_does(
 ) -> None:
     first, _ = build(make(tmp_path))
     assert first.outcome == "built"
+    monkeypatch.delenv("SDPREP_ALLOW_LOW_DISK", raising=False)
     monkeypatch.setattr(est, "disk_usage", lambda path: Usage(100 * GIB, 99 * GIB, GIB))
     again, _ = build(make(tmp_path))
     assert again.outcome == "up_to_date"

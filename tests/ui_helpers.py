@@ -112,6 +112,7 @@ def running_app(
             "SDPREP_LOCK_DIR": str(workdir / "locks"),
             "SDPREP_CACHE_DIR": str(workdir / "cache"),
             "GRADIO_ANALYTICS_ENABLED": "False",
+            "SDPREP_ALLOW_LOW_DISK": os.environ.get("SDPREP_ALLOW_LOW_DISK", ""),
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }
