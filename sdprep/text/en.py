@@ -701,4 +701,6 @@ TEXT: dict[str, str] = {
     "command_cn_comma": "ControlNet #{slot}: a model id or preprocessor with a comma or surrounding spaces cannot be written as --controlnet.",
     "command_cn_none": "ControlNet is on but none is chosen, which the command line cannot say.",
     "f_controlnets": "ControlNets (controlnets)",
+    # --- the page: errors reported by the build Python in its own words --------------------------------------
+    "res_child_error": "The build Python stopped with this error (in its own words):",
 }

@@ -702,4 +702,6 @@ TEXT: dict[str, str] = {
     "command_cn_comma": "ControlNet №{slot}: id модели или препроцессор с запятой или пробелами по краям нельзя записать в --controlnet.",
     "command_cn_none": "ControlNet включён, но ни один не выбран — в командной строке так сказать нельзя.",
     "f_controlnets": "ControlNet (controlnets)",
+    # --- the page: errors reported by the build Python in its own words --------------------------------------
+    "res_child_error": "Python сборки остановился с такой ошибкой (его собственными словами):",
 }

@@ -55,11 +55,13 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
             with gr.Column(scale=1, min_width=240):
                 language.render(form)
         with gr.Tabs():
-            with gr.Tab(label("tab_prepare"), id="prepare"):
+            with form.part("tab_prepare", gr.Tab(label("tab_prepare"), id="prepare", elem_id="tab-prepare")):
                 _prepare_tab(form)
-            with gr.Tab(label("tab_library"), id="library"):
+            with form.part("tab_library", gr.Tab(label("tab_library"), id="library", elem_id="tab-library")):
                 library.render(form)
-            with gr.Tab(label("tab_environment"), id="environment"):
+            with form.part(
+                "tab_environment", gr.Tab(label("tab_environment"), id="environment", elem_id="tab-environment")
+            ):
                 environment.render(form)
         # Language first: the other page-load handlers chain onto its detection; the environment before the preview
         # (the banner needs it). Library last: it refreshes after build, cancel and save.

@@ -6,6 +6,7 @@ Build and Cancel are wired in build.py; this module wires saving and loading.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,21 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
     )
     redraw_on_language(form, "message")
+    if form.lang is not None:
+        upload = form.parts["load_upload"]
+
+        def remount_upload() -> Iterator[Any]:
+            """Gradio words the upload box's own text ("Drop File Here") once, when it is drawn: after a change of
+            language it is drawn again, hidden for a moment and shown."""
+            yield gr.File(visible=False)
+            yield gr.File(visible=True)
+
+        form.lang.change(
+            remount_upload,
+            inputs=None,
+            outputs=upload,
+            api_name="load_upload_redraw",
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )

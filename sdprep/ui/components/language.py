@@ -7,11 +7,16 @@ what it composes; on a change the composed parts are drawn again in the new lang
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
+from gradio.blocks import Block
 
 from sdprep.text import lang_of
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import DETECT_JS, LANGUAGE_CHOICES, SWITCH_JS, label
+
+TABS = ("tab_prepare", "tab_library", "tab_environment")  # form.parts names, also their label keys
 
 
 def render(form: Form) -> None:
@@ -44,6 +49,23 @@ def listen(form: Form, demo: gr.Blocks) -> None:
         concurrency_limit=None,
     )
     switch.input(None, inputs=switch, js=SWITCH_JS, show_progress="hidden", queue=False)
+    # Gradio words the label of a tab that has not been opened yet only once, when the page is first drawn: after a
+    # change of language the tabs get their labels again.
+    tabs = [form.parts[name] for name in TABS if name in form.parts]
+
+    def relabel_tabs() -> dict[Block, Any]:
+        return {tab: gr.Tab(label=label(name)) for name, tab in zip(TABS, tabs, strict=False)}
+
+    if tabs:
+        form.lang.change(
+            relabel_tabs,
+            inputs=None,
+            outputs=tabs,
+            api_name="tabs_relabel",
+            api_visibility="private",
+            show_progress="hidden",
+            queue=False,
+        )
     form.lang.input(
         follow,
         inputs=form.lang,

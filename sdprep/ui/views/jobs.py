@@ -12,7 +12,7 @@ from sdprep.jobs.build import BuildResult
 from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent, stage_message
-from sdprep.messages import Size
+from sdprep.messages import Message, Size
 from sdprep.text import field_label, human_duration, t, word
 
 LOG_MAX_LINES = 400
@@ -37,6 +37,27 @@ def stage_durations(events: list[JobEvent], until: float | None) -> list[tuple[s
     if stages and until is not None:
         durations.append((stages[-1].stage or "", max(0.0, until - stages[-1].elapsed)))
     return durations
+
+
+# Reasons that carry the build Python's own error text (an exception from torch, TensorRT or StreamDiffusion): it is
+# shown as it was written, as code, after a sentence in the page's language.
+CHILD_ERRORS = ("child_error", "check_child_error")
+FENCE = "`" * 3
+
+
+def reason_markdown(reason: Message | str, lang: str) -> str:
+    """Why a job ended, for Markdown: worded and escaped; an error in the child's own words as a code block."""
+    if not isinstance(reason, Message) or reason.code not in CHILD_ERRORS:
+        return html.escape(word(reason, lang))
+    params = reason.params
+    lines = [f"{params.get('type') or 'Error'}: {params.get('detail') or ''}"]
+    lines += [f"- {item}" for item in params.get("items") or []]
+    block = "\n".join(line.replace(FENCE, "'" * 3) for line in lines)
+    parts = [t("res_child_error", lang), "", FENCE + "text", block, FENCE]
+    hint = params.get("hint")
+    if hint:
+        parts += ["", html.escape(word(hint, lang))]
+    return "\n".join(parts)
 
 
 def outcome_label(outcome: str, lang: str) -> str:
@@ -82,17 +103,16 @@ def _problems_list(result: JobResult, lang: str) -> list[str]:
     if not result.problems:
         return []
     lines = [f"**{t('res_problems', lang)}**", ""]
-    lines += [
-        f"- {t('sev_' + p.severity, lang)}: **{html.escape(field_label(p.field, lang))}**: {html.escape(word(p.message, lang))}"
-        for p in result.problems
-    ]
+    for p in result.problems:
+        where, what = html.escape(field_label(p.field, lang)), html.escape(word(p.message, lang))
+        lines.append(f"- {t('sev_' + p.severity, lang)}: **{where}**: {what}")
     return [*lines, ""]
 
 
 def result_markdown(result: BuildResult | None, lang: str) -> str:
     if result is None:
         return ""
-    lines = [f"#### {outcome_label(result.outcome, lang)}", "", html.escape(word(result.reason, lang)), ""]
+    lines = [f"#### {outcome_label(result.outcome, lang)}", "", reason_markdown(result.reason, lang), ""]
     if not result.ok:
         lines += _problems_list(result, lang)
         if result.outcome == "failed" and result.log_tail:
@@ -131,11 +151,11 @@ def check_markdown(check: CheckResult | None, lang: str) -> str:
     if check is None:
         return ""
     lines = [f"#### {t('chk_heading', lang)}: {t('chk_' + check.outcome, lang)}", ""]
-    headline = word(check.speed, lang) if check.speed else word(check.reason, lang)
-    lines += [html.escape(headline), "", html.escape("; ".join(word(part, lang) for part in check.numbers())), ""]
+    headline = html.escape(word(check.speed, lang)) if check.speed else reason_markdown(check.reason, lang)
+    lines += [headline, "", html.escape("; ".join(word(part, lang) for part in check.numbers())), ""]
     if not check.ok:
         if check.speed:
-            lines += [html.escape(word(check.reason, lang)), ""]
+            lines += [reason_markdown(check.reason, lang), ""]
         lines += [f"- `{name}`" for name in check.rebuilt + check.missing]
         if check.log_tail and check.outcome == "failed":
             lines += ["", f"**{t('res_log_tail', lang)}**", "", "```text", *check.log_tail[-8:], "```"]

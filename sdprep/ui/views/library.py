@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdprep.engines import PreparedModel, Variant
-from sdprep.messages import Size
+from sdprep.messages import Message, Size
 from sdprep.text import t, word
 from sdprep.ui.views.html import Markup, join, render
+from sdprep.ui.views.jobs import CHILD_ERRORS
 
 _CARD = '<div class="sdprep-model"><h4>$slug <span class="sdprep-badge">$state</span></h4>$body</div>'
 _MODEL_LINE = "<p>$model_label: <code>$model</code> · $config_label: <code>$config</code></p>"
 _ROW = (
     "<tr><td><code>$name</code>$latest</td><td>$status$check</td><td>$profile</td>"
-    "<td><details><summary>$count · $size</summary><ul>$engines</ul></details></td><td>$built</td><td>$machine</td></tr>"
+    "<td><details><summary>$count · $size</summary><ul>$engines</ul></details></td>"
+    "<td>$built</td><td>$machine</td></tr>"
 )
 _HEADS = ("d_variant", "lib_status", "d_profile", "lib_engines", "lib_built", "lib_on")
 
@@ -38,7 +40,7 @@ def _row(variant: Variant, latest: bool, lang: str) -> Markup:
         name=variant.name,
         latest=render(' <span class="sdprep-badge">$text</span>', text=t("lib_latest", lang)) if latest else Markup(""),
         status=variant_status(variant, lang),
-        check=render("<br><small>$text</small>", text=word(summary, lang)) if summary else Markup(""),
+        check=_check_summary(summary, lang) if summary else Markup(""),
         profile=t(f"profile_{variant.profile}", lang) if variant.profile else "—",
         count=len(variant.engines),
         size=t("size_only", lang, size=Size(variant.size)),
@@ -46,6 +48,16 @@ def _row(variant: Variant, latest: bool, lang: str) -> Markup:
         built=variant.built_at,
         machine=f"{variant.gpu or t('unknown', lang)} / {variant.tensorrt or t('unknown', lang)}",
     )
+
+
+def _check_summary(summary: Message, lang: str) -> Markup:
+    """The last check in one line; a failure in the build Python's own words as code."""
+    reason = summary.params.get("reason")
+    if summary.code == "check_summary_failed" and isinstance(reason, Message) and reason.code in CHILD_ERRORS:
+        raw = f"{reason.params.get('type') or 'Error'}: {reason.params.get('detail') or ''}"
+        outcome = word(summary.params.get("outcome") or "", lang)
+        return render("<br><small>$outcome: <code>$raw</code></small>", outcome=outcome, raw=raw)
+    return render("<br><small>$text</small>", text=word(summary, lang))
 
 
 def _card(model: PreparedModel, lang: str) -> Markup:
