@@ -133,7 +133,7 @@ def test_no_driver_or_an_old_one_is_said_with_what_to_do() -> None:
     none = choose_variant("auto", None)
     assert isinstance(none, Message) and "--cuda cu128" in word(none)
     old = choose_variant("auto", (535, 54, 3), windows=False)
-    assert isinstance(old, Message) and "535.54.3" in word(old) and "560.28.3" in word(old)
+    assert isinstance(old, Message) and "535.54.03" in word(old) and "560.28.03" in word(old)
     explicit = choose_variant("cu126", None)
     assert not isinstance(explicit, Message) and explicit.name == "cu126"
 
@@ -154,9 +154,10 @@ def test_steps_pin_torch_for_every_later_step(tmp_path: Path) -> None:
         step.id: step for step in steps(request, CU128, FORKS["forkni"], tmp_path / "v.partial", tmp_path / "c.txt")
     }
     assert list(planned) == ["venv", "torch", "fork", "tensorrt"]
-    assert planned["torch"].command[
-        planned["torch"].command.index("--torch-backend") :
-    ][:2] == ["--torch-backend", "cu128"]
+    assert planned["torch"].command[planned["torch"].command.index("--torch-backend") :][:2] == [
+        "--torch-backend",
+        "cu128",
+    ]
     assert "torch==2.8.0+cu128" in planned["torch"].command
     for later in ("fork", "tensorrt"):
         assert str(tmp_path / "c.txt") in planned[later].command, "the torch build chosen first stays"
@@ -187,6 +188,30 @@ def test_steps_pin_torch_for_every_later_step(tmp_path: Path) -> None:
 def test_known_failures_are_named(text: str, reason: str) -> None:
     explained = explain(text)
     assert explained is not None and reason in word(explained)
+
+
+# What uv printed on a GPU machine without a network (a real run), after setup's own plan line naming GitHub.
+UV_OFFLINE_ON_A_GPU_MACHINE = """Plan: torch 2.8.0+cu128 (cu128), streamdiffusion @ git+https://github.com/forkni/StreamDiffusion@7687
+Using Python 3.12.3 environment at: /tmp/vb.partial
+error: Request failed after 3 retries in 8.2s
+  cause: Failed to fetch: https://download.pytorch.org/whl/cu128/torchvision/
+  cause: error sending request for url (https://download.pytorch.org/whl/cu128/torchvision/)
+  cause: client error (Connect)
+  cause: dns error
+  cause: failed to lookup address information: Temporary failure in name resolution"""
+
+
+def test_a_real_offline_failure_names_the_host_and_package_that_failed() -> None:
+    explained = explain(UV_OFFLINE_ON_A_GPU_MACHINE)
+    assert explained is not None
+    text = word(explained)
+    assert "download.pytorch.org" in text and "torchvision" in text and "github.com" not in text
+
+
+def test_the_driver_version_is_written_as_nvidia_writes_it() -> None:
+    from sdprep.setup.driver import parse_version, version_text
+
+    assert version_text(parse_version("580.159.04")) == "580.159.04" and parse_version("580.159.04") == (580, 159, 4)
 
 
 def test_network_failure_names_the_host_and_package() -> None:

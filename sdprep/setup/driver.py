@@ -50,4 +50,7 @@ def driver_version() -> tuple[int, ...] | None:
 
 
 def version_text(version: tuple[int, ...] | None) -> str | None:
-    return ".".join(str(part) for part in version) if version else None
+    """As NVIDIA writes it: 580.159.04 (the third part has two digits)."""
+    if not version:
+        return None
+    return ".".join(f"{part:02d}" if index == 2 else str(part) for index, part in enumerate(version))

@@ -67,9 +67,22 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     _known(r"No module named '([\w.]+)'", "fail_missing_module", "fix_setup_upgrade"),
 )
 
-_HOST = re.compile(r"https?://([^/\s`'\"]+)")
-_PACKAGE = re.compile(r"(?:/simple/|Failed to (?:download|build|fetch) `?)([A-Za-z0-9_.\-]+)")
+_URL = re.compile(r"https?://([^/\s`'\"]+)((?:/[^\s`'\")]*)?)")
+_PACKAGE = re.compile(r"Failed to (?:download|build) `([A-Za-z0-9_.\-]+)")
 _MODULE = re.compile(r"No module named '([\w.]+)'")
+
+
+def _where(text: str) -> tuple[str, str]:
+    """The host and the package of the last URL the text names (uv says what it fetched last, after the cause)."""
+    urls = list(_URL.finditer(text))
+    if not urls:
+        return "?", "?"
+    host, path = urls[-1].group(1), urls[-1].group(2)
+    named = _PACKAGE.search(text)
+    parts = [part for part in path.split("/") if part]
+    # An index page ends in the package's name: .../simple/torch/ or .../whl/cu128/torchvision/.
+    package = named.group(1) if named else (parts[-1] if parts and "." not in parts[-1] else "?")
+    return host, package
 
 
 def explain(text: str) -> Message | None:
@@ -78,12 +91,11 @@ def explain(text: str) -> Message | None:
         match = known.pattern.search(text)
         if match is None:
             continue
-        host = _HOST.search(text)
-        package = _PACKAGE.search(text)
+        host, package = _where(text)
         module = _MODULE.search(text)
         details = {
-            "host": host.group(1) if host else "?",
-            "package": package.group(1).rstrip("/`") if package else "?",
+            "host": host,
+            "package": package,
             "module": module.group(1).split(".")[0] if module else "?",
             "line": match.group(0),
         }

@@ -177,12 +177,13 @@ class Setup(Job[SetupResult]):
         started = time.monotonic()
         env = {**os.environ, "UV_NO_PROGRESS": "1", "PYTHONIOENCODING": "utf-8", **step.env}
         child = ChildProcess.spawn(step.command, env)
+        first_line = len(self.progress.lines)  # what this step printed: the place to look for its failure
         run = self.follow_child(child, lambda event: None, "stopping_setup")
         self.timings[step.id] = round(time.monotonic() - started, 2)
         if run.cancelled:
             return self.result("cancelled", msg("setup_cancelled", target=self.target))
         if run.code != 0:
-            tail = "\n".join(self.progress.lines[-40:])
+            tail = "\n".join(self.progress.lines[first_line:][-60:])
             return self.result(
                 "failed",
                 msg(

@@ -16,6 +16,7 @@ from typing import Literal
 
 from sdprep.jobs.process import venv_python
 from sdprep.messages import Message, msg
+from sdprep.setup.driver import version_text
 from sdprep.setup.pins import (
     CUDA_VARIANTS,
     DEFAULT_FORK,
@@ -84,7 +85,7 @@ def choose_variant(cuda: str, driver: tuple[int, ...] | None, windows: bool = os
             return variant
     oldest = CUDA_VARIANTS[-1]
     needed = oldest.min_driver_windows if windows else oldest.min_driver_linux
-    return msg("setup_driver_too_old", driver=".".join(map(str, driver)), needed=".".join(map(str, needed)))
+    return msg("setup_driver_too_old", driver=version_text(driver), needed=version_text(needed))
 
 
 def uv() -> list[str]:
