@@ -360,3 +360,25 @@ def test_ctrl_c_cancels_the_cli_with_130(sources: Sources, tmp_path: Path) -> No
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130 and "cancelled" in stderr.lower()
     assert not (tmp_path / "v").exists() and not (tmp_path / "v.partial").exists()
+
+
+def test_without_python_311_setup_falls_back_to_312(sources: Sources, tmp_path: Path) -> None:
+    """A machine without the asked-for Python, where uv may not download one (a GPU image, say): the fallback version
+    (here: the machine's own) is used, and said."""
+    from sdprep.setup import pins
+
+    fallback = f"{sys.version_info.major}.{sys.version_info.minor}"
+    target = tmp_path / "v"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pins, "PYTHON_FALLBACK", fallback)
+        patch.setattr(setup_job, "PYTHON_FALLBACK", fallback)
+        patch.setattr(setup_job, "PYTHON_VERSION", "3.99")
+        for key, value in env_for(sources).items():
+            patch.setenv(key, value)
+        events: list[JobEvent] = []
+        request = SetupRequest(
+            str(target), python="3.99", fork=sources.fork, find_links=(str(sources.wheels),), no_index=True
+        )
+        result = setup_job.run_setup(request, events.append)
+    assert result.outcome == "ready", word(result.reason)
+    assert any(event.message.code == "setup_python_fallback" for event in events), "it says so"

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from sdprep.paths import atomic_write_text
 from sdprep.setup.doctor import CheckReport, Doctor
 from sdprep.setup.driver import driver_version, version_text
 from sdprep.setup.failures import explain
-from sdprep.setup.pins import Fork
+from sdprep.setup.pins import PYTHON_FALLBACK, PYTHON_VERSION, Fork
 from sdprep.setup.plan import SetupRequest, Step, choose_variant, constraints_text, resolve_fork, steps, uv
 
 RECORD_NAME = "sdprep-setup.json"
@@ -152,6 +152,11 @@ class Setup(Job[SetupResult]):
                 if step.id == "torch":
                     atomic_write_text(constraints, constraints_text(variant))
                 ended = self.run_step(step)
+                if ended is not None and step.id == "venv" and self.python_fallback_helps():
+                    self.say("setup_python_fallback", wanted=self.request.python, used=PYTHON_FALLBACK)
+                    at = step.command.index("--python") + 1
+                    command = [*step.command[:at], PYTHON_FALLBACK, *step.command[at + 1 :]]
+                    ended = self.run_step(replace(step, command=command))
                 if ended is not None:
                     self.remove_partial()
                     return ended
@@ -170,6 +175,11 @@ class Setup(Job[SetupResult]):
             constraints.unlink(missing_ok=True)
         self.progress.close_stage()
         return self.result("ready", msg("setup_done", target=self.target), record=record, checks=tested.checks)
+
+    def python_fallback_helps(self) -> bool:
+        """The default Python was asked for, and uv found none (and may not fetch one): try the fork's other one."""
+        said = "\n".join(self.progress.lines[-20:])
+        return self.request.python == PYTHON_VERSION and "No interpreter found" in said and not self.cancel.is_set()
 
     def run_step(self, step: Step) -> SetupResult | None:
         """One command, streamed; None when it succeeded, else the result that ends setup."""

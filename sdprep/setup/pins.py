@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PYTHON_VERSION = "3.11"  # the fork's wheels: onnxruntime-gpu 1.24.4 has no cp310, mediapipe 0.10.21 no cp313
+# When 3.11 cannot be had (no such interpreter and uv may not download one), the fork also installs on 3.12.
+PYTHON_FALLBACK = "3.12"
 NVIDIA_INDEX = "https://pypi.nvidia.com"
 
 

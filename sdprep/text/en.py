@@ -703,4 +703,5 @@ TEXT: dict[str, str] = {
     "f_controlnets": "ControlNets (controlnets)",
     # --- the page: errors reported by the build Python in its own words --------------------------------------
     "res_child_error": "The build Python stopped with this error (in its own words):",
+    "setup_python_fallback": "Python {wanted} is not available here (and uv may not download it): using Python {used}, which the fork also supports.",
 }

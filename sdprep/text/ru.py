@@ -704,4 +704,5 @@ TEXT: dict[str, str] = {
     "f_controlnets": "ControlNet (controlnets)",
     # --- the page: errors reported by the build Python in its own words --------------------------------------
     "res_child_error": "Python сборки остановился с такой ошибкой (его собственными словами):",
+    "setup_python_fallback": "Python {wanted} здесь нет (и uv не может его скачать): беру Python {used}, который форк тоже поддерживает.",
 }
