@@ -111,9 +111,8 @@ class EngineFile:
         if slot.kind != "cnet":
             return True
         prefix = controlnet_folder_prefix(slot.controlnet or "")
-        return bool(self.controlnet_folder) and (
-            self.controlnet_folder == prefix or self.controlnet_folder.startswith(prefix + "--")
-        )
+        folder = self.controlnet_folder or ""
+        return bool(folder) and (folder == prefix or folder.startswith(prefix + "--"))
 
     @property
     def stamp(self) -> tuple[int, int]:

@@ -375,8 +375,8 @@ def estimate(shape: Shape, history: Iterable[PastBuild] = (), gpu: str | None = 
         low, high = table_seconds(kind, shape)
         if times:
             timed_by.update(name for name, _ in times)
-            values = [seconds for _, seconds in times if seconds is not None]
-            seconds = Figure(min(values), max(values), msg("est_part_history"), statistics.median(values))
+            durations = [taken for _, taken in times if taken is not None]
+            seconds = Figure(min(durations), max(durations), msg("est_part_history"), statistics.median(durations))
         elif speed is not None:
             factor = speed[0]
             seconds = Figure(low * factor, high * factor, msg("est_part_scaled"), (low + high) / 2 * factor)

@@ -61,18 +61,19 @@ def _log_tail(path: Path) -> list[str]:
 
 def read_stats(engine: Path, since: float | None = None) -> dict[str, Any] | None:
     """The fork's stats of this engine file's build (not older than `since`, a time.time()), or None."""
+    stats: Any = None
     try:
         stats = json.loads(read_limited(engine.parent / STATS_NAME, STATS_LIMIT).decode("utf-8"))
     except (OSError, UnreadableFile, ValueError, UnicodeDecodeError):
-        stats = None
-    if _fits(stats, engine, since):
+        pass
+    if isinstance(stats, dict) and _fits(stats, engine, since):
         return stats
     for line in reversed(_log_tail(engine.parent.parent / LOG_NAME)):
         try:
-            entry = json.loads(line)
+            entry: Any = json.loads(line)
         except ValueError:
             continue
-        if _fits(entry, engine, since):
+        if isinstance(entry, dict) and _fits(entry, engine, since):
             return entry
     return None
 
@@ -83,7 +84,8 @@ def seconds(stats: dict[str, Any] | None) -> float | None:
 
 
 def _failed_fp8_stage(stats: dict[str, Any]) -> str | None:
-    stages = stats.get("stages") if isinstance(stats.get("stages"), dict) else {}
+    raw = stats.get("stages")
+    stages: dict[str, Any] = raw if isinstance(raw, dict) else {}
     for name in ("fp8_calib_capture", "fp8_onnx_quantize"):
         stage = stages.get(name)
         if isinstance(stage, dict) and stage.get("status") == "failed":

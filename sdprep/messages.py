@@ -26,7 +26,7 @@ class Message:
         return hash((self.code, tuple(sorted((key, repr(value)) for key, value in self.params.items()))))
 
 
-def msg(code: str, **params: Any) -> Message:
+def msg(code: str, /, **params: Any) -> Message:
     return Message(code, params)
 
 
@@ -65,11 +65,11 @@ class Problem:
         return f"{self.severity}: {self.field}: {word(self.message)}"
 
 
-def error(field_name: str, code: str, **params: Any) -> Problem:
+def error(field_name: str, code: str, /, **params: Any) -> Problem:
     return Problem(field_name, "error", Message(code, params))
 
 
-def warning(field_name: str, code: str, **params: Any) -> Problem:
+def warning(field_name: str, code: str, /, **params: Any) -> Problem:
     return Problem(field_name, "warning", Message(code, params))
 
 

@@ -118,3 +118,12 @@ def test_an_installed_streamdiffusion_with_a_broken_dependency_is_not_called_mis
 
 def test_cli_names_slots_by_flag() -> None:
     assert flag_for("controlnets[1].model_id") == "--controlnet #2" and flag_for("denoise_steps") == "--steps"
+
+
+@pytest.mark.parametrize(
+    ("code", "fragment"), [(3, "exited with code 3"), (-11, "segmentation fault"), (-9, "SIGKILL"), (0, "normally")]
+)
+def test_how_a_child_ended_is_worded(code: int, fragment: str) -> None:
+    from sdprep.jobs.process import exit_message
+
+    assert fragment in word(exit_message(code))

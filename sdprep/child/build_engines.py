@@ -11,6 +11,7 @@ LoRA fusing) and the engine folder (an ONNX or engine file appearing means that 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import logging
@@ -21,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from protocol import emit, end_with_parent  # type: ignore[import-not-found]  # run by path: sys.path[0] is here
+from protocol import emit, end_with_parent  # run by path: sys.path[0] is this folder
 
 # The engine files StreamDiffusion writes (FACTS §1.3); the parent words them, the child only names them.
 ENGINE_FILES = ("unet", "vae_encoder", "vae_decoder", "cnet", "safety_checker")
@@ -107,10 +108,10 @@ def build(config: dict[str, Any]) -> dict[str, Any]:
     import streamdiffusion  # the child's own StreamDiffusion: the user's venv, or --streamdiffusion-src
     from streamdiffusion.config import create_wrapper_from_config
 
-    wrapper_class = getattr(streamdiffusion, "StreamDiffusionWrapper", None)
+    wrapper_class: Any = getattr(streamdiffusion, "StreamDiffusionWrapper", None)
     if wrapper_class is None:
-        from streamdiffusion.wrapper import StreamDiffusionWrapper as wrapper_class
-    compile_only = "compile_engines_only" in inspect.signature(wrapper_class.__init__).parameters
+        wrapper_class = importlib.import_module("streamdiffusion.wrapper").StreamDiffusionWrapper
+    compile_only = "compile_engines_only" in inspect.signature(wrapper_class).parameters
     # An empty prompt keeps create_wrapper_from_config from calling prepare(): building needs no prompt.
     build_config = {**config, "prompt": ""}
     build_config.pop("prompt_blending", None)

@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from protocol import emit, end_with_parent  # type: ignore[import-not-found]  # run by path: sys.path[0] is here
+from protocol import emit, end_with_parent  # run by path: sys.path[0] is this folder
 
 NEUTRAL_PROMPT = "a photo of a cat, high quality"
 PROGRESS_EVERY = 2.0  # seconds between "frame k/N" messages

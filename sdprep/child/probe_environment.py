@@ -15,7 +15,7 @@ import sys
 import traceback
 from typing import Any
 
-from protocol import emit  # type: ignore[import-not-found]  # run by path: this folder is sys.path[0]
+from protocol import emit  # run by path: this folder is sys.path[0]
 
 
 def _torch() -> dict[str, Any]:

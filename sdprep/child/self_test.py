@@ -56,7 +56,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from protocol import emit, end_with_parent  # type: ignore[import-not-found]  # run by path: sys.path[0] is here
+from protocol import emit, end_with_parent  # run by path: sys.path[0] is this folder
 
 CHECKS: tuple[str, ...] = ("torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion")
 # What each check needs to have passed; a later check never runs on a broken earlier one (its error would only
@@ -294,7 +294,7 @@ def check_tensorrt_import(state: dict[str, Any], details: dict[str, Any]) -> Non
 def capturing_logger(trt: Any, messages: list[str]) -> Any:
     """A TensorRT logger that keeps warnings and errors (they say why a call failed) and prints everything."""
 
-    class CapturingLogger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class CapturingLogger(trt.ILogger):  # type: ignore[misc]  # trt is untyped: its ILogger is Any
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 

@@ -156,7 +156,8 @@ class Job(Generic[R]):
                     self.progress.stage(str(event.get("stage") or "unknown"))
                 elif kind == "log":
                     code = event.get("code")
-                    params = event.get("params") if isinstance(event.get("params"), dict) else {}
+                    raw = event.get("params")
+                    params: dict[str, Any] = raw if isinstance(raw, dict) else {}
                     message = msg(str(code), **params) if code else raw_line(str(event.get("message", "")))
                     self.progress.event("log", message)
                 elif kind == "result":

@@ -113,7 +113,7 @@ class ChildProcess:
         """Any command, as the leader of its own process group, its stdout and stderr merged into lines."""
         kwargs: dict[str, Any] = {}
         if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)  # Windows only
         else:
             # Its own session: a terminal's Ctrl-C reaches only us, and killpg reaches all it started.
             kwargs["start_new_session"] = True

@@ -58,7 +58,7 @@ def plural_form(count: int, lang: str) -> str:
     return "one" if count == 1 else "many"
 
 
-def t(key: str, lang: str = "en", **values: Any) -> str:
+def t(key: str, lang: str = "en", /, **values: Any) -> str:
     """Shorthand for word(Message(key, values), lang): labels and page text composed by the UI."""
     return word(Message(key, values), lang)
 
