@@ -18,7 +18,7 @@ from sdprep.params import ControlNetSlot, params_from_values
 from sdprep.paths import atomic_write_text
 from sdprep.text import t
 from tests.conftest import runtime_defaults
-from tests.ui_helpers import ARTIFACTS, RunningApp, running_app
+from tests.ui_helpers import ARTIFACTS, Api, RunningApp, running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -29,6 +29,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 TIMEOUT = 20_000  # ms for anything that waits on the server
 BUILD_TIMEOUT = 60_000
+expect.set_options(timeout=TIMEOUT)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -254,6 +255,10 @@ def test_results_replace_each_other_and_no_stale_block(browser: Any, app: Runnin
     expect(message).to_have_text("")  # and "Saved …" does not stay above the build's result
     shot(page, "14-result-replaced")
 
+    # A build refused on another page (a form with errors) leaves nothing for a page opened after it.
+    other = Api(app.url)
+    assert other.call("/build", lora_json="{bad")["build-progress"] == t("out_refused")
+    other.close()
     fresh = open_page(browser, app)
     try:
         expect(fresh.locator("#build-progress")).to_have_text(t("prog_idle"))
@@ -263,19 +268,20 @@ def test_results_replace_each_other_and_no_stale_block(browser: Any, app: Runnin
         fresh.context.close()
 
 
-def test_a_reopened_page_shows_the_running_build(browser: Any, app: RunningApp, page: Any) -> None:
-    type_into(page, "model", "standin/slow-model")
-    page.locator("#check input[type=checkbox]").uncheck()
+def test_a_reopened_page_shows_the_running_build_and_can_cancel_it(browser: Any, app: RunningApp, page: Any) -> None:
+    type_into(page, "model", "standin/hang-model")
     button(page, "Build").click()
-    expect(page.locator("#build-log textarea")).to_have_value(re.compile(r"\[slow\]"), timeout=BUILD_TIMEOUT)
+    expect(page.locator("#build-log textarea")).to_have_value(re.compile("hanging"), timeout=BUILD_TIMEOUT)
     page.close()  # the build goes on in the server
     reopened = open_page(browser, app)
     try:
         expect(reopened.locator("#build-progress")).to_contain_text("⚙")
-        expect(reopened.locator("#build-log textarea")).to_have_value(re.compile(r"\[slow\]"))
+        expect(reopened.locator("#build-log textarea")).to_have_value(re.compile("hanging"))
         expect(button(reopened, "Cancel")).to_be_enabled()
         shot(reopened, "12-reopened")
-        expect(reopened.locator("#build-result")).to_contain_text("Built", timeout=BUILD_TIMEOUT)
+        button(reopened, "Cancel").click()
+        expect(reopened.locator("#build-progress")).to_contain_text("■ Cancelled")
+        expect(button(reopened, "Cancel")).to_be_disabled()
     finally:
         reopened.context.close()
 
