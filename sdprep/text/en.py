@@ -704,4 +704,6 @@ TEXT: dict[str, str] = {
     # --- the page: errors reported by the build Python in its own words --------------------------------------
     "res_child_error": "The build Python stopped with this error (in its own words):",
     "setup_python_fallback": "Python {wanted} is not available here (and uv may not download it): using Python {used}, which the fork also supports.",
+    # --- the page: the library's introduction (the engines folder is the server's) ---------------------------
+    "lib_intro_server": "Prepared models in this server's engines folder (shown under Engine output). Load one back into the form, or delete it.",
 }

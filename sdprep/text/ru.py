@@ -705,4 +705,6 @@ TEXT: dict[str, str] = {
     # --- the page: errors reported by the build Python in its own words --------------------------------------
     "res_child_error": "Python сборки остановился с такой ошибкой (его собственными словами):",
     "setup_python_fallback": "Python {wanted} здесь нет (и uv не может его скачать): беру Python {used}, который форк тоже поддерживает.",
+    # --- the page: the library's introduction (the engines folder is the server's) ---------------------------
+    "lib_intro_server": "Подготовленные модели в папке движков этого сервера (она указана в разделе «Куда собирать»). Можно загрузить в форму или удалить.",
 }

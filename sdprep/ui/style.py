@@ -41,6 +41,8 @@ CSS = """
 .sdprep-banner { border: 1px solid #d97706; background: #fef3c7; color: #78350f; border-radius: 8px;
   padding: .4rem .9rem; }
 .dark .sdprep-banner { background: #451a03; color: #fde68a; }
+/* Gradio puts a Markdown's classes on its block and on the text inside: one box, not two. */
+.sdprep-banner .sdprep-banner { border: none; background: none; padding: 0; }
 /* Narrow windows: the preview column comes after the whole form, so the summary line stays in view at the bottom of
    the window (each section's problems are under the section itself); focus scrolling keeps fields clear of it. */
 @media (max-width: 800px) {

@@ -26,7 +26,7 @@ CURRENT = "config.yaml"  # the variant choice that means the model's current con
 
 
 def render(form: Form) -> None:
-    gr.Markdown(label("lib_intro"))
+    gr.Markdown(label("lib_intro_server"))
     form.part("lib_refresh", gr.Button(label("btn_lib_refresh"), size="sm", elem_id="library-refresh"))
     form.part("library", gr.HTML("", elem_id="library"))
     with gr.Row(equal_height=True):
