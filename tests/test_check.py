@@ -23,9 +23,9 @@ from sdprep.engines import list_models, speed_message
 from sdprep.jobs.build import BuildOptions
 from sdprep.jobs.check import CheckOptions, CheckResult, run_check
 from sdprep.jobs.pipeline import build_and_check
+from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
 from sdprep.locks import gpu_lock
-from sdprep.jobs.process import ChildSpec
 from sdprep.params import params_from_values
 
 from .conftest import ROOT, STANDIN, runtime_defaults, said

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdprep import derive
-from sdprep.text import word
 from sdprep.family import detect_family
 from sdprep.params import BakedParams, params_from_values
+from sdprep.text import word
 
 
 def make(**values: object) -> BakedParams:

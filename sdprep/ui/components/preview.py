@@ -146,7 +146,7 @@ def listen(form: Form) -> None:
         concurrency_id="form",
     )
     # After the page knows its language, and after any probe: the banner and Build follow what the machine can do.
-    for name in ("page_load", "probe_environment", "reprobe_environment"):
+    for name in ("page_load", "probe_environment", "reprobe_environment", "setup_environment", "doctor_environment"):
         if name in form.events:
             form.events[name].then(
                 update_preview,

@@ -49,7 +49,7 @@ def summary_markdown(problems: list[Problem], lang: str, blocked: str = "") -> s
     elif warnings:
         line = t("sum_warnings", lang, warnings=warnings)
     else:
-        line = t("sum_ok", lang)
+        line = t("sum_form_ok" if blocked else "sum_ok", lang)
     return f"{blocked}  \n{line}" if blocked else line
 
 
