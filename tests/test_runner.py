@@ -385,3 +385,20 @@ def test_exit_codes_mean_one_thing_for_every_command(tmp_path: Path) -> None:
             assert "another window" in done.stderr
     finally:
         holder.release()
+
+
+def test_force_builds_every_engine_again_and_keeps_them_if_it_fails(tmp_path: Path) -> None:
+    first, _ = build(make(tmp_path))
+    stamps = {e["path"]: (engine_dir(tmp_path) / e["path"]).stat().st_mtime_ns for e in first.engines}
+    forced, events = build(make(tmp_path), BuildOptions(child=OPTIONS.child, force=True))
+    assert forced.outcome == "built" and not any(e["reused"] for e in forced.engines)
+    assert all((engine_dir(tmp_path) / path).stat().st_mtime_ns != stamp for path, stamp in stamps.items())
+    assert any(said(e.message).startswith("Setting aside") and "Force rebuild" in said(e.message) for e in events)
+    os.environ["STANDIN_SD_MODE"] = "exception"
+    try:
+        failed, _ = build(make(tmp_path), BuildOptions(child=OPTIONS.child, force=True))
+    finally:
+        del os.environ["STANDIN_SD_MODE"]
+    assert failed.outcome == "failed"
+    again, _ = build(make(tmp_path))
+    assert again.outcome == "up_to_date", "the engines set aside came back after the failed forced build"

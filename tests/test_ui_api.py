@@ -284,11 +284,6 @@ def test_build_then_up_to_date_then_forced(api: Api, engines: Path) -> None:
     assert started(forced), forced
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: with force the stale-engine guard (jobs/aside.py) keeps the engines of the same key, so "
-    "StreamDiffusion reuses them and a forced build rebuilds nothing while it says Built",
-)
 def test_force_rebuilds_the_engines(api: Api) -> None:
     assert started(api.call("/build", check=False))
     forced = api.call("/build", force=True, check=False)

@@ -37,19 +37,24 @@ class AsideGuard:
         keys: dict[str, str],
         engine_key: str,
         manifest: Manifest,
+        force: bool = False,
     ) -> dict[str, list[str]]:
-        """Move away every engine StreamDiffusion might wrongly reuse; return the ones safe to reuse, by slot."""
+        """Move away every engine StreamDiffusion might wrongly reuse (every one of this build's, when `force`: a
+        forced build must build, and StreamDiffusion skips any engine it finds); return the ones safe to reuse."""
         reusable: dict[str, list[str]] = {}
         for engine in before.values():
             slot = next((slot for slot in slots if engine.matches(slot)), None)
             if slot is None:
                 continue  # another ControlNet's engine or a safety checker that is off: not ours to touch
             record = trusted_record(manifest, engine)
-            if record and record.key == keys[slot.id] and record.engine_key == engine_key:
+            same = record is not None and record.key == keys[slot.id] and record.engine_key == engine_key
+            if same and not force:
                 reusable.setdefault(slot.id, []).append(engine.relative)
                 self.say("engine_reused", path=engine.relative)
                 continue
-            if record is None:
+            if same:
+                why = "aside_forced"
+            elif record is None:
                 why = "aside_unknown_origin"
             elif record.engine_key != engine_key:
                 why = "aside_other_machine"

@@ -272,7 +272,7 @@ class Build(Job[BuildResult]):
         slots = expected_slots(self.config, environment.features.get("safety_checker_engine", True) is not False)
         keys = {slot.id: slot_key(slot, self.config) for slot in slots}
         before = by_relative(self.engine_dir)
-        reusable = self.guard.set_aside_foreign(before, slots, keys, engine_key, manifest)
+        reusable = self.guard.set_aside_foreign(before, slots, keys, engine_key, manifest, force=self.options.force)
 
         job = logs / f"{self.guard.stamp}-{self.variant}.config.json"
         atomic_write_text(job, json.dumps(self.config))

@@ -706,4 +706,5 @@ TEXT: dict[str, str] = {
     "setup_python_fallback": "Python {wanted} is not available here (and uv may not download it): using Python {used}, which the fork also supports.",
     # --- the page: the library's introduction (the engines folder is the server's) ---------------------------
     "lib_intro_server": "Prepared models in this server's engines folder (shown under Engine output). Load one back into the form, or delete it.",
+    'aside_forced': 'Setting aside {path} and rebuilding it: Force rebuild.',
 }

@@ -707,4 +707,5 @@ TEXT: dict[str, str] = {
     "setup_python_fallback": "Python {wanted} здесь нет (и uv не может его скачать): беру Python {used}, который форк тоже поддерживает.",
     # --- the page: the library's introduction (the engines folder is the server's) ---------------------------
     "lib_intro_server": "Подготовленные модели в папке движков этого сервера (она указана в разделе «Куда собирать»). Можно загрузить в форму или удалить.",
+    'aside_forced': 'Откладываю {path} и пересобираю: выбрана принудительная пересборка.',
 }
