@@ -7,13 +7,12 @@ family is known (the fork's own registry of ControlNets and IP-Adapters, FACTS Â
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from sdprep import derive
 from sdprep.family import DEFAULT_IPADAPTERS, FAMILY_LABELS, controlnet_family, controlnet_for, ipadapter_family
 from sdprep.messages import Problem, error, warning
 from sdprep.params import MAX_CONTROLNETS, PREPROCESSORS, BakedParams
-from sdprep.paths import MAX_NAME, MAX_PATH_TEXT, looks_like_local_path, special_file, too_long
+from sdprep.paths import MAX_NAME, MAX_PATH_TEXT, looks_like_local_path, special_file, too_long, user_path
 
 
 def too_long_problem(name: str, text: str) -> Problem:
@@ -36,7 +35,7 @@ def _reference_problems(name: str, value: str, empty_code: str, **context: objec
     if too_long(text):
         return [too_long_problem(name, text)]
     if looks_like_local_path(text, hub_subpaths=True):
-        path = Path(text).expanduser()
+        path = user_path(text)
         if not path.exists():
             if "/" not in text and "\\" not in text and not text.startswith((".", "~")):
                 return [error(name, "not_file_nor_id", value=text)]

@@ -16,7 +16,7 @@ import yaml
 
 from sdprep import derive
 from sdprep.family import detect_family
-from sdprep.messages import Message, msg
+from sdprep.messages import Message, Quote, msg, os_reason
 from sdprep.params import DEFAULTS, SPECS, TYPES, BakedParams, ControlNetSlot, choices_of, params_from_values
 from sdprep.paths import UnreadableFile, read_limited, special_file
 
@@ -49,7 +49,7 @@ def read_config(path: Path) -> dict[str, Any]:
             code = "config_read_timeout"
         raise ConfigError(msg(code, path=path, limit=CONFIG_LIMIT // 1024)) from None
     except OSError as problem:
-        raise ConfigError(msg("config_unreadable", path=path, reason=problem.strerror or str(problem))) from None
+        raise ConfigError(msg("config_unreadable", path=path, reason=os_reason(problem))) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as problem:
@@ -57,7 +57,7 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text) if path.suffix.lower() != ".json" else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as problem:
-        raise ConfigError(msg("config_bad_yaml", path=path, reason=str(problem).splitlines()[0])) from None
+        raise ConfigError(msg("config_bad_yaml", path=path, reason=Quote(str(problem).splitlines()[0]))) from None
     if not isinstance(loaded, dict):
         raise ConfigError(msg("config_not_mapping", path=path))
     return loaded

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from sdprep.family import detect_family
-from sdprep.messages import Message, msg
+from sdprep.messages import Message, Quote, msg
 from sdprep.params import SPECS, BakedParams
 from sdprep.paths import MODEL_FILE_SUFFIXES, UnreadableFile, absolute_model, is_hf_id, read_limited
 
@@ -93,7 +93,9 @@ def parse_lora_json(text: str) -> dict[str, float]:
     try:
         loaded = json.loads(stripped, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
-        raise InvalidLoras(msg("lora_bad_json", reason=error.msg, line=error.lineno, column=error.colno)) from None
+        raise InvalidLoras(
+            msg("lora_bad_json", reason=Quote(error.msg), line=error.lineno, column=error.colno)
+        ) from None
     if not isinstance(loaded, dict):
         raise InvalidLoras(msg("lora_not_object"))
     loras: dict[str, float] = {}

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sdprep.paths import UnreadableFile, read_limited, too_long
+from sdprep.paths import UnreadableFile, read_limited, too_long, user_path
 
 FAMILIES = ("sd1.5", "sd2.1", "sdxl")
 FAMILY_LABELS: dict[str, str] = {"sd1.5": "SD 1.5", "sd2.1": "SD 2.1", "sdxl": "SDXL"}
@@ -101,7 +101,7 @@ def detect_family(model: str) -> FamilyGuess:
     """Guess the model family without loading it: a diffusers folder's UNet config, a known id, or the name."""
     text = model.strip()
     if not too_long(text):
-        local = Path(text).expanduser()
+        local = user_path(text)
         try:
             is_dir = local.is_dir()
         except (OSError, ValueError):

@@ -3,11 +3,13 @@
 The core never formats a sentence. A rule, a build or the environment returns `Message(code, params)`; the CLI and
 the web page word it from one table (sdprep/text/en.py and ru.py, the same keys), so every message exists in both
 languages and a test can walk them all. Values that need words of their own travel as small types: a nested
-Message, a Size in bytes, a Duration in seconds, a Field name; sdprep.text renders each in the reader's language.
+Message, a Size in bytes, a Duration in seconds, a Field name; sdprep.text renders each in the reader's language. A
+Quote is the one value never translated: a program's own words (an exception, a parser's complaint), shown as code.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,6 +54,16 @@ class Field:
 
 
 @dataclass(frozen=True)
+class Quote:
+    """Text in another program's own words (Python's "No module named 'tensorrt'"): shown as code, as written.
+
+    The sentence around it is in the reader's language; the quote is what they would search the web for.
+    """
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Problem:
     """One thing wrong (error: refuses the build) or worth knowing (warning) about one field."""
 
@@ -83,6 +95,8 @@ def to_json(value: Any) -> Any:
         return {"seconds": value.seconds}
     if isinstance(value, Field):
         return {"field": value.name}
+    if isinstance(value, Quote):
+        return {"quote": value.text}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_json(item) for item in value]
     if value is None or isinstance(value, (str, int, float, bool)):
@@ -101,6 +115,8 @@ def from_json(value: Any) -> Any:
             return Duration(value["seconds"])
         if set(value) == {"field"}:
             return Field(str(value["field"]))
+        if set(value) == {"quote"}:
+            return Quote(str(value["quote"]))
     if isinstance(value, list):
         return [from_json(item) for item in value]
     return value
@@ -108,3 +124,23 @@ def from_json(value: Any) -> Any:
 
 def has_errors(problems: list[Problem]) -> bool:
     return any(problem.severity == "error" for problem in problems)
+
+
+# The OS errors a person can act on, worded in their language; any other keeps the system's own words as a Quote.
+_ERRNO_CODES = {
+    errno.EACCES: "os_denied",
+    errno.EPERM: "os_denied",
+    errno.ENOSPC: "os_disk_full",
+    errno.EDQUOT: "os_disk_full",
+    errno.ENOENT: "os_not_found",
+    errno.EROFS: "os_read_only",
+    errno.ENOTDIR: "os_not_a_folder",
+    errno.EISDIR: "os_is_a_folder",
+    errno.ENAMETOOLONG: "os_name_too_long",
+}
+
+
+def os_reason(problem: OSError) -> Message | Quote:
+    """Why a file operation failed, for a sentence's {reason}: "permission denied" in the reader's language."""
+    code = _ERRNO_CODES.get(problem.errno or 0)
+    return Message(code) if code else Quote(problem.strerror or str(problem))

@@ -19,6 +19,11 @@ MAX_PATH_TEXT = 1024
 MAX_NAME = 255
 
 
+def user_path(text: str) -> Path:
+    """A typed path with `~` expanded; "~nosuchuser" stays as typed (Path.expanduser would raise RuntimeError)."""
+    return Path(os.path.expanduser(text))
+
+
 def _exists(path: Path) -> bool:
     """Path.exists() that answers False instead of raising for a name the OS cannot even look up."""
     try:
@@ -36,7 +41,7 @@ def looks_like_local_path(text: str, hub_subpaths: bool = False) -> bool:
     text = text.strip()
     if not text:
         return False
-    if _exists(Path(text).expanduser()):
+    if _exists(user_path(text)):
         return True
     if text.startswith((".", "/", "~", "\\")) or bool(_WINDOWS_DRIVE.match(text)) or "\\" in text:
         return True

@@ -17,7 +17,7 @@ from sdprep.config_load import ConfigError, read_config
 from sdprep.engine_files import by_relative, fingerprint, variant_id
 from sdprep.locks import model_lock
 from sdprep.manifest import CONFIGS_DIR, read_manifest_or_empty, trusted_record
-from sdprep.messages import Message, Problem, has_errors, msg
+from sdprep.messages import Message, Problem, has_errors, msg, os_reason
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.validate import validate
@@ -57,7 +57,7 @@ def save_config(params: BakedParams, runtime: RuntimeDefaults) -> SaveResult:
             atomic_write_text(config_path, text)
         except OSError as problem:
             return SaveResult(
-                "failed", msg("save_failed", path=problem.filename or config_path, reason=problem.strerror)
+                "failed", msg("save_failed", path=problem.filename or config_path, reason=os_reason(problem))
             )
     return SaveResult(
         "written",

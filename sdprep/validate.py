@@ -12,7 +12,6 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 from sdprep import derive
 from sdprep.addon_rules import controlnets, ipadapter, loras, too_long_problem
@@ -29,7 +28,7 @@ from sdprep.params import (
     BakedParams,
     choices_of,
 )
-from sdprep.paths import looks_like_local_path, nearest_existing_parent, special_file, too_long
+from sdprep.paths import looks_like_local_path, nearest_existing_parent, special_file, too_long, user_path
 
 __all__ = ["CONFIG_ROUTE_MAX_BATCH", "Problem", "check_unet_batch", "has_errors", "validate"]
 
@@ -95,7 +94,7 @@ def _model(params: BakedParams) -> list[Problem]:
         return [too_long_problem("model", model)]
     problems: list[Problem] = []
     if looks_like_local_path(model):
-        path = Path(model).expanduser()
+        path = user_path(model)
         if not path.exists():
             return [error("model", "model_missing", path=model)]
         if special_file(path):
@@ -214,7 +213,7 @@ def _engines_dir(params: BakedParams) -> list[Problem]:
         return [error("engines_dir", "engines_dir_empty")]
     if too_long(folder):
         return [too_long_problem("engines_dir", folder)]
-    path = Path(folder).expanduser()
+    path = user_path(folder)
     if path.is_symlink() and not path.exists():
         return [error("engines_dir", "engines_dir_dangling", path=folder, target=os.readlink(path))]
     if path.exists() and not path.is_dir():

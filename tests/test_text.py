@@ -16,7 +16,7 @@ import pytest
 
 from sdprep.engine_files import FILE_KINDS
 from sdprep.jobs.job import Outcome
-from sdprep.messages import Message
+from sdprep.messages import Message, from_json, msg, to_json
 from sdprep.params import SPECS
 from sdprep.profiles import PROFILE_NAMES
 from sdprep.text import TABLE, placeholders, plural_form, word
@@ -116,3 +116,36 @@ def test_russian_is_russian() -> None:
 def test_russian_plural_forms(count: int, form: str) -> None:
     assert plural_form(count, "ru") == form
     assert plural_form(count, "en") == ("one" if count == 1 else "many")
+
+
+def test_a_quote_stays_in_its_own_words_as_code_in_every_language() -> None:
+    from sdprep.messages import Quote
+
+    message = msg("env_tensorrt_import", error=Quote("No module named 'tensorrt'"))
+    assert "(`No module named 'tensorrt'`)" in word(message, "en")
+    russian = word(message, "ru")
+    assert russian.startswith("TensorRT не импортируется (`No module named 'tensorrt'`)")
+    assert from_json(to_json(message)) == message
+    assert word(msg("lora_bad_json", reason=Quote("a `tick`"), line=1, column=2), "en").count("`") == 2
+
+
+def test_os_errors_a_person_can_act_on_are_worded_in_their_language() -> None:
+    import errno
+
+    from sdprep.messages import Quote, os_reason
+
+    denied = PermissionError(errno.EACCES, "Permission denied", "/x")
+    assert word(msg("save_failed", path="/x", reason=os_reason(denied)), "ru").startswith("Не удалось")
+    assert "Permission denied" not in word(msg("save_failed", path="/x", reason=os_reason(denied)), "ru")
+    assert word(os_reason(OSError(errno.ENOSPC, "No space left on device")), "en") == "the disk is full"
+    odd = OSError(errno.EIO, "Input/output error")
+    assert os_reason(odd) == Quote("Input/output error")
+    assert os_reason(OSError("no errno at all")) == Quote("no errno at all")
+
+
+def test_prose_shows_code_spans_as_code_and_escapes_the_rest() -> None:
+    from sdprep.ui.views.html import prose
+
+    assert prose("Run `a <b>` & <i>go</i>") == "Run <code>a &lt;b&gt;</code> &amp; &lt;i&gt;go&lt;/i&gt;"
+    assert prose("no code") == "no code"
+    assert prose("one ` tick") == "one ` tick"

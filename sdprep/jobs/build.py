@@ -52,7 +52,7 @@ from sdprep.manifest import (
     trusted_record,
     write_manifest,
 )
-from sdprep.messages import Duration, Message, Problem, Size, has_errors, msg
+from sdprep.messages import Duration, Message, Problem, Size, has_errors, msg, os_reason
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import profile_of
@@ -125,7 +125,7 @@ class Build(Job[BuildResult]):
             except OSError:
                 pass
             where = problem.filename or self.engine_dir
-            return self.result("failed", msg("build_cannot_write", path=where, reason=problem.strerror or str(problem)))
+            return self.result("failed", msg("build_cannot_write", path=where, reason=os_reason(problem)))
         finally:
             self.progress.close_file()
 
@@ -282,7 +282,7 @@ class Build(Job[BuildResult]):
                 run = self.run_child("build_engines.py", [str(job)], on_record=self.on_child_record)
             except OSError as problem:
                 return self.result(
-                    "failed", msg("child_cannot_start", python=self.child.interpreter(), reason=problem.strerror)
+                    "failed", msg("child_cannot_start", python=self.child.interpreter(), reason=os_reason(problem))
                 )
         finally:
             job.unlink(missing_ok=True)
@@ -354,7 +354,7 @@ class Build(Job[BuildResult]):
         try:
             config_path = self.write_configs()
         except OSError as problem:
-            return self.result("failed", msg("build_config_unwritten", reason=problem.strerror or str(problem)))
+            return self.result("failed", msg("build_config_unwritten", reason=os_reason(problem)))
         self.progress.stage("done")
         self.progress.close_stage()
         actual = self.measure(fresh, slots)
@@ -377,7 +377,7 @@ class Build(Job[BuildResult]):
         try:
             write_manifest(self.engine_dir, manifest)
         except OSError as problem:
-            self.say("manifest_unwritten", reason=problem.strerror or str(problem))
+            self.say("manifest_unwritten", reason=os_reason(problem))
         engines = [describe(engine, reused=engine.relative not in fresh) for engine in used.values()]
         return self.result(
             "built",

@@ -34,7 +34,7 @@ from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
 from sdprep.locks import gpu_lock, model_lock
 from sdprep.manifest import LOGS_DIR, CheckRecord, Manifest, now_iso, read_manifest_or_empty, write_manifest
-from sdprep.messages import Message, Size, msg, to_json
+from sdprep.messages import Message, Size, msg, os_reason, to_json
 from sdprep.paths import atomic_write_text
 
 DEFAULT_WARMUP = 10
@@ -172,7 +172,7 @@ class Check(Job[CheckResult]):
         except OSError as problem:
             self.progress.close_file()
             self.progress.path = None
-            self.say("no_log_file", folder=logs, reason=problem.strerror or str(problem))
+            self.say("no_log_file", folder=logs, reason=os_reason(problem))
 
     def check_locked(self) -> CheckResult:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -209,7 +209,7 @@ class Check(Job[CheckResult]):
                 run = self.run_child("check_engines.py", [str(job_path)], cwd=cwd, stop_code="stopping_check")
             except OSError as problem:
                 return self.result(
-                    "failed", msg("child_cannot_start", python=self.child.interpreter(), reason=problem.strerror)
+                    "failed", msg("child_cannot_start", python=self.child.interpreter(), reason=os_reason(problem))
                 )
             if run.cancelled:
                 return self.result("cancelled", msg("check_cancelled"))
@@ -219,7 +219,7 @@ class Check(Job[CheckResult]):
             return self.conclude(manifest, variant, engine_dir, before, run, partial_image, image_path)
         except OSError as problem:
             return self.result(
-                "failed", msg("check_cannot_write", path=problem.filename or job_path, reason=problem.strerror)
+                "failed", msg("check_cannot_write", path=problem.filename or job_path, reason=os_reason(problem))
             )
         finally:
             job_path.unlink(missing_ok=True)
@@ -260,7 +260,7 @@ class Check(Job[CheckResult]):
                     partial_image.replace(image_path)
                     image = image_path
                 except OSError as problem:
-                    self.say("check_image_not_kept", path=image_path, reason=problem.strerror or str(problem))
+                    self.say("check_image_not_kept", path=image_path, reason=os_reason(problem))
             result = self.result("passed", msg("check_passed_quick"), image_path=image, **measured)
             result.reason = msg("check_passed", speed=result.speed or result.numbers())
         self.record(manifest, variant, result)
@@ -316,7 +316,7 @@ class Check(Job[CheckResult]):
         try:
             write_manifest(self.folder, fresh)
         except OSError as problem:
-            self.say("check_record_unwritten", reason=problem.strerror or str(problem))
+            self.say("check_record_unwritten", reason=os_reason(problem))
             return
         result.variant = variant
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sdprep import derive
 from sdprep.jobs.process import ChildProcess, ChildSpec, InterpreterSource
-from sdprep.messages import Message, Problem, Size, error, msg, warning
+from sdprep.messages import Message, Problem, Quote, Size, error, msg, os_reason, warning
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import FP8_MIN_COMPUTE_CAPABILITY, PROFILES
@@ -126,20 +126,20 @@ class Environment:
         problems: list[Message] = []
         torch, trt, sd = self.torch, self.tensorrt, self.streamdiffusion
         if torch.get("error"):
-            problems.append(msg("env_torch_import", error=torch["error"]))
+            problems.append(msg("env_torch_import", error=Quote(torch["error"])))
         elif not torch.get("cuda"):
             problems.append(msg("env_cpu_torch", version=torch.get("version") or "?"))
         elif not torch.get("cuda_available"):
             problems.append(msg("env_no_cuda", version=torch.get("version") or "?", cuda=torch.get("cuda")))
         if trt.get("error"):
-            problems.append(msg("env_tensorrt_import", error=trt["error"]))
+            problems.append(msg("env_tensorrt_import", error=Quote(trt["error"])))
         if sd.get("error") and not sd.get("wrapper_params"):
             if sd.get("installed") and sd.get("failed_module") not in (None, "streamdiffusion"):
-                problems.append(msg("env_sd_broken", module=sd["failed_module"], error=sd["error"]))
+                problems.append(msg("env_sd_broken", module=sd["failed_module"], error=Quote(sd["error"])))
             elif sd.get("installed") is False or "No module named 'streamdiffusion'" in str(sd["error"]):
                 problems.append(msg("env_sd_missing"))
             else:
-                problems.append(msg("env_sd_import", error=sd["error"]))
+                problems.append(msg("env_sd_import", error=Quote(sd["error"])))
         elif sd and not sd.get("has_config_loader", False):
             problems.append(msg("env_no_config_loader"))
         return problems
@@ -263,9 +263,7 @@ def _run_probe(spec: ChildSpec, timeout: float) -> Environment:
     try:
         child = ChildProcess.start(spec, "probe_environment.py", [])
     except OSError as problem:
-        raise ProbeError(
-            msg("probe_cannot_start", python=interpreter, reason=problem.strerror or str(problem))
-        ) from None
+        raise ProbeError(msg("probe_cannot_start", python=interpreter, reason=os_reason(problem))) from None
     deadline = time.monotonic() + timeout
     report: dict[str, Any] | None = None
     tail: list[str] = []

@@ -24,6 +24,7 @@ import psutil
 
 from sdprep.child.protocol import EVENT_PREFIX
 from sdprep.messages import Message, msg
+from sdprep.paths import user_path
 
 CHILD_DIR = Path(__file__).resolve().parents[1] / "child"  # the scripts run by path in the build Python
 PYTHON_ENV = "SDPREP_PYTHON"
@@ -38,7 +39,7 @@ BUILD_VENV_ENV = "SDPREP_BUILD_VENV"
 
 def build_venv() -> Path:
     configured = os.environ.get(BUILD_VENV_ENV)
-    return Path(configured).expanduser().resolve() if configured else APP_ROOT / ".venv-build"
+    return user_path(configured).resolve() if configured else APP_ROOT / ".venv-build"
 
 
 InterpreterSource = Literal["flag", "environment", "build_venv", "app"]

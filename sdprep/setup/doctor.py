@@ -16,7 +16,7 @@ from typing import Any
 from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
-from sdprep.messages import Message, Size, msg
+from sdprep.messages import Message, Quote, Size, msg, os_reason
 from sdprep.setup.failures import explain
 
 SELF_TEST_TIMEOUT = 180.0  # seconds: a hung driver must not hold the page or the terminal forever
@@ -64,14 +64,14 @@ def diagnose(report: CheckReport) -> Message:
                 "doctor_broken_dependency",
                 package=package,
                 module=module,
-                error=error,
+                error=Quote(error),
                 fix=found or msg("fix_setup_upgrade"),
             )
         if "No module named" in error and module == package:
             return msg("doctor_not_installed", package=package)
     log = "\n".join(str(line) for line in details.get("tensorrt_log") or [])
     found = explain("\n".join([error, log, *report_tail(report)]))
-    return found or msg("doctor_failed_plain", error=error or msg("unknown"))
+    return found or msg("doctor_failed_plain", error=Quote(error) if error else msg("unknown"))
 
 
 def report_tail(report: CheckReport) -> list[str]:
@@ -155,7 +155,7 @@ class Doctor(Job[DoctorResult]):
                 run = self.run_child("self_test.py", [str(job)], on_record=self.on_record, stop_code="stopping_doctor")
             except OSError as problem:
                 return self.result(
-                    "unavailable", msg("child_cannot_start", python=self.child.interpreter(), reason=problem.strerror)
+                    "unavailable", msg("child_cannot_start", python=self.child.interpreter(), reason=os_reason(problem))
                 )
             finally:
                 watchdog.cancel()

@@ -26,8 +26,8 @@ from typing import Any
 from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildProcess, ChildSpec, venv_python
 from sdprep.jobs.progress import JobEvent
-from sdprep.messages import Message, Size, msg
-from sdprep.paths import atomic_write_text
+from sdprep.messages import Message, Size, msg, os_reason
+from sdprep.paths import atomic_write_text, user_path
 from sdprep.setup.doctor import CheckReport, Doctor
 from sdprep.setup.driver import driver_version, version_text
 from sdprep.setup.failures import explain
@@ -68,7 +68,7 @@ class Setup(Job[SetupResult]):
 
     def __init__(self, request: SetupRequest, on_event: Callable[[JobEvent], None], cancel: threading.Event) -> None:
         self.request = request
-        self.target = Path(request.target).expanduser().resolve()
+        self.target = user_path(str(request.target)).resolve()
         self.partial = self.target.with_name(self.target.name + ".partial")
         super().__init__(ChildSpec(python=str(venv_python(self.partial)), gpu=request.gpu), on_event, cancel)
         self.timings: dict[str, float] = {}
@@ -83,7 +83,7 @@ class Setup(Job[SetupResult]):
             self.remove_partial()
             return self.result(
                 "failed",
-                msg("setup_os_error", path=problem.filename or self.target, reason=problem.strerror or str(problem)),
+                msg("setup_os_error", path=problem.filename or self.target, reason=os_reason(problem)),
             )
 
     # --- before anything is installed ------------------------------------------------------------------------

@@ -5,7 +5,8 @@ labels, and everything composed at run time (problems, build results, the enviro
 `word(message, lang)`. The CLI words the same Messages (English unless `--lang ru` or a Russian locale).
 
 Templates use str.format fields: `{name}`. A field whose value is a Message, a Size, a Duration or a Field is worded
-in the same language first, so no unit, label or nested reason stays English on a Russian page.
+in the same language first, so no unit, label or nested reason stays English on a Russian page; a Quote (another
+program's own words) is written as a `code span`, which the page shows as code.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any, Literal, get_args
 
-from sdprep.messages import Duration, Field, Message, Size
+from sdprep.messages import Duration, Field, Message, Quote, Size
 from sdprep.text import en, ru
 
 Lang = Literal["en", "ru"]
@@ -76,6 +77,8 @@ def _render(value: Any, lang: str, namer: FieldNamer) -> str:
         return human_duration(value.seconds, lang)
     if isinstance(value, Field):
         return namer(value.name, lang)
+    if isinstance(value, Quote):
+        return "`" + value.text.replace("`", "'") + "`"  # a code span: the page shows it as code, untranslated
     if value is None:
         return "—"
     if isinstance(value, bool):

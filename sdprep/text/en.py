@@ -706,5 +706,13 @@ TEXT: dict[str, str] = {
     "setup_python_fallback": "Python {wanted} is not available here (and uv may not download it): using Python {used}, which the fork also supports.",
     # --- the page: the library's introduction (the engines folder is the server's) ---------------------------
     "lib_intro_server": "Prepared models in this server's engines folder (shown under Engine output). Load one back into the form, or delete it.",
-    'aside_forced': 'Setting aside {path} and rebuilding it: Force rebuild.',
+    "aside_forced": "Setting aside {path} and rebuilding it: Force rebuild.",
+    # --- Why a file operation failed (sdprep.messages.os_reason): fragments that fill a sentence's {reason} ---
+    "os_denied": "permission denied (this user may not write or read there)",
+    "os_disk_full": "the disk is full",
+    "os_not_found": "no such file or folder",
+    "os_read_only": "the file system is read-only",
+    "os_not_a_folder": "a part of the path is a file, not a folder",
+    "os_is_a_folder": "it is a folder, not a file",
+    "os_name_too_long": "the name is too long for the file system",
 }

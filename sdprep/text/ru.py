@@ -707,5 +707,13 @@ TEXT: dict[str, str] = {
     "setup_python_fallback": "Python {wanted} здесь нет (и uv не может его скачать): беру Python {used}, который форк тоже поддерживает.",
     # --- the page: the library's introduction (the engines folder is the server's) ---------------------------
     "lib_intro_server": "Подготовленные модели в папке движков этого сервера (она указана в разделе «Куда собирать»). Можно загрузить в форму или удалить.",
-    'aside_forced': 'Откладываю {path} и пересобираю: выбрана принудительная пересборка.',
+    "aside_forced": "Откладываю {path} и пересобираю: выбрана принудительная пересборка.",
+    # --- Why a file operation failed (sdprep.messages.os_reason): fragments that fill a sentence's {reason} ---
+    "os_denied": "нет прав доступа (этому пользователю туда нельзя писать или читать)",
+    "os_disk_full": "диск заполнен",
+    "os_not_found": "нет такого файла или папки",
+    "os_read_only": "файловая система только для чтения",
+    "os_not_a_folder": "часть пути — файл, а не папка",
+    "os_is_a_folder": "это папка, а не файл",
+    "os_name_too_long": "имя слишком длинное для файловой системы",
 }

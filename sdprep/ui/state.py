@@ -23,6 +23,7 @@ from sdprep.jobs.environment import Environment
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.params import DEFAULTS
+from sdprep.paths import user_path
 
 _HOLDER = "_sdprep_ui_server_state"
 _create = threading.Lock()
@@ -64,7 +65,7 @@ def child_spec() -> ChildSpec:
 
 def engines_root() -> Path:
     """The one engines folder this server builds into, lists and deletes in (--engines-dir / $SDPREP_ENGINES_DIR)."""
-    return Path(os.environ.get(ENGINES_DIR_ENV) or DEFAULTS.engines_dir).expanduser().resolve()
+    return user_path(os.environ.get(ENGINES_DIR_ENV) or str(DEFAULTS.engines_dir)).resolve()
 
 
 def last_environment() -> Environment | None:

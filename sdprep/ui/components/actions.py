@@ -15,7 +15,7 @@ from gradio.blocks import Block
 
 from sdprep.config_load import ConfigError, load_params
 from sdprep.messages import Message, has_errors, msg
-from sdprep.paths import inside
+from sdprep.paths import inside, user_path
 from sdprep.save import save_config
 from sdprep.ui import state
 from sdprep.ui.components import build
@@ -70,7 +70,7 @@ def save(form: Form, values: dict[Block, Any]) -> list[Message]:
 def config_path(typed: str) -> Path | None:
     """A typed config path, relative to the engines folder (or absolute), if it lies inside it; else None."""
     root = state.engines_root()
-    path = Path(typed.strip()).expanduser()
+    path = user_path(typed.strip())
     path = path if path.is_absolute() else root / path
     return path if inside(root, path) else None
 

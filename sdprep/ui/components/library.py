@@ -13,7 +13,7 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.engines import DeleteRefused, PreparedModel, delete_model, list_models
-from sdprep.messages import msg
+from sdprep.messages import msg, os_reason
 from sdprep.text import t
 from sdprep.ui import state
 from sdprep.ui.components.actions import fill_outputs, load_into_form
@@ -126,7 +126,7 @@ def delete(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     except DeleteRefused as refused:
         said = msg("lib_refused", error=refused.message)
     except OSError as problem:
-        said = msg("lib_refused", error=problem.strerror or str(problem))
+        said = msg("lib_refused", error=os_reason(problem))
     else:
         said = msg("lib_deleted", path=deleted)
     return {**say(form, "lib_message", [said], lang), sure: False}

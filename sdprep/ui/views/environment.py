@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import time
 
 from sdprep.jobs.background import BackgroundJob
@@ -10,11 +9,12 @@ from sdprep.jobs.environment import Environment, chosen_by
 from sdprep.jobs.job import JobResult
 from sdprep.messages import Message
 from sdprep.text import TABLE, human_duration, human_size, t, word
+from sdprep.ui.views.html import prose
 
 
 def environment_markdown(environment: Environment | None, error: Message | None, lang: str) -> str:
     if error is not None:
-        return t("env_error", lang, error=html.escape(word(error, lang)))
+        return t("env_error", lang, error=prose(word(error, lang)))
     if environment is None:
         return t("env_not_checked", lang)
     summary = environment.summary()
@@ -53,7 +53,7 @@ def environment_markdown(environment: Environment | None, error: Message | None,
     missing = environment.missing()
     lines.append("")
     if missing:
-        lines += [f"**{t('env_missing', lang)}**", ""] + [f"- {html.escape(word(line, lang))}" for line in missing]
+        lines += [f"**{t('env_missing', lang)}**", ""] + [f"- {prose(word(line, lang))}" for line in missing]
     else:
         lines.append(t("env_ready", lang))
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(environment.probed_at))
@@ -68,7 +68,7 @@ def banner_markdown(environment: Environment | None, lang: str) -> str:
     missing = environment.missing()
     if not missing:
         return ""
-    items = "\n".join(f"- {html.escape(word(line, lang))}" for line in missing)
+    items = "\n".join(f"- {prose(word(line, lang))}" for line in missing)
     return f"{t('banner_cannot_build', lang)}\n\n{items}\n\n{t('banner_setup', lang)}"
 
 
@@ -89,7 +89,7 @@ def job_progress(job: BackgroundJob[JobResult], lang: str) -> str:
             outcome=t(f"out_{job.result.outcome}", lang),
             elapsed=human_duration(job.result.duration, lang),
         )
-        return f"{ended}  \n{html.escape(word(job.result.reason, lang))}"
+        return f"{ended}  \n{prose(word(job.result.reason, lang))}"
     stages = [event for event in job.events if event.kind == "stage"]
     if not stages:
         return t("prog_starting", lang, elapsed=elapsed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from string import Template
 from typing import Any
 
@@ -19,3 +20,21 @@ def render(template: str, **values: Any) -> Markup:
 
 def join(parts: list[Markup]) -> Markup:
     return Markup("".join(parts))
+
+
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def prose(text: str) -> Markup:
+    """A worded sentence as HTML: escaped, its `code spans` (a command, a program's own words) as <code>.
+
+    Works in gr.HTML and gr.Markdown alike (Markdown passes the tags through), so an exception quoted inside a
+    Russian sentence is shown as code, not as an English phrase in the text.
+    """
+    parts = _CODE_SPAN.split(text)
+    return join(
+        [
+            render("<code>$code</code>", code=part) if index % 2 else render("$text", text=part)
+            for index, part in enumerate(parts)
+        ]
+    )

@@ -14,6 +14,7 @@ from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent, stage_message
 from sdprep.messages import Message, Size
 from sdprep.text import field_label, human_duration, t, word
+from sdprep.ui.views.html import prose
 
 LOG_MAX_LINES = 400
 _MARKERS = {"stage": "==>", "log": "   ", "waiting": "...", "raw": "  |"}
@@ -48,7 +49,7 @@ FENCE = "`" * 3
 def reason_markdown(reason: Message | str, lang: str) -> str:
     """Why a job ended, for Markdown: worded and escaped; an error in the child's own words as a code block."""
     if not isinstance(reason, Message) or reason.code not in CHILD_ERRORS:
-        return html.escape(word(reason, lang))
+        return prose(word(reason, lang))
     params = reason.params
     lines = [f"{params.get('type') or 'Error'}: {params.get('detail') or ''}"]
     lines += [f"- {item}" for item in params.get("items") or []]
@@ -56,7 +57,7 @@ def reason_markdown(reason: Message | str, lang: str) -> str:
     parts = [t("res_child_error", lang), "", FENCE + "text", block, FENCE]
     hint = params.get("hint")
     if hint:
-        parts += ["", html.escape(word(hint, lang))]
+        parts += ["", prose(word(hint, lang))]
     return "\n".join(parts)
 
 
@@ -104,7 +105,7 @@ def _problems_list(result: JobResult, lang: str) -> list[str]:
         return []
     lines = [f"**{t('res_problems', lang)}**", ""]
     for p in result.problems:
-        where, what = html.escape(field_label(p.field, lang)), html.escape(word(p.message, lang))
+        where, what = html.escape(field_label(p.field, lang)), prose(word(p.message, lang))
         lines.append(f"- {t('sev_' + p.severity, lang)}: **{where}**: {what}")
     return [*lines, ""]
 
@@ -151,7 +152,7 @@ def check_markdown(check: CheckResult | None, lang: str) -> str:
     if check is None:
         return ""
     lines = [f"#### {t('chk_heading', lang)}: {t('chk_' + check.outcome, lang)}", ""]
-    headline = html.escape(word(check.speed, lang)) if check.speed else reason_markdown(check.reason, lang)
+    headline = prose(word(check.speed, lang)) if check.speed else reason_markdown(check.reason, lang)
     lines += [headline, "", html.escape("; ".join(word(part, lang) for part in check.numbers())), ""]
     if not check.ok:
         if check.speed:

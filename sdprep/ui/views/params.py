@@ -19,7 +19,7 @@ from sdprep.messages import Problem
 from sdprep.params import BakedParams
 from sdprep.profiles import profile_of, profile_values
 from sdprep.text import field_label, t, word
-from sdprep.ui.views.html import join, render
+from sdprep.ui.views.html import join, prose, render
 
 if TYPE_CHECKING:
     from sdprep.jobs.environment import Environment
@@ -33,7 +33,7 @@ def problems_html(problems: Iterable[Problem], lang: str) -> str:
             severity=problem.severity,
             label=t(f"sev_{problem.severity}", lang),
             field=field_label(problem.field, lang),
-            text=word(problem.message, lang),
+            text=prose(word(problem.message, lang)),
         )
         for problem in sorted(problems, key=lambda p: p.severity != "error")
     ]
