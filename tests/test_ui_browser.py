@@ -563,11 +563,6 @@ def test_russian_banner_when_the_machine_cannot_build(browser: Any, blocked_app:
         page.context.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the environment's missing-item messages embed the build Python's exception text, English "
-    "(\"No module named 'tensorrt'\"), as part of the sentence (env_tensorrt_import and friends)",
-)
 def test_russian_banner_has_no_english_sentence(browser: Any, blocked_app: RunningApp) -> None:
     page = open_page(browser, blocked_app, locale="ru-RU")
     try:
@@ -577,10 +572,6 @@ def test_russian_banner_has_no_english_sentence(browser: Any, blocked_app: Runni
         page.context.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="derive.parse_lora_json words lora_bad_json with the json module's own English message as {reason}",
-)
 def test_russian_lora_json_syntax_error(browser: Any, app: RunningApp) -> None:
     page = open_page(browser, app, query="?lang=ru")
     try:
