@@ -6,7 +6,7 @@ the folder's build_stats.json holds the last of the two (the encoder); the other
 livepeer writes neither. The stats hold stage timings, the engine's size, its batch and resolution range, and for
 FP8 the count of quantise/dequantise layers; not the precision, level or shapes asked for (those are the app's).
 
-Used after a build: each engine's build seconds go into build.json (estimate.py learns from them), and where the
+Used after a build: each engine's build seconds go into build.json (sdprep/estimate learns from them), and where the
 fork reports it, whether it honoured the profile (FP8 quantisation, the VAE's static or dynamic shapes).
 """
 

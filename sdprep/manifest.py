@@ -81,7 +81,7 @@ class VariantRecord:
     outcome: str = "built"
     stale: bool = False  # a later build replaced one of its engines
     profile: str | None = None
-    estimate: dict[str, Any] | None = None  # what estimate.py promised before the build
+    estimate: dict[str, Any] | None = None  # what sdprep/estimate promised before the build
     actual: dict[str, Any] | None = None  # what the build took: seconds, bytes per engine
     check: CheckRecord | None = None
 

@@ -1,4 +1,4 @@
-"""The estimate before a build (sdprep/estimate.py): the reference table, what earlier builds teach it, refusing what
+"""The estimate before a build (sdprep/estimate/): the reference table, what earlier builds teach it, refusing what
 cannot fit before anything runs, and what a build records against what it promised."""
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def little_disk(monkeypatch: pytest.MonkeyPatch) -> int:
     """A filesystem with 2 GiB free (the default build needs about 6 GiB), and no child may start."""
     free = 2 * GIB
     monkeypatch.delenv("SDPREP_ALLOW_LOW_DISK", raising=False)  # conftest sets it for every other test
-    monkeypatch.setattr(est, "disk_usage", lambda path: Usage(100 * GIB, 98 * GIB, free))
+    monkeypatch.setattr(est.report, "disk_usage", lambda path: Usage(100 * GIB, 98 * GIB, free))
     return free
 
 
@@ -201,7 +201,7 @@ def test_an_up_to_date_build_needs_no_space_but_a_forced_one_does(
     first, _ = build(make(tmp_path))
     assert first.outcome == "built"
     monkeypatch.delenv("SDPREP_ALLOW_LOW_DISK", raising=False)
-    monkeypatch.setattr(est, "disk_usage", lambda path: Usage(100 * GIB, 99 * GIB, GIB))
+    monkeypatch.setattr(est.report, "disk_usage", lambda path: Usage(100 * GIB, 99 * GIB, GIB))
     again, _ = build(make(tmp_path))
     assert again.outcome == "up_to_date"
     forced, _ = build(make(tmp_path), BuildOptions(child=OPTIONS.child, force=True))

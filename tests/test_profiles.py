@@ -59,7 +59,7 @@ def modelopt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def roomy_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """FP8 needs the fork's 28 GiB floor free; play a disk that has it."""
-    monkeypatch.setattr(est, "disk_usage", lambda path: Usage(2048 * est.GIB, 1024 * est.GIB, 1024 * est.GIB))
+    monkeypatch.setattr(est.report, "disk_usage", lambda path: Usage(2048 * est.GIB, 1024 * est.GIB, 1024 * est.GIB))
 
 
 @pytest.fixture

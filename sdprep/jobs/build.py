@@ -105,7 +105,7 @@ class Build(Job[BuildResult]):
         self.engine_dir = derive.engine_dir(params)
         self.variant = variant_id(derive.variant_name(params), self.config)
         self.guard = AsideGuard(self.engine_dir, time.strftime("%Y%m%d-%H%M%S"), self.say)
-        self.estimate: Estimate | None = None  # what this build promises (sdprep/estimate.py)
+        self.estimate: Estimate | None = None  # what this build promises (sdprep/estimate/)
         self.space_checked = False
         self.warnings: list[Problem] = []  # found during the build (free VRAM, what the fork reports)
         self.child_started: tuple[float, float] | None = None  # (elapsed, wall clock) when StreamDiffusion started

@@ -626,7 +626,7 @@ TEXT: dict[str, str] = {
     "sum_form_ok": "✔ The form has no problems (Save config only works).",
     # --- hardening: names the OS refuses ---------------------------------------------------------------------
     "name_too_long": "has a folder or file name of {length} characters; names can have at most {max}. Check what was pasted.",
-    # --- estimate before a build (sdprep/estimate.py) --------------------------------------------------------
+    # --- estimate before a build (sdprep/estimate/) --------------------------------------------------------
     "est_heading": "#### Estimate before building",
     "est_col_what": "What",
     "est_col_figure": "Estimate",
