@@ -91,6 +91,8 @@ def _shown(value: Any) -> str:
 def params_from_config(config: dict[str, Any], engines_dir: str | None = None) -> tuple[BakedParams, list[Message]]:
     """Read a StreamDiffusion config back into BakedParams, with notes on anything the form cannot show."""
     model = config.get("model_id")
+    if model is not None and not isinstance(model, str):
+        raise ConfigError(msg("config_bad_value", key="model_id", value=_shown(model), expected=msg("expect_text")))
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(msg("config_no_model"))
     notes: list[Message] = []

@@ -36,8 +36,13 @@ def _name(component: dict[str, Any]) -> str:
 class PageClient:
     """One page of the app at `url`: its session, and its events by api_name with values by component name."""
 
-    def __init__(self, url: str, timeout: float = 120.0, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self, url: str, timeout: float = 120.0, http: httpx.Client | None = None, deadline: float | None = None
+    ) -> None:
+        """`timeout`: for each HTTP request; `deadline`: for each event, start to result (TimeoutError after it,
+        although the server's heartbeats keep the stream alive)."""
         self.url = url.rstrip("/")
+        self.deadline = deadline
         self.http = http or httpx.Client(timeout=timeout)
         self._own_http = http is None
         self.session = uuid.uuid4().hex[:12]
@@ -86,8 +91,11 @@ class PageClient:
 
         names = self.endpoints[api_name].outputs
         current: list[Any] | None = None
+        give_up = time.monotonic() + self.deadline if self.deadline is not None else None
         with self.http.stream("GET", f"{self.url}/gradio_api/queue/data", params={"session_hash": self.session}) as sse:
             for line in sse.iter_lines():
+                if give_up is not None and time.monotonic() > give_up:
+                    raise TimeoutError(f"/{api_name} did not finish within {self.deadline} s")
                 if not line.startswith("data:"):
                     continue
                 message = json.loads(line[5:])

@@ -148,7 +148,7 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
     try:
         credentials = parse_auth(auth)
     except ValueError as problem:
-        print(f"{t('sev_error', lang)}: --auth: {problem}", file=sys.stderr)
+        print(f"{t('sev_error', lang)}: {problem}", file=sys.stderr)  # the message names --auth itself
         return 2
     if host in ("0.0.0.0", "::", "") and credentials is None:
         print(t("warn_open_server", lang, host=host or "0.0.0.0", port=port), file=sys.stderr, flush=True)
