@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs, on a fresh machine too: creates .venv, installs the dev requirements once,
-# then ruff (lint + format) and pytest. Extra arguments go to pytest, e.g. `bash run_tests.sh -k runner`.
+# then ruff (lint + format), mypy (strict, over sdprep and the entry) and pytest.
+# Extra arguments go to pytest, e.g. `bash run_tests.sh -k runner`.
 # Browser tests need Chromium (Debian: apt-get install chromium); without it they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,4 +17,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
 fi
 .venv/bin/python -m ruff check .
 .venv/bin/python -m ruff format --check .
+.venv/bin/python -m mypy
 .venv/bin/python -m pytest "$@"

@@ -47,7 +47,8 @@ MAX_THREADS = build.FOLLOWERS + 64  # Gradio's event slots: every follower of a 
 
 def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
     form = Form(runtime)
-    with gr.Blocks(title="StreamDiffusion model prep", analytics_enabled=False) as demo:
+    demo = gr.Blocks(title="StreamDiffusion model prep", analytics_enabled=False)
+    with demo:
         with gr.Row(equal_height=True):
             with gr.Column(scale=5):
                 gr.Markdown(label("title"), elem_id="title")

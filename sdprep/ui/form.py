@@ -7,12 +7,14 @@ here always use the server's own (ui.state.engines_root).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 from gradio.blocks import Block
 from gradio.components import Component
+from gradio.events import Dependency
 
 from sdprep.config import RuntimeDefaults
 from sdprep.messages import Field as MessageField
@@ -21,6 +23,7 @@ from sdprep.params import MAX_CONTROLNETS, PARAM_NAMES, SPECS, TYPES, BakedParam
 from sdprep.ui import state
 from sdprep.ui.widgets import widget_for
 
+B = TypeVar("B", bound=Block)
 CN_COUNT = "cn_count"  # the form's own field: how many ControlNet slots are part of the params
 NOT_FROM_PAGE = ("engines_dir",)  # shown on the page, set by the server
 
@@ -57,9 +60,17 @@ class Form:
             if spec.section == section and name not in self.fields and spec.cli != "custom":
                 self.add(name)
 
-    def part(self, name: str, block: Any) -> Any:
+    def part(self, name: str, block: B) -> B:
         self.parts[name] = block
         return block
+
+    def get(self, name: str, kind: type[B]) -> B:
+        """A named part as the component it is (a Button to click, a Textbox to submit), checked, for typed wiring."""
+        return _as(self.parts[name], kind, name)
+
+    def field(self, name: str, kind: type[B]) -> B:
+        """A form field as the component it is (a Checkbox, a Dropdown), checked."""
+        return _as(self.fields[name], kind, name)
 
     # --- reading -------------------------------------------------------------------------------------------
     def inputs(self) -> set[Block]:
@@ -70,6 +81,10 @@ class Form:
         if self.lang is not None:
             components.add(self.lang)
         return components
+
+    def language_input(self) -> set[Block]:
+        """The inputs that carry the page's language (none before language.render ran)."""
+        return {self.lang} if self.lang is not None else set()
 
     def language(self, values: dict[Block, Any]) -> str:
         return str(values.get(self.lang) or "en") if self.lang is not None else "en"
@@ -121,6 +136,21 @@ class Form:
                 value = getattr(slot, name)
                 updates[component] = ("" if value is None else str(value)) if name == "conditioning_channels" else value
         return updates, notes
+
+
+def on(block: Block, event: str) -> Callable[..., Dependency]:
+    """`block`'s listener for `event` ("change", "input"): Gradio declares events per component class, so a field
+    held as a Component shows none to the type checker."""
+    listener: Callable[..., Dependency] | None = getattr(block, event, None)
+    if listener is None or not callable(listener):
+        raise TypeError(f"{type(block).__name__} has no {event} event")
+    return listener
+
+
+def _as(block: Block, kind: type[B], name: str) -> B:
+    if not isinstance(block, kind):
+        raise TypeError(f"{name} is a {type(block).__name__}, not a {kind.__name__}")
+    return block
 
 
 def _offers(component: Component, value: Any) -> bool:

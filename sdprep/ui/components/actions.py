@@ -96,7 +96,7 @@ def fill_outputs(form: Form) -> list[Block]:
 
 
 def listen(form: Form) -> None:
-    lang_input = {form.lang} if form.lang is not None else set()
+    lang_input = form.language_input()
     page_build = {form.parts["job"], form.parts["refused"]}
     said = [form.parts["message"], form.parts["message_said"]]
 
@@ -127,7 +127,7 @@ def listen(form: Form) -> None:
         return {**updates, **answer(values, messages)}
 
     build_view = build.outputs(form)
-    form.events["save"] = form.parts["save"].click(
+    form.events["save"] = form.get("save", gr.Button).click(
         save_config_only,
         inputs={*form.inputs(), *page_build},
         outputs=[*said, *build_view],
@@ -136,8 +136,8 @@ def listen(form: Form) -> None:
     )
     load_inputs = {form.parts["load_path"], *page_build, *lang_input}
     for trigger, name in (
-        (form.parts["load"].click, "load_config"),
-        (form.parts["load_path"].submit, "load_config_enter"),
+        (form.get("load", gr.Button).click, "load_config"),
+        (form.get("load_path", gr.Textbox).submit, "load_config_enter"),
     ):
         trigger(
             load_config,
@@ -146,7 +146,7 @@ def listen(form: Form) -> None:
             api_name=name,
             concurrency_limit=None,
         )
-    form.parts["load_upload"].upload(
+    form.get("load_upload", gr.File).upload(
         load_uploaded,
         inputs={form.parts["load_upload"], *page_build, *lang_input},
         outputs=[*fill_outputs(form), *said, *build_view],

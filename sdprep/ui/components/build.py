@@ -218,7 +218,7 @@ def redraw(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
 
 
 def listen(form: Form) -> None:
-    lang_input = {form.lang} if form.lang is not None else set()
+    lang_input = form.language_input()
 
     async def build(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
         # The build's view replaces what Save or Load said before it.
@@ -234,7 +234,7 @@ def listen(form: Form) -> None:
         async for update in follow_on_load(form, values):
             yield update
 
-    build_event = form.parts["build"].click(
+    build_event = form.get("build", gr.Button).click(
         build,
         inputs={*form.inputs(), form.parts["force"], form.parts["check"], form.parts["job"]},
         outputs=[*outputs(form), form.parts["message"], form.parts["message_said"]],
@@ -252,7 +252,7 @@ def listen(form: Form) -> None:
         concurrency_id="builds",
         show_progress="hidden",
     )
-    cancel_event = form.parts["cancel"].click(
+    cancel_event = form.get("cancel", gr.Button).click(
         cancel_build,
         inputs={form.parts["job"], *lang_input},
         outputs=outputs(form),
@@ -262,7 +262,7 @@ def listen(form: Form) -> None:
         concurrency_id="cancel",
     )
     form.events.update(build=build_event, follow=follow_event, cancel=cancel_event)
-    form.parts["log"].change(None, js=FOLLOW_LOG_JS, show_progress="hidden", queue=False)
+    form.get("log", gr.Textbox).change(None, js=FOLLOW_LOG_JS, show_progress="hidden", queue=False)
     if form.lang is not None:
 
         def redraw_build(values: dict[Block, Any]) -> dict[Block, Any]:

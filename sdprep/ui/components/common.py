@@ -12,7 +12,6 @@ from sdprep.params import SPECS
 from sdprep.text import word
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
-from sdprep.ui.views.html import prose
 
 
 def heading(key: str) -> gr.Markdown:
@@ -41,7 +40,7 @@ def message_box(form: Form, name: str, elem_id: str) -> gr.Markdown:
 def say(form: Form, name: str, messages: list[Message], lang: str) -> dict[Block, Any]:
     """Updates that show `messages` (one per line) in the box `name`, replacing what it said before."""
     return {
-        form.parts[name]: "  \n".join(prose(word(message, lang)) for message in messages),
+        form.parts[name]: "  \n".join(word(message, lang) for message in messages),
         form.parts[f"{name}_said"]: list(messages),
     }
 

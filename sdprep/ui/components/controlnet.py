@@ -11,12 +11,13 @@ from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
+from gradio.components import Component
 
 from sdprep import derive
 from sdprep.family import DEFAULT_CONTROLNETS, controlnet_family, controlnet_for
 from sdprep.params import DEFAULTS, MAX_CONTROLNETS, PREPROCESSORS
 from sdprep.ui.components.common import footer, heading
-from sdprep.ui.form import CN_COUNT, Form
+from sdprep.ui.form import CN_COUNT, Form, on
 from sdprep.ui.i18n import label
 
 DEFAULT_COUNT = 1
@@ -53,7 +54,12 @@ def render(form: Form) -> None:
                         value="", placeholder="3", label=label("f_slot_conditioning_channels"), scale=1
                     )
                     enabled = gr.Checkbox(value=True, label=label("f_slot_enabled"), scale=1)
-            slot = {"model_id": model, "preprocessor": pre, "conditioning_channels": channels, "enabled": enabled}
+            slot: dict[str, Component] = {
+                "model_id": model,
+                "preprocessor": pre,
+                "conditioning_channels": channels,
+                "enabled": enabled,
+            }
             for name, component in slot.items():
                 component.elem_id = f"cn{index}-{name}"
             form.slots.append(slot)
@@ -102,7 +108,7 @@ def listen(form: Form) -> None:
         return follow_family(form, values) or {slot_ids[0]: gr.update()}
 
     for name in ("model", "model_family"):
-        form.fields[name].change(
+        on(form.fields[name], "change")(
             follow,
             inputs={form.fields["model"], form.fields["model_family"], *slot_ids},
             outputs=slot_ids,

@@ -140,7 +140,7 @@ def outputs(form: Form) -> list[Block]:
 
 
 def listen(form: Form) -> None:
-    lang_input = {form.lang} if form.lang is not None else set()
+    lang_input = form.language_input()
     output = form.parts["environment"]
 
     def check_environment(values: dict[Block, Any]) -> str:
@@ -160,8 +160,8 @@ def listen(form: Form) -> None:
         return show(lang, refresh=None)
 
     for button, fn, name in (
-        (form.parts["env_check"], check_environment, "probe_environment"),
-        (form.parts["env_refresh"], probe_again, "reprobe_environment"),
+        (form.get("env_check", gr.Button), check_environment, "probe_environment"),
+        (form.get("env_refresh", gr.Button), probe_again, "reprobe_environment"),
     ):
         form.events[name] = button.click(
             fn, inputs=lang_input, outputs=output, api_name=name, concurrency_limit=1, concurrency_id="probe"
@@ -193,7 +193,7 @@ def listen(form: Form) -> None:
             yield {form.parts["setup_cancel"]: gr.Button(interactive=False)}
 
     setup_inputs = {form.parts["setup_cuda"], form.parts["setup_fork"], form.parts["setup_upgrade"], *lang_input}
-    setup_event = form.parts["setup"].click(
+    setup_event = form.get("setup", gr.Button).click(
         set_up,
         inputs=setup_inputs,
         outputs=outputs(form),
@@ -201,7 +201,7 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
         concurrency_id="setup",
     )
-    doctor_event = form.parts["doctor"].click(
+    doctor_event = form.get("doctor", gr.Button).click(
         self_test,
         inputs=lang_input,
         outputs=outputs(form),
@@ -209,7 +209,7 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
         concurrency_id="setup",
     )
-    form.parts["setup_cancel"].click(
+    form.get("setup_cancel", gr.Button).click(
         cancel_job,
         inputs=lang_input,
         outputs=[form.parts[name] for name in ("setup_progress", "setup_log", "setup_cancel", "setup", "doctor")],

@@ -15,7 +15,7 @@ from sdprep import derive
 from sdprep.family import DEFAULT_IPADAPTERS, ipadapter_family
 from sdprep.params import DEFAULTS
 from sdprep.ui.components.common import footer, heading
-from sdprep.ui.form import Form
+from sdprep.ui.form import Form, on
 from sdprep.ui.i18n import label
 
 
@@ -62,7 +62,7 @@ def listen(form: Form) -> None:
         return follow_family(form, values) or {paths[0]: gr.update()}
 
     for name in ("model", "model_family"):
-        form.fields[name].change(
+        on(form.fields[name], "change")(
             follow,
             inputs={form.fields["model"], form.fields["model_family"], *paths},
             outputs=paths,

@@ -29,7 +29,7 @@ def render(form: Form) -> None:
 
 def listen(form: Form, demo: gr.Blocks) -> None:
     assert form.lang is not None
-    switch = form.parts["language"]
+    switch = form.get("language", gr.Radio)
 
     def detect(locale: str) -> tuple[str, str]:
         lang = lang_of(locale)

@@ -161,24 +161,24 @@ def listen(form: Form) -> None:
             concurrency_limit=None,
         )
 
-    form.parts["lib_refresh"].click(
+    form.get("lib_refresh", gr.Button).click(
         list_library, inputs=refresh_inputs, outputs=listing, api_name="library_list", concurrency_limit=None
     )
-    form.parts["lib_model"].input(
+    form.get("lib_model", gr.Dropdown).input(
         variants,
         inputs={form.parts["lib_model"], *lang_input},
         outputs=[form.parts["lib_variant"], form.parts["lib_load"]],
         api_name="library_variants",
         concurrency_limit=None,
     )
-    form.parts["lib_load"].click(
+    form.get("lib_load", gr.Button).click(
         load_variant,
         inputs={form.parts["lib_model"], form.parts["lib_variant"], *lang_input},
         outputs=[*fill_outputs(form), form.parts["lib_message"], form.parts["lib_message_said"]],
         api_name="library_load",
         concurrency_limit=None,
     )
-    delete_event = form.parts["lib_delete"].click(
+    delete_event = form.get("lib_delete", gr.Button).click(
         delete_selected,
         inputs={form.parts["lib_model"], form.parts["lib_sure"], *lang_input},
         outputs=[form.parts["lib_message"], form.parts["lib_message_said"], form.parts["lib_sure"]],

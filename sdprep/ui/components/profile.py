@@ -20,7 +20,7 @@ from sdprep.profiles import PROFILE_NAMES, profile_of, profile_values
 from sdprep.text import t
 from sdprep.ui import state
 from sdprep.ui.components.common import footer, heading
-from sdprep.ui.form import Form
+from sdprep.ui.form import Form, on
 from sdprep.ui.i18n import label
 from sdprep.ui.views.params import profile_availability
 
@@ -47,7 +47,7 @@ def render(form: Form) -> None:
 
 def listen(form: Form) -> None:
     fields = [form.fields[name] for name in ("static_shapes", "opt_level", "fp8")]
-    radio = form.parts["profile"]
+    radio = form.get("profile", gr.Radio)
 
     def apply(values: dict[Block, Any]) -> dict[Block, Any]:
         name = values.get(radio)
@@ -57,13 +57,14 @@ def listen(form: Form) -> None:
         return {form.fields[key]: value for key, value in chosen.items()}
 
     def name_of(values: dict[Block, Any]) -> str:
-        chosen = {name: values.get(form.fields[name]) for name in ("static_shapes", "opt_level", "fp8")}
-        return profile_of(replace(DEFAULTS, **chosen))
+        static, level, fp8 = (values.get(component) for component in fields)
+        level = int(level) if isinstance(level, (int, float)) else DEFAULTS.opt_level
+        return profile_of(replace(DEFAULTS, static_shapes=bool(static), opt_level=level, fp8=bool(fp8)))
 
     # .input: only a person's choice; the fields' change then names the profile back (custom when none fits).
     radio.input(apply, inputs={radio}, outputs=fields, api_name="profile_apply", show_progress="hidden", queue=False)
     for component in fields:
-        component.change(
+        on(component, "change")(
             name_of,
             inputs=set(fields),
             outputs=radio,

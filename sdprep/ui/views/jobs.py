@@ -96,8 +96,8 @@ def progress_markdown(job: BuildJob, position: int, lang: str, now: float | None
     line = t(
         "prog_running", lang, stage=word(last.message, lang), since=human_duration(last.elapsed, lang), elapsed=elapsed
     )
-    done = stage_durations(events, None)
-    return "  \n".join([line, what, *([_stages_line(done, lang)] if done else [])])
+    finished = stage_durations(events, None)
+    return "  \n".join([line, what, *([_stages_line(finished, lang)] if finished else [])])
 
 
 def _problems_list(result: JobResult, lang: str) -> list[str]:

@@ -65,7 +65,7 @@ def route_problems(problems: list[Problem], sections: dict[str, tuple[str, ...]]
     return routed
 
 
-def _safe(compute: Callable[[], Any], fallback: str) -> Any:
+def _safe(compute: Callable[[], Any], fallback: str | None) -> Any:
     """A derived value, or `fallback` while the form holds values it cannot be derived from (shown as errors)."""
     try:
         return compute()
