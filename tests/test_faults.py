@@ -393,7 +393,7 @@ def test_disk_full_while_writing_config_yaml_keeps_the_earlier_one(
     result = build(make(tmp_path, denoise_steps=2))
     assert failed, "the fault was not injected"
     assert result.outcome == "failed"
-    assert_one_clear_line(result.reason, "config.yaml could not be written", "No space left on device")
+    assert_one_clear_line(result.reason, "config.yaml could not be written", "the disk is full")
     assert config_path.read_bytes() == before
     assert not temp_leftovers(config_path.parent), "the half-written temp file is removed"
     monkeypatch.setattr(os, "fsync", real_fsync)
@@ -422,7 +422,7 @@ def test_disk_full_everywhere_is_a_clear_failure(
     monkeypatch.setattr(os, "fsync", full_disk_fsync)
     result = build(make(tmp_path, denoise_steps=2))
     assert result.outcome == "failed"
-    assert_one_clear_line(result.reason, "No space left on device")
+    assert_one_clear_line(result.reason, "the disk is full")
     assert config_path.read_bytes() == before
     assert not temp_leftovers(config_path.parent)
     monkeypatch.setattr(os, "fsync", real_fsync)
@@ -520,7 +520,7 @@ def test_read_only_model_folder_fails_with_a_clear_reason(
         result = build(make(tmp_path, denoise_steps=2))
     assert guard.refused, "the fault was not injected"
     assert result.outcome == "failed"
-    assert_one_clear_line(result.reason, "Permission denied", str(folder))
+    assert_one_clear_line(result.reason, "permission denied", str(folder))
     assert config_path.read_bytes() == before
     after = next_build_works(tmp_path, config_path)
     fault_figures("read-only model folder inside a writable engines folder", result, True, after)
