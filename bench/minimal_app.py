@@ -17,7 +17,7 @@ import gradio as gr
 def create_demo() -> gr.Blocks:
     with gr.Blocks(title="minimal", analytics_enabled=False) as demo:
         gr.Markdown("# Minimal Gradio app")
-        name = gr.Textbox(label="Name")
+        name = gr.Textbox(label="Name", elem_id="name")
         button = gr.Button("Greet")
         output = gr.Markdown()
         button.click(lambda text: f"Hello {text}!", inputs=name, outputs=output, api_name="greet")

@@ -1,9 +1,9 @@
-"""Run the fault suite and write docs/reliability.md from the figures it records.
+"""Run the fault suite and the hardening tests, and write docs/reliability.md from the figures they record.
 
-    python bench/reliability.py            runs `pytest tests/test_faults.py`, then renders the document
-    python bench/reliability.py --no-run   renders from the last run's tests/artifacts/reliability.json
+    python bench/reliability.py            runs `pytest tests/test_faults.py tests/test_hardening.py`, then renders
+    python bench/reliability.py --no-run   renders from the last run's tests/artifacts/{reliability,hardening}.json
 
-The suite (tests/test_faults.py) asserts; this only reports what it measured: counts, reasons, durations.
+The tests assert; this only reports what they measured: counts, reasons, durations, the messages people read.
 """
 
 from __future__ import annotations
@@ -19,6 +19,166 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "tests" / "artifacts" / "reliability.json"
+HARDENING = ROOT / "tests" / "artifacts" / "hardening.json"
+BEFORE = "018410e"  # the tree the adversarial pass broke, before the fixes
+
+# Each defect the adversarial pass found (issue 10), the test that shows it fixed, and what that test met when it was
+# run against the tree before the fixes (imports adapted to that tree's names, nothing else).
+DEFECTS: list[tuple[str, str, str, str]] = [
+    (
+        "A request chose the engines folder: list, load, delete and Save anywhere",
+        "test_no_request_reaches_outside_the_engines_folder",
+        "`/library_list(engines_dir=<outside>)` listed the victim; delete and Save followed the request's folder",
+        "outside",
+    ),
+    (
+        "Load config read `/dev/zero` (CLI `--from-config`)",
+        "test_cli_from_config_refuses_special_and_huge_files_at_once[dev-zero]",
+        "`error: MemoryError` after filling the 2 GiB the test allows",
+        "special_files:--from-config dev-zero",
+    ),
+    (
+        "… a FIFO",
+        "…[fifo]",
+        "hung; killed after 30 s",
+        "special_files:--from-config fifo",
+    ),
+    (
+        "… 9 MB of YAML",
+        "…[9mb-file]",
+        "still parsing after 30 s; killed",
+        "special_files:--from-config 9mb-file",
+    ),
+    (
+        "`/dev/zero` or a FIFO accepted as a model, LoRA, ControlNet, IP-Adapter",
+        "test_special_files_are_refused_as_weights (5 cases)",
+        "accepted, config.yaml written (exit 0)",
+        "special_files:--model /dev/zero",
+    ),
+    (
+        "45 page requests to load a FIFO froze the server",
+        "test_load_config_of_a_fifo_does_not_hold_the_server",
+        "every request still waiting after 20 s; the server answered nothing else",
+        "fifo_loads",
+    ),
+    (
+        "A 9 MB upload cost 33 s of CPU",
+        "test_an_upload_over_the_limit_is_refused_at_once",
+        "upload taken (HTTP 200) and parsed",
+        "upload_9mb",
+    ),
+    (
+        "64 waiting builds filled Gradio's queue: form changes and Cancel refused",
+        "test_form_changes_and_cancel_answer_with_80_builds_waiting",
+        "HTTP 503 (queue full) at the 65th build; after the redesign, before the last fix, the pages following "
+        "builds took all 40 of Gradio's event slots and form changes never answered",
+        "flood",
+    ),
+    (
+        "A model deleted while it builds",
+        "test_delete_while_building_is_refused_and_the_build_goes_on[rebuild]",
+        "deleted (no refusal); the first build of a model was refused only because no build.json existed yet",
+        "races:delete during a rebuild",
+    ),
+    (
+        "Two builds of one model on two GPUs wrote the same files at once",
+        "test_two_builds_of_one_model_on_two_gpus_take_turns_and_both_are_recorded",
+        "the two build children ran at the same time (3 s overlap)",
+        "races:two GPUs, one model",
+    ),
+    (
+        "Two checkpoints with one file name shared a folder",
+        "test_two_checkpoints_with_the_same_file_name_get_their_own_folders",
+        "one folder; the second config replaced the first",
+        "races:two checkpoints named dreamshaper.safetensors",
+    ),
+    (
+        "Relative LoRA / ControlNet / IP-Adapter paths written as typed",
+        "test_relative_lora_controlnet_and_ipadapter_paths_are_written_absolute",
+        "`loras/style.safetensors` in lora_dict",
+        "files:relative paths",
+    ),
+    (
+        "config.yaml, build.json, configs/*.yaml created 0600 under umask 022",
+        "test_written_files_are_0644_under_umask_022[build, config-only]",
+        "all 0600",
+        "files:modes under umask 022 (build)",
+    ),
+    (
+        "LoRA scales NaN / ±Infinity accepted",
+        "test_non_finite_lora_scales_are_refused_naming_the_flag (4), …_in_a_config_are_refused (3)",
+        "accepted (exit 0), written as .nan / .inf",
+        "files:--lora scale NaN",
+    ),
+    (
+        "One corrupt build.json broke the library",
+        "test_a_corrupt_build_json_is_listed_as_unreadable_and_the_rest_of_the_library_works (3), "
+        "test_the_library_lists_a_corrupt_build_json_as_unreadable",
+        "listed as `no recorded build` (its builds silently gone), or the listing failed",
+        "corrupt_manifest:list (foreign)",
+    ),
+    (
+        "… and a build of that model died",
+        "test_a_build_sets_a_corrupt_build_json_aside_and_succeeds (3)",
+        "`Exception in thread sdprep-work` (foreign), or the broken file silently overwritten",
+        "corrupt_manifest:build (foreign)",
+    ),
+    (
+        "A config with wrong types gave a raw TypeError / AttributeError",
+        "test_a_hand_written_config_with_wrong_types_names_the_key (7)",
+        "accepted, or a raw exception",
+        "messages:config width-text",
+    ),
+    (
+        "… non-UTF-8 bytes",
+        "test_a_config_that_is_not_utf8_is_one_clear_line",
+        "`error: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9 …`",
+        "messages:config not-utf8",
+    ),
+    (
+        "A model id over 4096 characters, a name over 255",
+        "test_names_too_long_for_the_os_are_one_clear_line (4), "
+        "test_the_preview_of_a_4097_character_model_shows_a_problem_under_the_field",
+        "`OSError: [Errno 36] File name too long` (the page's preview failed with it)",
+        "messages:--engines-dir of 363 characters",
+    ),
+    (
+        "A dangling-symlink engines folder",
+        "test_a_dangling_symlink_engines_folder_names_the_link",
+        "`cannot write …/config.yaml: File exists`",
+        "messages:dangling link",
+    ),
+    (
+        "`--gpu -1` (hides every GPU)",
+        "test_gpu_minus_one_is_refused[build, check, probe]",
+        "accepted (exit 0)",
+        "messages:build --gpu -1",
+    ),
+    (
+        "`--streamdiffusion-src` at a missing folder",
+        "test_a_missing_streamdiffusion_src_names_the_folder[build, probe]",
+        "`PyTorch cannot be imported` (exit 2 for build, 1 for probe)",
+        "messages:build --streamdiffusion-src missing (exit 3)",
+    ),
+    (
+        "`build --no-wait` on a busy GPU exited 2 (invalid input), `check` 1",
+        "test_no_wait_on_a_busy_gpu_exits_busy_for_build_and_check",
+        "exit 2",
+        "messages:build --no-wait on a busy GPU (exit 4)",
+    ),
+    (
+        '`--auth "user:"` started a server nobody could log into',
+        "test_auth_with_an_empty_user_or_password_is_refused_at_start (5)",
+        "`user:` and ` :secret` started the server (3 other spellings were already refused)",
+        "messages:--auth 'user:'",
+    ),
+    (
+        "With `--auth`, the login page embeds the API description",
+        "test_the_login_page_shows_nothing_of_the_api (xfail, strict)",
+        "the same",
+        "",
+    ),
+]
 
 
 def short(text: str, limit: int = 150) -> str:
@@ -44,8 +204,9 @@ def render(data: dict[str, Any], pytest_line: str) -> str:
     lines = [
         "# Reliability",
         "",
-        f"Figures from one run of the fault suite, `tests/test_faults.py` (part of `bash run_tests.sh` and CI), on "
-        f"{run.get('date', '?')}: {pytest_line or 'see the run'} in {run.get('seconds', '?')} s, Python "
+        "Figures from one run of the fault suite, `tests/test_faults.py`, and the hardening tests, "
+        f"`tests/test_hardening.py` (both part of `bash run_tests.sh` and CI), on {run.get('date', '?')}: "
+        f"{pytest_line or 'see the run'} (the fault suite alone {run.get('seconds', '?')} s), Python "
         f"{run.get('python', '?')}, {run.get('platform', '?')}, {run.get('cores', '?')} cores"
         f"{', as root' if run.get('root') else ''}. Regenerate with `python bench/reliability.py`. The tests assert "
         "every property below; this page only reports what they measured.",
@@ -175,6 +336,63 @@ def render(data: dict[str, Any], pytest_line: str) -> str:
     return "\n".join(lines)
 
 
+def _now(hardening: dict[str, Any], key: str) -> str:
+    """What the hardening test recorded for a defect: a message people read, or its figures."""
+    if not key:
+        return (
+            "not fixable with Gradio's public settings: Gradio 6 puts `window.gradio_api_info` (every public "
+            "endpoint, its parameters and their types) into the page it serves at `/` before login; "
+            "`/gradio_api/info`, `/config` and every call answer 401 (test_the_login_page_answers_401_for_the_api_"
+            "before_login)"
+        )
+    section, _, case = key.partition(":")
+    found = hardening.get(section)
+    if found is None:
+        return "–"
+    if section == "outside":
+        refused = sum("refused" in str(text) or "Only configs inside" in str(text) for text in found.values())
+        example = short(next(iter(found.values())), 140)
+        return f"{refused} of {len(found)} attempts refused, nothing outside touched; e.g. {example}"
+    if section == "fifo_loads":
+        return (
+            f"{found['requests']} loads each answered “not a config file” within {found['all_answered_s']:.2f} s; "
+            f"a form change right after: {found['preview_after_s'] * 1000:.0f} ms"
+        )
+    if section == "upload_9mb":
+        return f"refused in {found['seconds']:.2f} s: {short(found['answer'], 120)}"
+    if section == "flood":
+        return (
+            f"form change p95 {found['preview_p95_s'] * 1000:.0f} ms; Cancel of a waiting build "
+            f"{found['cancel_queued_s'] * 1000:.0f} ms, of the running one {found['cancel_running_s']:.2f} s; "
+            "a page's third build refused with its reason"
+        )
+    return f"`{short(found.get(case, '–'), 220)}`"
+
+
+def render_hardening(hardening: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Hardening: what the web side can touch, files, floods, races, messages",
+        "",
+        "The defects an adversarial pass found (issue 10), each with the test in `tests/test_hardening.py` that "
+        f"shows it fixed, what that test met on the tree before the fixes ({BEFORE}, imports adapted to its "
+        "names), and what it meets now (the message a person reads, or the figure measured in this run). "
+        "The CLI runs with a 2 GiB memory limit and a 30 s timeout in these tests.",
+        "",
+        "| defect | test | before the fixes | now |",
+        "|---|---|---|---|",
+    ]
+    for defect, test, before, key in DEFECTS:
+        lines.append(f"| {defect} | `{test}` | {before} | {_now(hardening, key)} |")
+    messages = hardening.get("messages", {})
+    if messages:
+        lines += ["", "<details><summary>Every message of these cases</summary>", "", "| case | message |", "|---|---|"]
+        for section in ("special_files", "races", "files", "corrupt_manifest", "messages", "outside"):
+            for case, text in hardening.get(section, {}).items():
+                lines.append(f"| {short(case, 80)} | {short(text, 260)} |")
+        lines += ["", "</details>", ""]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-run", action="store_true", help="render from the last run's figures")
@@ -183,8 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     pytest_line = ""
     if not args.no_run:
         FIGURES.unlink(missing_ok=True)
+        HARDENING.unlink(missing_ok=True)
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "tests/test_faults.py"], cwd=ROOT, capture_output=True, text=True
+            [sys.executable, "-m", "pytest", "-q", "tests/test_faults.py", "tests/test_hardening.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
         print(done.stdout[-3000:], done.stderr[-2000:], sep="\n")
         pytest_line = next((line for line in reversed(done.stdout.splitlines()) if " passed" in line), "")
@@ -193,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
             print("the fault suite failed; docs/reliability.md not written", file=sys.stderr)
             return done.returncode
     data = json.loads(FIGURES.read_text(encoding="utf-8"))
-    Path(args.out).write_text(render(data, pytest_line), encoding="utf-8")
+    hardening = json.loads(HARDENING.read_text(encoding="utf-8")) if HARDENING.exists() else {}
+    text = render(data, pytest_line).rstrip("\n") + "\n\n" + "\n".join(render_hardening(hardening)).rstrip() + "\n"
+    Path(args.out).write_text(text, encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

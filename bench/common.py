@@ -1,0 +1,137 @@
+"""What every measurement shares: statistics, the environment a measured process gets, memory of a process tree,
+the app started for a measurement, and the form states a person clicks through."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tests.conftest import runtime_defaults
+from tests.ui_helpers import ROOT, STANDIN, RunningApp, running_app
+
+APP = ROOT / "gradio_prepare.py"
+MINIMAL = ROOT / "bench" / "minimal_app.py"
+MB = 1024 * 1024
+
+__all__ = ["APP", "MB", "MINIMAL", "ROOT", "STANDIN", "runtime_defaults"]
+
+
+# --- statistics ------------------------------------------------------------------------------------------------
+def percentile(samples: list[float], q: int) -> float:
+    """The q-th percentile (1..99), interpolated between closest ranks (statistics.quantiles, inclusive)."""
+    if not samples:
+        return float("nan")
+    if len(samples) == 1:
+        return float(samples[0])
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples) if samples else float("nan")
+
+
+def fmt(value: float, unit: str) -> str:
+    if value != value:  # NaN
+        return "–"
+    if unit == "ms":
+        return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    return f"{value:.3g} {unit}"
+
+
+@dataclass
+class Metric:
+    name: str
+    goal: str
+    unit: str
+    samples: list[float]
+    passed: bool | None  # None: no goal (for comparison only)
+    note: str = ""
+
+    def median(self) -> float:
+        return median(self.samples)
+
+    def spread(self) -> str:
+        if not self.samples:
+            return "–"
+        if len(self.samples) >= 20:
+            low, high = percentile(self.samples, 5), percentile(self.samples, 95)
+            return f"p5–p95 {fmt(low, self.unit)} – {fmt(high, self.unit)}"
+        return f"min–max {fmt(min(self.samples), self.unit)} – {fmt(max(self.samples), self.unit)}"
+
+
+# --- processes -------------------------------------------------------------------------------------------------
+def child_env(state: Path) -> dict[str, str]:
+    """The environment of a CLI or child Python the bench starts: the stand-in, this run's locks and cache."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("STANDIN_")}
+    env.update(
+        {
+            "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN),
+            "SDPREP_CACHE_DIR": str(state / "cache"),
+            "SDPREP_LOCK_DIR": str(state / "locks"),
+            "SDPREP_ALLOW_LOW_DISK": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",  # no telemetry requests from any app
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+    )
+    return env
+
+
+def use_state_here(state: Path) -> None:
+    """This process's own builds and servers use this run's locks and cache, like the processes it starts."""
+    os.environ.update(
+        {
+            "SDPREP_CACHE_DIR": str(state / "cache"),
+            "SDPREP_LOCK_DIR": str(state / "locks"),
+            "SDPREP_ALLOW_LOW_DISK": "1",
+        }
+    )
+
+
+def rss_tree(pid: int) -> int:
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss
+    return total
+
+
+@contextlib.contextmanager
+def app_server(
+    state: Path, name: str, env: dict[str, str] | None = None, script: Path | None = None, poll: float = 0.25
+) -> Iterator[RunningApp]:
+    """The app (or `script`, e.g. the minimal app) started as the UI tests start it, in a fresh folder of `state`."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"sdprep-bench-{name}-", dir=state))
+    command = [sys.executable, str(script)] if script else None
+    extra = {"SDPREP_ALLOW_LOW_DISK": "1", "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
+    with running_app(workdir, extra, command=command, poll=poll) as app:
+        yield app
+
+
+def form_changes(count: int) -> Iterator[dict[str, Any]]:
+    """Distinct form states, one field changed at a time, as a person would click through the form."""
+    steps, widths, cfgs = (1, 2, 3, 4), (512, 576, 640, 704, 768), ("self", "none", "initialize")
+    for index in range(count):
+        yield {
+            "denoise_steps": steps[index % len(steps)],
+            "width": widths[(index // 2) % len(widths)],
+            "cfg_type": cfgs[(index // 3) % len(cfgs)],
+            "lora_json": "{}" if index % 5 else '{"owner/style-lora": 0.8}',
+        }
