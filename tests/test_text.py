@@ -149,3 +149,8 @@ def test_prose_shows_code_spans_as_code_and_escapes_the_rest() -> None:
     assert prose("Run `a <b>` & <i>go</i>") == "Run <code>a &lt;b&gt;</code> &amp; &lt;i&gt;go&lt;/i&gt;"
     assert prose("no code") == "no code"
     assert prose("one ` tick") == "one ` tick"
+
+
+def test_a_template_without_fields_writes_its_braces_once() -> None:
+    assert word(msg("lora_not_object"), "en").endswith('like {"owner/lora": 0.8}.')
+    assert "{{" not in word(msg("lora_not_object"), "ru")

@@ -72,9 +72,12 @@ class BackgroundJob(Generic[R]):
         quiet = 0.0
         while True:
             if self.version != seen or quiet >= interval or self.result is not None:
+                # Whether the result was there before this yield: the caller then draws it. A result set while the
+                # caller drew the previous state gets one more round, so the last thing drawn is always the result.
+                done = self.result is not None
                 seen, quiet = self.version, 0.0
                 yield None
-                if self.result is not None:
+                if done:
                     return
             await asyncio.sleep(poll)
             quiet += poll

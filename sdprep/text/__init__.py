@@ -47,7 +47,14 @@ def word(message: Message | str, lang: str = "en", namer: FieldNamer = field_lab
         code = f"{code}__{plural_form(message.params['count'], lang)}"  # "{count} steps", "{count} шага", ...
     template = table.get(code) or TABLE["en"][code]
     values = {key: _render(value, lang, namer) for key, value in message.params.items()}
-    return template.format_map(values) if values else template
+    # Always formatted: a template without fields may still write a brace as {{ }}; a field left without a value
+    # stays as written rather than failing the whole sentence.
+    return template.format_map(_Unfilled(values))
+
+
+class _Unfilled(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
 
 
 def plural_form(count: int, lang: str) -> str:

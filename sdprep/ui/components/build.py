@@ -115,18 +115,12 @@ async def follow(form: Form, job: BuildJob, lang: str) -> AsyncIterator[dict[Blo
     """The job's view whenever it changes (and every REDRAW_EVERY for the clock) until it has a result."""
     shown: tuple[int, int] | None = None
     shown_at = 0.0
-    finished_shown = False
-    async for _ in job.afollow():
+    async for _ in job.afollow():  # its last round comes after the result is set: the page ends on the result
         now = time.monotonic()
         key = (job.version, state.job_board().position(job) if job.running else 0)
         if key == shown and job.running and now - shown_at < REDRAW_EVERY:
             continue
         shown, shown_at = key, now
-        finished_shown = not job.running
-        yield view(form, job, lang)
-    # afollow() may end as soon as the result is set, also when the view yielded last was drawn just before it:
-    # the page must end on the result, never on the last running state.
-    if not finished_shown:
         yield view(form, job, lang)
 
 
