@@ -326,11 +326,12 @@ def render(data: dict[str, Any], pytest_line: str) -> str:
         )
     if killed_cli:
         lines.append(
-            f"- The CLI killed with SIGKILL {killed_cli['kills']} times at random moments of a build "
-            f"(0.1–0.6 s after start; its build child ends with it): partial `config.yaml` "
-            f"{killed_cli['partial_configs']} times ({killed_cli['kills_after_a_config_existed']} kills found a "
-            f"config to check), `build.json` always valid JSON; the next build: {killed_cli['next_build']}, with "
-            "nothing left set aside."
+            f"- The CLI killed with SIGKILL {killed_cli['kills']} times at random moments of a forced build "
+            f"(20–100 % of a whole build's {killed_cli.get('whole_build_seconds', '?')} s after start, "
+            f"{killed_cli.get('kills_before_the_cli_ended', '?')} of them before it ended; its build child ends "
+            f"with it): partial `config.yaml` {killed_cli['partial_configs']} times "
+            f"({killed_cli['kills_after_a_config_existed']} kills found a config to check), `build.json` always "
+            f"valid JSON; the next build: {killed_cli['next_build']}, with nothing left set aside."
         )
     lines.append("")
     return "\n".join(lines)
@@ -340,10 +341,12 @@ def _now(hardening: dict[str, Any], key: str) -> str:
     """What the hardening test recorded for a defect: a message people read, or its figures."""
     if not key:
         return (
-            "not fixable with Gradio's public settings: Gradio 6 puts `window.gradio_api_info` (every public "
-            "endpoint, its parameters and their types) into the page it serves at `/` before login; "
-            "`/gradio_api/info`, `/config` and every call answer 401 (test_the_login_page_answers_401_for_the_api_"
-            "before_login)"
+            "open: with `auth=`, Gradio 6 writes `window.gradio_api_info` (each public endpoint, its parameters, "
+            "their types and defaults; `/?all_endpoints=true` adds the undocumented ones) into the login page it "
+            "serves at `/`, and has no setting to leave it out, while `/gradio_api/info`, `/config` and every call "
+            "answer 401 (test_the_login_page_answers_401_for_the_api_before_login). Gradio's other public way, "
+            "`launch(auth_dependency=...)` (e.g. HTTP Basic), answers 401 at `/` before login, but replaces "
+            "Gradio's login page with the browser's own prompt"
         )
     section, _, case = key.partition(":")
     found = hardening.get(section)
@@ -415,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
             print("the fault suite failed; docs/reliability.md not written", file=sys.stderr)
             return done.returncode
     data = json.loads(FIGURES.read_text(encoding="utf-8"))
+    if pytest_line:  # kept with the figures, so --no-run renders the same page
+        data.setdefault("run", {})["pytest"] = pytest_line
+        FIGURES.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    pytest_line = pytest_line or data.get("run", {}).get("pytest", "")
     hardening = json.loads(HARDENING.read_text(encoding="utf-8")) if HARDENING.exists() else {}
     text = render(data, pytest_line).rstrip("\n") + "\n\n" + "\n".join(render_hardening(hardening)).rstrip() + "\n"
     Path(args.out).write_text(text, encoding="utf-8")

@@ -801,10 +801,9 @@ def test_sigkill_of_the_cli_during_builds_never_leaves_a_partial_config(tmp_path
     target = engines / "stabilityai--sd-turbo" / "config.yaml"
     env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
     rng = random.Random(7)
-    kills, with_config = 12, 0
-    for index in range(kills):
-        steps = index % 4 + 1
-        process = subprocess.Popen(
+
+    def cli_build(steps: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 *(sys.executable, str(ROOT / "gradio_prepare.py"), "build", "--force", "--steps", str(steps)),
                 *("--engines-dir", str(engines)),
@@ -814,11 +813,20 @@ def test_sigkill_of_the_cli_during_builds_never_leaves_a_partial_config(tmp_path
             env=env,
             cwd=tmp_path,
         )
-        time.sleep(rng.uniform(0.1, 0.6))
+
+    # One whole build first: the kills then fall anywhere in a build of this machine's (and load's) length.
+    started = time.monotonic()
+    assert cli_build(4).wait(60) == 0
+    whole = time.monotonic() - started
+    kills, with_config, mid_build = 12, 0, 0
+    for index in range(kills):
+        process = cli_build(index % 4 + 1)
+        time.sleep(rng.uniform(0.2, 1.0) * whole)
         try:
             orphans = psutil.Process(process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             orphans = []
+        mid_build += process.poll() is None
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         psutil.wait_procs(orphans, timeout=20)
@@ -838,6 +846,8 @@ def test_sigkill_of_the_cli_during_builds_never_leaves_a_partial_config(tmp_path
         "CLI build killed",
         {
             "kills": kills,
+            "whole_build_seconds": round(whole, 2),
+            "kills_before_the_cli_ended": mid_build,
             "partial_configs": 0,
             "kills_after_a_config_existed": with_config,
             "next_build": result.outcome,
