@@ -16,6 +16,7 @@ from sdprep.engine_files import by_relative
 from sdprep.locks import model_lock
 from sdprep.manifest import CONFIGS_DIR, MANIFEST_NAME, CheckRecord, ManifestUnreadable, read_manifest, trusted_record
 from sdprep.messages import Message, Size, from_json, msg
+from sdprep.paths import inside
 
 Status = Literal["ready", "missing", "changed", "stale"]
 
@@ -159,6 +160,10 @@ def read_model(folder: Path) -> PreparedModel | None:
     recorded: set[str] = set()
     variants: list[Variant] = []
     for name, record in manifest.variants.items():
+        variant_config = folder / (record.config or f"{CONFIGS_DIR}/{name}.yaml")
+        if not inside(folder, variant_config):  # the page loads it: nothing outside the model's folder
+            reason = f"build.json.variants.{name}.config lies outside {folder}"
+            return PreparedModel(folder.name, folder, _model_of(config), None, None, unreadable=reason)
         engines, missing, changed = [], [], []
         for relative in record.engines:
             recorded.add(relative)
@@ -172,7 +177,7 @@ def read_model(folder: Path) -> PreparedModel | None:
         variants.append(
             Variant(
                 name=name,
-                config=folder / (record.config or f"{CONFIGS_DIR}/{name}.yaml"),
+                config=variant_config,
                 built_at=record.built_at,
                 gpu=record.environment.get("gpu"),
                 tensorrt=record.environment.get("tensorrt"),

@@ -359,6 +359,32 @@ def test_a_build_sets_a_corrupt_build_json_aside_and_succeeds(kind: str, tmp_pat
     note("corrupt_manifest", f"build ({kind})", said_aside.strip(), tmp_path)
 
 
+def test_a_build_json_cannot_point_the_page_outside_its_folder(tmp_path: Path) -> None:
+    """The library loads a variant's config, and an up-to-date build shows its recorded check image, by the paths
+    build.json names: a hand-edited one cannot make the page read a file outside the model's folder."""
+    from sdprep.jobs.pipeline import recorded_check
+
+    engines = tmp_path / "engines"
+    done = cli("build", "--check", "--frames", "2", "--engines-dir", str(engines), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = engines / "stabilityai--sd-turbo"
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"not for the page")
+    manifest = json.loads((folder / "build.json").read_text())
+    variant = manifest["latest_variant"]
+    assert manifest["variants"][variant]["check"]["image"]
+    manifest["variants"][variant]["check"]["image"] = str(outside)
+    (folder / "build.json").write_text(json.dumps(manifest))
+    again = run_build(make(tmp_path), runtime_defaults(), OPTIONS)
+    assert again.outcome == "up_to_date", said(again.reason)
+    assert recorded_check(again) is None, "a check image outside the model's folder is not shown"
+    manifest["variants"][variant]["config"] = "../../secret.png"
+    (folder / "build.json").write_text(json.dumps(manifest))
+    [model] = list_models(engines)
+    assert model.unreadable and "outside" in model.unreadable, model
+    assert all(str(v.config).startswith(str(folder)) for v in model.variants)
+
+
 # --- 7. one clear line, the right exit code ----------------------------------------------------------------------
 BAD_CONFIGS = {
     "width-text": ("model_id: stabilityai/sd-turbo\nwidth: big\n", "width"),

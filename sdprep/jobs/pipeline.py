@@ -16,6 +16,7 @@ from sdprep.jobs.progress import JobEvent
 from sdprep.manifest import read_manifest_or_empty
 from sdprep.messages import msg
 from sdprep.params import BakedParams
+from sdprep.paths import inside
 
 
 def recorded_check(build: BuildResult) -> CheckResult | None:
@@ -33,7 +34,12 @@ def recorded_check(build: BuildResult) -> CheckResult | None:
     if record is None or check is None or check.outcome != "passed" or check.checked_at < record.built_at:
         return None
     image = folder / (check.image or "")
-    if check.gpu != record.environment.get("gpu") or not check.image or not image.is_file():
+    if (
+        check.gpu != record.environment.get("gpu")
+        or not check.image
+        or not inside(folder, image)
+        or not image.is_file()
+    ):
         return None
     return CheckResult(
         outcome="passed",
