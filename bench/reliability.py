@@ -124,6 +124,13 @@ DEFECTS: list[tuple[str, str, str, str]] = [
         "corrupt_manifest:build (foreign)",
     ),
     (
+        "(found in this pass) A hand-edited build.json could point the page at files outside the model's folder",
+        "test_a_build_json_cannot_point_the_page_outside_its_folder",
+        "a recorded check image outside was shown again; a variant's config outside was offered to Load "
+        "(tried on the tree just before that fix)",
+        "corrupt_manifest:paths outside the model's folder",
+    ),
+    (
         "A config with wrong types gave a raw TypeError / AttributeError",
         "test_a_hand_written_config_with_wrong_types_names_the_key (7)",
         "accepted, or a raw exception",

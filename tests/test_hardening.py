@@ -383,6 +383,7 @@ def test_a_build_json_cannot_point_the_page_outside_its_folder(tmp_path: Path) -
     [model] = list_models(engines)
     assert model.unreadable and "outside" in model.unreadable, model
     assert all(str(v.config).startswith(str(folder)) for v in model.variants)
+    note("corrupt_manifest", "paths outside the model's folder", f"listed as unreadable: {model.unreadable}", tmp_path)
 
 
 # --- 7. one clear line, the right exit code ----------------------------------------------------------------------
