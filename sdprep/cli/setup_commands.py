@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sdprep.cli.args import add_child_flags
 from sdprep.cli.commands import child_spec, run_cancellable
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
 from sdprep.jobs.process import build_venv
-from sdprep.setup.doctor import DoctorResult, passed_line, run_doctor
-from sdprep.setup.job import run_setup
 from sdprep.setup.pins import CUDA_CHOICES, DEFAULT_FORK, PYTHON_VERSION
 from sdprep.setup.plan import SetupRequest
 from sdprep.text import t
+
+if TYPE_CHECKING:
+    from sdprep.setup.doctor import DoctorResult
 
 
 def add_parsers(
@@ -40,6 +41,8 @@ def add_parsers(
 
 
 def setup(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    from sdprep.setup.job import run_setup  # here, not above: every other command starts without it
+
     printer = Printer(args.lang, out, err, args.debug)
     request = SetupRequest(
         target=args.target,
@@ -64,6 +67,8 @@ def setup(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
 
 
 def doctor(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    from sdprep.setup.doctor import run_doctor
+
     printer = Printer(args.lang, out, err, args.debug)
     spec = child_spec(args)
     interpreter, source = spec.choice()
@@ -80,6 +85,8 @@ def doctor(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err:
 
 
 def print_checks(result: DoctorResult, printer: Printer) -> None:
+    from sdprep.setup.doctor import passed_line
+
     for report in result.checks:
         mark = "✔" if report.ok else ("·" if report.skipped else "✘")
         detail = passed_line(report) if report.ok else report.reason

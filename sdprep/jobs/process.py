@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
-
 from sdprep.child.protocol import EVENT_PREFIX
 from sdprep.messages import Message, msg
 from sdprep.paths import user_path
@@ -183,6 +181,8 @@ def _parse(raw: bytes) -> ChildLine:
 
 
 def stop_tree(pid: int, grace: float = 2.0) -> None:
+    import psutil  # here: a command that starts no child (an up-to-date answer) skips its import
+
     try:
         root = psutil.Process(pid)
         family = [root, *root.children(recursive=True)]
