@@ -47,6 +47,25 @@ def metrics(data: dict[str, Any]) -> list[Metric]:
         *_streaming(data),
         *_up_to_date(data),
         *_waiting(data),
+        *_first_start(data),
+    ]
+
+
+def _first_start(data: dict[str, Any]) -> list[Metric]:
+    first = data.get("first_start")
+    if not first:
+        return []
+    ratio = first["pip_s"] / first["uv_s"]
+    return [
+        Metric(
+            "Fresh clone → first HTTP 200 with `run.sh` (uv), empty caches",
+            "faster than pip",
+            "s",
+            [first["uv_s"]],
+            first["uv_s"] < first["pip_s"],
+            f"pip takes **{ratio:.1f}×** as long",
+        ),
+        Metric("… the same with pip (what run.sh did before uv)", "(baseline)", "s", [first["pip_s"]], None),
     ]
 
 
@@ -362,6 +381,10 @@ def render(data: dict[str, Any], rows: list[Metric]) -> str:
         "reason), so 80 wait, each page following its own as a page does. A fresh page then times form changes as "
         "above; then pages press Cancel on their waiting build one after another (request → the answer that "
         "shows it cancelled), and last the hung build is cancelled.",
+        "- **First start** (`bench/first_start.py`, only with `--first-start`: it downloads from PyPI): a `git "
+        "clone` of HEAD, then `bash run.sh` (a venv, uv into it, the requirements with uv) until `GET /` first "
+        "answers 200; and the same clone with pip (`python -m venv`, `pip install -r requirements.txt`, start), "
+        "each with its own empty package cache, one after the other.",
         "",
     ]
     notes = data.get("notes") or []

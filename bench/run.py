@@ -2,6 +2,7 @@
 
     python bench/run.py            5 start-ups of each app, 200 form changes, ... (about 3 minutes on 2 cores)
     python bench/run.py --quick    2 start-ups of each, 60 form changes (about 1.5 minutes)
+    python bench/run.py --first-start   also a fresh clone's first start with uv and with pip (downloads from PyPI)
     python bench/run.py --from-json bench/results/<run>.json    only render docs/performance.md again
 
 In order (each in its own module of bench/, every number from this run): start-up and memory against a minimal
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # packages and no module here can shadow one of the standard library's.
 sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench")]
 
-from bench import builds, form_change, report, startup, streaming, up_to_date, waiting_builds  # noqa: E402
+from bench import builds, first_start, form_change, report, startup, streaming, up_to_date, waiting_builds  # noqa: E402
 from bench.common import app_server, fmt, median  # noqa: E402
 from tests.page_client import PageClient  # noqa: E402
 
@@ -53,6 +54,9 @@ def measure_app(args: argparse.Namespace, state: Path, say: Any) -> dict[str, An
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Measure the app and write docs/performance.md.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about 1.5 minutes)")
+    parser.add_argument(
+        "--first-start", action="store_true", help="also a fresh clone's first start, uv against pip (needs PyPI)"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument("--note", action="append", default=[], help="a line for the Notes section (repeatable)")
     parser.add_argument("--from-json", metavar="PATH", help="only render the page from a run's raw results")
@@ -95,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         data["up_to_date"] = up_to_date.measure(args.uptodate_rounds, state)
         say("80 builds waiting: form changes and Cancel")
         data["waiting_builds"] = waiting_builds.measure(state, args.previews, args.cancels, say)
+        if args.first_start:
+            say("a fresh clone's first start: run.sh (uv) and pip, empty caches")
+            data["first_start"] = first_start.measure(say)
         data["load"]["after"] = f"{os.getloadavg()[0]:.2f}"
         data["seconds"] = time.perf_counter() - started
         rows = report.metrics(data)
