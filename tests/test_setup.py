@@ -382,3 +382,15 @@ def test_without_python_311_setup_falls_back_to_312(sources: Sources, tmp_path: 
         result = setup_job.run_setup(request, events.append)
     assert result.outcome == "ready", word(result.reason)
     assert any(event.message.code == "setup_python_fallback" for event in events), "it says so"
+    venv_stages = [event for event in events if event.kind == "stage" and event.stage == "setup_venv"]
+    assert len(venv_stages) == 1, "the second try is the same stage, not a second one"
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_a_skipped_check_names_the_check_that_failed_by_its_label(lang: str) -> None:
+    from sdprep.setup.doctor import CheckReport, diagnose
+    from sdprep.text import t
+
+    skipped = CheckReport("tensorrt_build", False, True, 0.0, {}, "skipped: tensorrt_import failed")
+    said = word(diagnose(skipped), lang)
+    assert t("check_tensorrt_import", lang) in said and "tensorrt_import" not in said

@@ -46,7 +46,8 @@ def diagnose(report: CheckReport) -> Message:
     """Why a check failed, in one line with what to do."""
     details, error = report.details, report.error or ""
     if report.skipped:
-        return msg("doctor_skipped", error=error.removeprefix("skipped: ").removesuffix(" failed"))
+        blocked = error.removeprefix("skipped: ").removesuffix(" failed")
+        return msg("doctor_skipped", check=msg(f"check_{blocked}"))
     if report.name == "cuda":
         if not details.get("torch_cuda"):
             return msg("known_failure", reason=msg("fail_cpu_torch"), fix=msg("fix_setup_upgrade"))

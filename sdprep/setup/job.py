@@ -156,7 +156,7 @@ class Setup(Job[SetupResult]):
                     self.say("setup_python_fallback", wanted=self.request.python, used=PYTHON_FALLBACK)
                     at = step.command.index("--python") + 1
                     command = [*step.command[:at], PYTHON_FALLBACK, *step.command[at + 1 :]]
-                    ended = self.run_step(replace(step, command=command))
+                    ended = self.run_step(replace(step, command=command), again=True)
                 if ended is not None:
                     self.remove_partial()
                     return ended
@@ -181,9 +181,11 @@ class Setup(Job[SetupResult]):
         said = "\n".join(self.progress.lines[-20:])
         return self.request.python == PYTHON_VERSION and "No interpreter found" in said and not self.cancel.is_set()
 
-    def run_step(self, step: Step) -> SetupResult | None:
-        """One command, streamed; None when it succeeded, else the result that ends setup."""
-        self.progress.stage(f"setup_{step.id}")
+    def run_step(self, step: Step, again: bool = False) -> SetupResult | None:
+        """One command, streamed; None when it succeeded, else the result that ends setup. `again`: a second try of
+        the step just shown (the log says why), not a new stage."""
+        if not again:
+            self.progress.stage(f"setup_{step.id}")
         started = time.monotonic()
         env = {**os.environ, "UV_NO_PROGRESS": "1", "PYTHONIOENCODING": "utf-8", **step.env}
         child = ChildProcess.spawn(step.command, env)
