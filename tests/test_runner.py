@@ -22,7 +22,7 @@ from sdprep.jobs.progress import JobEvent
 from sdprep.locks import gpu_lock
 from sdprep.params import BakedParams, params_from_values
 
-from .conftest import ROOT, STANDIN, runtime_defaults, said
+from .conftest import ROOT, STANDIN, run_cli, runtime_defaults, said
 
 OPTIONS = BuildOptions(child=ChildSpec(streamdiffusion_src=str(STANDIN)))
 
@@ -402,3 +402,16 @@ def test_force_builds_every_engine_again_and_keeps_them_if_it_fails(tmp_path: Pa
     assert failed.outcome == "failed"
     again, _ = build(make(tmp_path))
     assert again.outcome == "up_to_date", "the engines set aside came back after the failed forced build"
+
+
+@pytest.mark.parametrize("dependency", ["transformers", "controlnet_aux"])
+def test_the_probe_names_a_broken_dependency_of_a_source_checkout(
+    dependency: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """StreamDiffusion from a source folder (--streamdiffusion-src, no distribution installed) whose dependency breaks
+    is "installed, but importing it fails in <dependency>", as the self-test says, never "not installed"."""
+    monkeypatch.setenv("STANDIN_SD_BROKEN_DEP", dependency)
+    probed = run_cli("probe", "--refresh")
+    assert probed.returncode == 3, probed.stderr
+    assert f"importing it fails in its dependency {dependency}" in probed.stderr, probed.stderr
+    assert "not installed" not in probed.stderr

@@ -12,9 +12,9 @@ import importlib.util
 import inspect
 import platform
 import sys
-import traceback
 from typing import Any
 
+from fork_inspect import failed_module, features, package_version, presence
 from protocol import emit  # run by path: this folder is sys.path[0]
 
 
@@ -54,47 +54,19 @@ def _tensorrt() -> dict[str, Any]:
     return {"location": getattr(tensorrt, "__file__", None), "version": getattr(tensorrt, "__version__", None)}
 
 
-def _installed(distribution: str) -> bool:
-    try:
-        from importlib.metadata import PackageNotFoundError
-        from importlib.metadata import distribution as find
-
-        find(distribution)
-    except PackageNotFoundError:
-        return False
-    except Exception:
-        return False
-    return True
-
-
-def _failed_module(error: BaseException) -> str | None:
-    """The top-level package whose import failed: ModuleNotFoundError's name, else the innermost frame's package.
-
-    A broken dependency (transformers refusing its tokenizers, a missing controlnet_aux) must be named as such,
-    not reported as "StreamDiffusion is not installed".
-    """
-    name = getattr(error, "name", None)
-    if isinstance(error, ModuleNotFoundError) and name:
-        return str(name).split(".")[0]
-    frames = traceback.extract_tb(error.__traceback__)
-    for frame in reversed(frames):
-        parts = frame.filename.replace("\\", "/").split("/")
-        for marker in ("site-packages", "dist-packages"):
-            if marker in parts and parts.index(marker) + 1 < len(parts):
-                return parts[parts.index(marker) + 1].removesuffix(".py")
-    return None
-
-
 def _streamdiffusion() -> dict[str, Any]:
     try:
         package = importlib.import_module("streamdiffusion")
     except Exception as error:
         return {
             "error": f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}",
-            "installed": _installed("streamdiffusion"),
-            "failed_module": _failed_module(error),
+            "installed": presence("streamdiffusion")["installed"],
+            "failed_module": failed_module(error),
         }
-    info: dict[str, Any] = {"location": getattr(package, "__file__", None), "version": _version(package)}
+    info: dict[str, Any] = {
+        "location": getattr(package, "__file__", None),
+        "version": package_version(package, "streamdiffusion"),
+    }
     try:
         wrapper = (
             getattr(package, "StreamDiffusionWrapper", None)
@@ -112,70 +84,8 @@ def _streamdiffusion() -> dict[str, Any]:
         config_module = None
         info["has_config_loader"] = False
         info["config_error"] = f"{type(error).__name__}: {error}"
-    info["features"] = _features(set(names), config_module)
+    info["features"] = features(set(names), config_module)
     return info
-
-
-def _version(package: Any) -> str | None:
-    version = getattr(package, "__version__", None)
-    if version:
-        return str(version)
-    try:
-        from importlib.metadata import version as dist_version
-
-        return dist_version("streamdiffusion")
-    except Exception:
-        return None
-
-
-def _passes_through(config_module: Any, config: dict[str, Any], check: Any) -> bool | None:
-    """Ask the fork's own config loader what it hands to the wrapper (True/False), or None if it can't say."""
-    extract = getattr(config_module, "_extract_wrapper_params", None)
-    if extract is None:
-        return None
-    try:
-        return bool(check(extract(dict(config))))
-    except Exception:
-        return None
-
-
-def _features(names: set[str], config_module: Any) -> dict[str, Any]:
-    base = {"model_id": "probe/model", "t_index_list": [32]}
-    raw_ipadapter = {
-        **base,
-        "use_ipadapter": True,
-        "ipadapter_config": [
-            {"ipadapter_model_path": "a/b/c.bin", "image_encoder_path": "a/b", "num_image_tokens": 16}
-        ],
-    }
-
-    def tokens_kept(params: dict[str, Any]) -> bool:
-        items = params.get("ipadapter_config") or []
-        items = [items] if isinstance(items, dict) else items
-        return bool(items) and items[0].get("num_image_tokens") == 16
-
-    return {
-        "compile_engines_only": "compile_engines_only" in names,
-        "scheduler": "scheduler" in names,
-        "sampler": "sampler" in names,
-        "cached_attention": "use_cached_attn" in names,
-        "controlnet": "use_controlnet" in names,
-        "ipadapter": "use_ipadapter" in names,
-        # Only forks with a TensorRT safety-checker engine have its fallback/threshold parameters.
-        "safety_checker_engine": "safety_checker_fallback_type" in names,
-        "min_max_batch": "max_batch_size" in names,
-        "config_batch_bounds": _passes_through(
-            config_module, {**base, "max_batch_size": 7}, lambda params: params.get("max_batch_size") == 7
-        ),
-        "config_ipadapter_tokens": _passes_through(config_module, raw_ipadapter, tokens_kept),
-        # The build profile keys (static shapes, optimisation level) and FP8: only forks whose loader hands them on.
-        "config_profile_keys": _passes_through(
-            config_module,
-            {**base, "static_shapes": True, "builder_optimization_level": 2},
-            lambda params: params.get("static_shapes") is True and params.get("builder_optimization_level") == 2,
-        ),
-        "config_fp8": _passes_through(config_module, {**base, "fp8": True}, lambda params: params.get("fp8") is True),
-    }
 
 
 def main() -> int:

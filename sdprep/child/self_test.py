@@ -49,13 +49,13 @@ import os
 import platform
 import re
 import sys
-import sysconfig
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fork_inspect import distribution_version, failed_module, features, package_version, presence
 from protocol import emit, end_with_parent  # run by path: sys.path[0] is this folder
 
 CHECKS: tuple[str, ...] = ("torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion")
@@ -102,57 +102,6 @@ def expected_output(values: tuple[float, ...]) -> list[float]:
 # ------------------------------------------------------------------------------------------------ import failures
 
 
-def _stdlib_dirs() -> list[str]:
-    paths = sysconfig.get_paths()
-    return [os.path.normcase(os.path.abspath(paths[key])) for key in ("stdlib", "platstdlib") if paths.get(key)]
-
-
-_SITE_PACKAGES = re.compile(r"[\\/](?:site|dist)-packages[\\/]([^\\/]+)")
-
-
-def _module_of_file(filename: str) -> str | None:
-    """The top-level module a source file belongs to, or None for the standard library and frozen code."""
-    if not filename or filename.startswith("<"):
-        return None
-    match = _SITE_PACKAGES.search(filename)
-    if match:
-        return _top_name(match.group(1))
-    path = os.path.normcase(os.path.abspath(filename))
-    # A path entry inside another (a src/ folder inside a checkout) must win: the longest match is the right one.
-    entries = sorted((os.path.normcase(os.path.abspath(entry)) for entry in sys.path if entry), key=len, reverse=True)
-    for entry in entries:
-        if path.startswith(entry + os.sep):
-            if entry in _stdlib_dirs():
-                return None
-            return _top_name(path[len(entry) + 1 :].split(os.sep, 1)[0])
-    return None
-
-
-def _top_name(component: str) -> str:
-    # "foo.py" -> foo; "foo.cpython-311-x86_64-linux-gnu.so" / "foo.pyd" -> foo
-    return component.split(".", 1)[0]
-
-
-def failed_module(error: BaseException) -> str | None:
-    """The top-level module an import failure belongs to.
-
-    A missing module names itself (ModuleNotFoundError.name: "controlnet_aux"); otherwise the innermost frame of the
-    traceback that is neither the standard library nor this script says where it broke (an ImportError raised in
-    transformers/utils/versions.py -> "transformers").
-    """
-    name = getattr(error, "name", None)
-    if isinstance(error, ModuleNotFoundError) and name:
-        return str(name).split(".", 1)[0]
-    own = os.path.normcase(os.path.abspath(__file__))
-    for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        if frame.filename and os.path.normcase(os.path.abspath(frame.filename)) == own:
-            continue
-        module = _module_of_file(frame.filename)
-        if module:
-            return module
-    return str(name).split(".", 1)[0] if name else None
-
-
 def describe(error: BaseException) -> str:
     """The error as "ExceptionType: first line" (the rest of the message and the traceback go to traceback_tail)."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
@@ -174,13 +123,6 @@ def import_module(name: str, details: dict[str, Any]) -> Any:
         details["failed_module"] = failed_module(error)
         details["import_name"] = getattr(error, "name", None)
         raise
-
-
-def distribution_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _normalized(name: str) -> str:
@@ -398,19 +340,13 @@ def check_tensorrt_run(state: dict[str, Any], details: dict[str, Any]) -> None:
 
 def streamdiffusion_presence(details: dict[str, Any]) -> None:
     """Whether StreamDiffusion is there at all, without importing it: "not installed" vs "installed but broken"."""
-    details["distribution"] = distribution_version("streamdiffusion")
-    try:
-        spec = importlib.util.find_spec("streamdiffusion")
-    except (ImportError, ValueError):
-        spec = None
-    details["found_at"] = (spec.origin or next(iter(spec.submodule_search_locations or []), None)) if spec else None
-    details["installed"] = bool(details["distribution"] or spec)
+    details.update(presence("streamdiffusion"))
 
 
 def check_streamdiffusion(state: dict[str, Any], details: dict[str, Any]) -> None:
     streamdiffusion_presence(details)
     package = import_module("streamdiffusion", details)
-    details.update(location=getattr(package, "__file__", None), version=_sd_version(package))
+    details.update(location=getattr(package, "__file__", None), version=package_version(package, "streamdiffusion"))
     config_module = import_module("streamdiffusion.config", details)
     details["has_config_loader"] = hasattr(config_module, "create_wrapper_from_config")
     if not details["has_config_loader"]:
@@ -421,54 +357,6 @@ def check_streamdiffusion(state: dict[str, Any], details: dict[str, Any]) -> Non
     names = [name for name in inspect.signature(wrapper.__init__).parameters if name != "self"]
     details["wrapper_params"] = names
     details["features"] = features(set(names), config_module)
-
-
-def _sd_version(package: Any) -> str | None:
-    version = getattr(package, "__version__", None)
-    return str(version) if version else distribution_version("streamdiffusion")
-
-
-def _passes_through(config_module: Any, config: dict[str, Any], check: Callable[[dict[str, Any]], bool]) -> bool | None:
-    """Ask the fork's own config loader what it hands the wrapper (True/False), or None if it can't say."""
-    extract = getattr(config_module, "_extract_wrapper_params", None)
-    if extract is None:
-        return None
-    try:
-        return bool(check(extract(dict(config))))
-    except Exception:
-        return None
-
-
-def features(names: set[str], config_module: Any) -> dict[str, Any]:
-    """What this fork can build, by feature detection (the same keys the environment probe reports)."""
-    base: dict[str, Any] = {"model_id": "self-test/model", "t_index_list": [32]}
-    raw_ipadapter = {
-        **base,
-        "use_ipadapter": True,
-        "ipadapter_config": [
-            {"ipadapter_model_path": "a/b/c.bin", "image_encoder_path": "a/b", "num_image_tokens": 16}
-        ],
-    }
-
-    def tokens_kept(params: dict[str, Any]) -> bool:
-        items = params.get("ipadapter_config") or []
-        items = [items] if isinstance(items, dict) else items
-        return bool(items) and items[0].get("num_image_tokens") == 16
-
-    return {
-        "compile_engines_only": "compile_engines_only" in names,
-        "scheduler": "scheduler" in names,
-        "sampler": "sampler" in names,
-        "cached_attention": "use_cached_attn" in names,
-        "controlnet": "use_controlnet" in names,
-        "ipadapter": "use_ipadapter" in names,
-        "safety_checker_engine": "safety_checker_fallback_type" in names,
-        "min_max_batch": "max_batch_size" in names,
-        "config_batch_bounds": _passes_through(
-            config_module, {**base, "max_batch_size": 7}, lambda params: params.get("max_batch_size") == 7
-        ),
-        "config_ipadapter_tokens": _passes_through(config_module, raw_ipadapter, tokens_kept),
-    }
 
 
 CHECK_FUNCTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
