@@ -25,20 +25,27 @@ from sdprep.params import (
 )
 
 LORA_IDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=8).map(lambda s: f"me/{s}")
-SLOTS = st.builds(
-    ControlNetSlot,
-    model_id=st.sampled_from(["lllyasviel/control_v11p_sd15_canny", "a/b", "thibaud/controlnet-sd21-depth-diffusers"]),
-    preprocessor=st.sampled_from(PREPROCESSORS),
-    conditioning_channels=st.one_of(st.none(), st.integers(1, 8)),
-    enabled=st.booleans(),
-)
+CONTROLNET_IDS = ("lllyasviel/control_v11p_sd15_canny", "a/b", "thibaud/controlnet-sd21-depth-diffusers")
+# Beyond the declared examples, for what quotes values for a shell: local paths with a space and a quote.
+ODD_PATHS = ("/tmp/my models/it's.safetensors",)
+ODD_CONTROLNETS = ("/tmp/my cn",)
 
 
-def field_strategy(name: str) -> st.SearchStrategy[Any]:
-    """Valid values of one declared field."""
+def slots(odd_paths: bool = False) -> st.SearchStrategy[ControlNetSlot]:
+    return st.builds(
+        ControlNetSlot,
+        model_id=st.sampled_from((*CONTROLNET_IDS, *(ODD_CONTROLNETS if odd_paths else ()))),
+        preprocessor=st.sampled_from(PREPROCESSORS),
+        conditioning_channels=st.one_of(st.none(), st.integers(1, 8)),
+        enabled=st.booleans(),
+    )
+
+
+def field_strategy(name: str, odd_paths: bool = False) -> st.SearchStrategy[Any]:
+    """Valid values of one declared field, from its declaration (choices, type, bounds, examples)."""
     spec = SPECS[name]
     if name == "controlnets":
-        return st.lists(SLOTS, max_size=3)
+        return st.lists(slots(odd_paths), max_size=3)
     if name == "lora_json":
         scales = st.floats(-2, 2, allow_nan=False).map(lambda f: round(f, 3))
         return st.dictionaries(LORA_IDS, scales, max_size=3).map(json.dumps)
@@ -54,7 +61,8 @@ def field_strategy(name: str) -> st.SearchStrategy[Any]:
         return st.integers(low, high)
     if not spec.examples:
         raise AssertionError(f"declare examples for the text field {name!r} (params.py)")
-    return st.sampled_from(spec.examples)
+    extra = ODD_PATHS if odd_paths and name in ("model", "ipadapter_model_path") else ()
+    return st.sampled_from((*spec.examples, *extra))
 
 
 @st.composite

@@ -17,54 +17,20 @@ from sdprep.cli import main as cli_main
 from sdprep.command_line import NotACommand, build_args, shell_command
 from sdprep.params import (
     DEFAULTS,
-    PREPROCESSORS,
-    SIZE_STEP,
     SPECS,
-    TYPES,
     BakedParams,
     ControlNetSlot,
-    choices_of,
     params_from_values,
 )
 from sdprep.profiles import profile_values
 from sdprep.save import save_config
 
 from .conftest import runtime_defaults, said
+from .strategies import field_strategy
 
-# Values a text field takes beyond its declared examples: a local path with a space and a quote (shell quoting).
-ODD_PATHS = ("/tmp/my models/it's.safetensors",)
-CONTROLNETS = ("lllyasviel/control_v11p_sd15_canny", "thibaud/controlnet-sd21-depth-diffusers", "/tmp/my cn")
-
-
-def field_values(name: str) -> st.SearchStrategy[Any]:
-    """A strategy for one BakedParams field, from its declaration (choices, type, bounds, examples)."""
-    spec, kind = SPECS[name], TYPES[name]
-    choices = choices_of(name)
-    if choices is not None:
-        return st.sampled_from(choices)
-    if kind is bool:
-        return st.booleans()
-    if kind is int and spec.bounds:
-        low, high = spec.bounds
-        if name in ("width", "height"):
-            return st.integers(low // SIZE_STEP, high // SIZE_STEP).map(lambda n: n * SIZE_STEP)
-        return st.integers(low, high)
-    if kind is str and spec.examples:
-        extra = ODD_PATHS if name in ("model", "ipadapter_model_path") else ()
-        return st.sampled_from((*spec.examples, *extra))
-    raise AssertionError(f"no strategy for {name}: declare examples or bounds")
-
-
-SLOTS = st.builds(
-    ControlNetSlot,
-    model_id=st.sampled_from(CONTROLNETS),
-    preprocessor=st.sampled_from(PREPROCESSORS),
-    conditioning_channels=st.one_of(st.none(), st.integers(1, 8)),
-    enabled=st.booleans(),
-)
 ANY_PARAMS = st.fixed_dictionaries(
-    {name: field_values(name) for name in SPECS if name not in ("controlnets", "engines_dir")},
-    optional={"controlnets": st.lists(SLOTS, max_size=3)},
+    {name: field_strategy(name, odd_paths=True) for name in SPECS if name not in ("controlnets", "engines_dir")},
+    optional={"controlnets": field_strategy("controlnets", odd_paths=True)},
 )
 
 

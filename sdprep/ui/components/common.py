@@ -1,16 +1,19 @@
-"""Pieces every form section has: a heading, and under the fields its derived values and its problems."""
+"""Pieces the form sections share: a heading, under the fields their derived values and problems, and add-on
+fields that follow the model's family."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
+from gradio.components import Component
 
 from sdprep.messages import Message
 from sdprep.params import SPECS
 from sdprep.text import word
-from sdprep.ui.form import Form
+from sdprep.ui.form import Form, on
 from sdprep.ui.i18n import label
 
 
@@ -63,3 +66,24 @@ def redraw_on_language(form: Form, name: str) -> None:
         show_progress="hidden",
         queue=False,
     )
+
+
+def follow_model_family(
+    form: Form, api: str, targets: list[Component], follow: Callable[[Form, dict[Block, Any]], dict[Block, Any]]
+) -> None:
+    """When the model or its family changes, `follow` swaps known add-ons of another family in `targets` for the
+    model's own (ControlNets, the IP-Adapter); nothing changes when it returns no update."""
+
+    def handler(values: dict[Block, Any]) -> dict[Block, Any]:
+        return follow(form, values) or {targets[0]: gr.update()}
+
+    for name in ("model", "model_family"):
+        on(form.fields[name], "change")(
+            handler,
+            inputs={form.fields["model"], form.fields["model_family"], *targets},
+            outputs=targets,
+            api_name=f"{api}_follow_{name}",
+            api_visibility="undocumented",
+            show_progress="hidden",
+            queue=False,
+        )

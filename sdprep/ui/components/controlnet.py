@@ -16,8 +16,8 @@ from gradio.components import Component
 from sdprep import derive
 from sdprep.family import DEFAULT_CONTROLNETS, controlnet_family, controlnet_for
 from sdprep.params import DEFAULTS, MAX_CONTROLNETS, PREPROCESSORS
-from sdprep.ui.components.common import footer, heading
-from sdprep.ui.form import CN_COUNT, Form, on
+from sdprep.ui.components.common import follow_model_family, footer, heading
+from sdprep.ui.form import CN_COUNT, Form
 from sdprep.ui.i18n import label
 
 DEFAULT_COUNT = 1
@@ -102,18 +102,4 @@ def follow_family(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
 
 
 def listen(form: Form) -> None:
-    slot_ids = [slot["model_id"] for slot in form.slots]
-
-    def follow(values: dict[Block, Any]) -> dict[Block, Any]:
-        return follow_family(form, values) or {slot_ids[0]: gr.update()}
-
-    for name in ("model", "model_family"):
-        on(form.fields[name], "change")(
-            follow,
-            inputs={form.fields["model"], form.fields["model_family"], *slot_ids},
-            outputs=slot_ids,
-            api_name=f"controlnets_follow_{name}",
-            api_visibility="undocumented",
-            show_progress="hidden",
-            queue=False,
-        )
+    follow_model_family(form, "controlnets", [slot["model_id"] for slot in form.slots], follow_family)

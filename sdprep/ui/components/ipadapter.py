@@ -14,8 +14,8 @@ from gradio.blocks import Block
 from sdprep import derive
 from sdprep.family import DEFAULT_IPADAPTERS, ipadapter_family
 from sdprep.params import DEFAULTS
-from sdprep.ui.components.common import footer, heading
-from sdprep.ui.form import Form, on
+from sdprep.ui.components.common import follow_model_family, footer, heading
+from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 
 
@@ -57,17 +57,4 @@ def follow_family(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
 
 def listen(form: Form) -> None:
     paths = [form.fields["ipadapter_model_path"], form.fields["ipadapter_encoder_path"]]
-
-    def follow(values: dict[Block, Any]) -> dict[Block, Any]:
-        return follow_family(form, values) or {paths[0]: gr.update()}
-
-    for name in ("model", "model_family"):
-        on(form.fields[name], "change")(
-            follow,
-            inputs={form.fields["model"], form.fields["model_family"], *paths},
-            outputs=paths,
-            api_name=f"ipadapter_follow_{name}",
-            api_visibility="undocumented",
-            show_progress="hidden",
-            queue=False,
-        )
+    follow_model_family(form, "ipadapter", paths, follow_family)
