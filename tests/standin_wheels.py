@@ -17,6 +17,8 @@ What each wheel holds:
 - tensorrt-cuNN (the stand-in `tensorrt` module with cuda_major NN baked in) requiring tensorrt-cuNN-libs (a
   `tensorrt_libs` module), and the `tensorrt` meta package requiring tensorrt-cuNN, like `pip install tensorrt`.
 - transformers (the stand-in that checks its tokenizers pin at import; STANDIN_TOKENIZERS_VERSION).
+- diffusers-ipadapter (the stand-in `diffusers_ipadapter`, which the stand-in StreamDiffusion's TensorRT path imports
+  as the fork's does; setup installs it beside the fork).
 - streamdiffusion (the stand-in package; requires torch and transformers, extras tensorrt/controlnet/ipadapter),
   also as the git repository.
 - placeholders (protobuf, onnx, polygraphy, onnx-graphsurgeon, ... by name and version): an importable module
@@ -59,7 +61,7 @@ DEFAULT_PLACEHOLDERS: tuple[tuple[str, str], ...] = (
 STREAMDIFFUSION_EXTRAS: dict[str, list[str]] = {
     "tensorrt": ["protobuf", "onnx", "polygraphy", "onnx-graphsurgeon"],
     "controlnet": ["controlnet-aux"],
-    "ipadapter": ["insightface"],
+    "ipadapter": ["diffusers-ipadapter", "insightface"],
 }
 STREAMDIFFUSION_REQUIRES: list[str] = ["torch", "transformers"]
 
@@ -132,6 +134,14 @@ def transformers_wheel(dest: Path, version: str = "4.55.4") -> Path:
     return write_wheel(dest, "transformers", version, files, summary="stand-in transformers (tests/standin)")
 
 
+def diffusers_ipadapter_wheel(dest: Path, version: str = "0.1.1") -> Path:
+    """The stand-in diffusers_ipadapter: the attention processors the fork's TensorRT path imports."""
+    files = package_files(STANDIN / "diffusers_ipadapter", "diffusers_ipadapter")
+    return write_wheel(
+        dest, "diffusers-ipadapter", version, files, summary="stand-in diffusers_ipadapter", requires=["torch"]
+    )
+
+
 def placeholder_wheel(dest: Path, name: str, version: str, module: str | None = None) -> Path:
     """A wheel that only has to exist for a pin to resolve: a module with `__version__`."""
     path = module or MODULE_NAMES.get(normalize(name), normalize(name).replace("-", "_"))
@@ -188,6 +198,7 @@ def build_wheelhouse(
     for trt_version, major in tensorrt:
         tensorrt_wheels(dest, trt_version, major)
     transformers_wheel(dest)
+    diffusers_ipadapter_wheel(dest)
     for name, version in placeholders:
         placeholder_wheel(dest, name, version)
     if streamdiffusion:

@@ -26,7 +26,7 @@ from sdprep.jobs.progress import JobEvent
 from sdprep.messages import Message
 from sdprep.setup import job as setup_job
 from sdprep.setup.failures import explain
-from sdprep.setup.pins import CUDA_VARIANTS, FORKS, TENSORRT_COMPANIONS
+from sdprep.setup.pins import CUDA_VARIANTS, FORKS, IPADAPTER_PACKAGE, TENSORRT_COMPANIONS
 from sdprep.setup.plan import SetupRequest, choose_variant, resolve_fork, steps
 from sdprep.text import word
 from tests.standin_wheels import build_wheelhouse, make_streamdiffusion_repo
@@ -170,6 +170,21 @@ def test_steps_pin_torch_for_every_later_step(tmp_path: Path) -> None:
     assert "cuda_ipc" not in FORKS["forkni"].requirement() and "ipadapter" not in FORKS["forkni"].requirement()
 
 
+def test_the_ipadapter_package_goes_with_every_fork_at_the_pinned_commit(tmp_path: Path) -> None:
+    """The fork's TensorRT path imports diffusers_ipadapter for every build; setup installs it from the fork's pin,
+    and an offline install takes the wheel of that commit by name and version."""
+    pinned = "diffusers-ipadapter @ git+https://github.com/livepeer/Diffusers_IPAdapter.git@405f87da42932e30bd55ee8dca3ce502d7834a99"
+    for fork in ("forkni", "livepeer", "https://github.com/me/StreamDiffusion@abc123"):
+        resolved = resolve_fork(fork)
+        assert not isinstance(resolved, Message)
+        for offline, wanted in ((False, pinned), (True, "diffusers-ipadapter==0.1.1")):
+            request = SetupRequest(target=str(tmp_path / "v"), no_index=offline)
+            planned = {s.id: s for s in steps(request, CU128, resolved, tmp_path / "v.partial", tmp_path / "c.txt")}
+            assert wanted in planned["fork"].command
+            assert planned["fork"].command.index(resolved.requirement()) < planned["fork"].command.index(wanted)
+    assert IPADAPTER_PACKAGE.requirement() == pinned
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -224,6 +239,7 @@ def test_setup_installs_self_tests_records_and_is_then_up_to_date(sources: Sourc
     record = json.loads((made / "sdprep-setup.json").read_text())
     assert record["installed"]["torch"] == CU128.torch and record["installed"]["tensorrt-cu12"] == "10.16.1.11"
     assert record["installed"]["streamdiffusion"] and record["cuda"] == "cu128" and record["driver"] == DRIVER
+    assert record["installed"]["diffusers-ipadapter"] == IPADAPTER_PACKAGE.version
     assert record["gpu"] == "NVIDIA GeForce RTX 4090" and set(record["steps"]) >= {"venv", "torch", "fork", "tensorrt"}
     assert not made.with_name(made.name + ".partial").exists()
     started = time.monotonic()

@@ -10,6 +10,8 @@ Sources (read from the public repositories and package indexes; see the README's
 - download.pytorch.org: torch 2.8.0 / torchvision 0.23.0 exist for cu126, cu128 and cu129.
 - NVIDIA CUDA Toolkit release notes, table 3: minimum Linux / Windows drivers per CUDA version.
 - livepeer/StreamDiffusion main 8bafafddaef0 (2025-08-20): extras tensorrt only; TensorRT 9 in its own installer.
+- forkni setup.py L75 (deps `diffusers-ipadapter`), L105 (extra `ipadapter` = diffusers-ipadapter, mediapipe,
+  insightface); livepeer/Diffusers_IPAdapter setup.py: version 0.1.1, requires torch, Pillow, numpy (pure Python).
 """
 
 from __future__ import annotations
@@ -76,4 +78,33 @@ TENSORRT_COMPANIONS: tuple[str, ...] = (
     "onnx==1.19.1",
     "onnx-graphsurgeon==0.6.1",
     "polygraphy==0.49.26",
+)
+
+
+# --- IP-Adapter package: needed by every TensorRT build of the forkni fork, not only IP-Adapter ones ------------
+# `import streamdiffusion.acceleration.tensorrt` reaches export_wrappers/unet_ipadapter_export.py, which imports
+# `diffusers_ipadapter` unconditionally; the fork lists it only in its `ipadapter` extra (left out above for
+# insightface). Pure Python, so it installs on every platform without a compiler. TRTIPAttnProcessor, which the
+# import needs, is on the repository's feat/trt-weight-types line (the pinned commit), not on its main.
+
+
+@dataclass(frozen=True)
+class GitPackage:
+    """A package the fork pins at a git commit, and the version its setup.py declares at that commit."""
+
+    name: str
+    url: str
+    ref: str
+    version: str
+
+    def requirement(self, offline: bool = False) -> str:
+        # An offline install (--no-index) cannot clone; it takes the wheel built from that commit, by name and version.
+        return f"{self.name}=={self.version}" if offline else f"{self.name} @ git+{self.url}@{self.ref}"
+
+
+IPADAPTER_PACKAGE = GitPackage(
+    "diffusers-ipadapter",
+    "https://github.com/livepeer/Diffusers_IPAdapter.git",
+    "405f87da42932e30bd55ee8dca3ce502d7834a99",
+    "0.1.1",
 )

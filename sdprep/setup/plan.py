@@ -21,6 +21,7 @@ from sdprep.setup.pins import (
     CUDA_VARIANTS,
     DEFAULT_FORK,
     FORKS,
+    IPADAPTER_PACKAGE,
     NVIDIA_INDEX,
     PYTHON_VERSION,
     TENSORRT_COMPANIONS,
@@ -112,9 +113,16 @@ def steps(request: SetupRequest, variant: CudaVariant, fork: Fork, partial: Path
             [*base, "--torch-backend", variant.name, f"torch=={variant.torch}", f"torchvision=={variant.torchvision}"],
         ),
         # The fork's setup.py pins cuda-python from this variable (torch is not visible in uv's build isolation).
+        # The IP-Adapter package goes with the fork: its TensorRT path imports it for every build (pins.py).
         Step(
             "fork",
-            [*base, "--constraint", str(constraints), fork.requirement()],
+            [
+                *base,
+                "--constraint",
+                str(constraints),
+                fork.requirement(),
+                IPADAPTER_PACKAGE.requirement(offline=request.no_index),
+            ],
             {"STREAMDIFFUSION_CUDA_VERSION": cuda_version},
         ),
         Step(

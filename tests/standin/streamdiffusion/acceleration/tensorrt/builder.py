@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .models.models import BaseModel  # noqa: F401 - the fork's builder imports its models (and so IP-Adapter's export)
+
 logger = logging.getLogger("streamdiffusion.acceleration.tensorrt.builder")
 
 ENGINE_FORMAT = "standin-trt-engine/1"

@@ -1,0 +1,6 @@
+"""Stand-in for ``acceleration.tensorrt.export_wrappers``: like the fork, it imports every wrapper, IP-Adapter's too."""
+
+from .unet_ipadapter_export import IPAdapterUNetExportWrapper
+from .unet_sdxl_export import SDXLExportWrapper
+
+__all__ = ["IPAdapterUNetExportWrapper", "SDXLExportWrapper"]
