@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 
 from sdprep.child.protocol import EVENT_PREFIX
+from sdprep.setup.doctor import CheckReport, diagnose
+from sdprep.text import word
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sdprep" / "child" / "self_test.py"
 STANDIN = ROOT / "tests" / "standin"
-CODES = ["torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion"]
+CODES = ["torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion", "build_path"]
+BEFORE_SD = CODES[: CODES.index("streamdiffusion")]
 CHECK_FIELDS = {"event", "time", "name", "ok", "skipped", "seconds", "details", "error", "traceback_tail"}
 
 
@@ -111,12 +114,16 @@ def test_everything_passes_on_a_good_machine() -> None:
     assert sd["version"] == "0.4.0" and sd["has_config_loader"] is True
     assert sd["features"]["compile_engines_only"] is True and sd["features"]["config_ipadapter_tokens"] is True
     assert "model_id_or_path" in sd["wrapper_params"] and "self" not in sd["wrapper_params"]
+    modules = found["build_path"]["details"]["modules"]
+    assert modules["streamdiffusion.acceleration.tensorrt"] == "imported"
+    assert modules["streamdiffusion.acceleration.tensorrt.export_wrappers.unet_unified_export"] == "imported"
+    assert modules["streamdiffusion.acceleration.tensorrt.utilities"] == "not in this fork"
 
 
 def test_the_job_can_skip_streamdiffusion(tmp_path: Path) -> None:
     events, proc = run_self_test(job={"skip_streamdiffusion": True}, tmp=tmp_path)
-    assert_well_formed(events, proc, CODES[:-1])
-    assert events[-1]["passed"] is True and events[-1]["not_run"] == ["streamdiffusion"]
+    assert_well_formed(events, proc, BEFORE_SD)
+    assert events[-1]["passed"] is True and events[-1]["not_run"] == ["streamdiffusion", "build_path"]
 
 
 def test_a_matching_cuda_13_pair_passes() -> None:
@@ -235,7 +242,7 @@ def test_streamdiffusion_dependency_with_a_wrong_pin() -> None:
     events, proc = run_self_test({"STANDIN_SD_BROKEN_DEP": "transformers"})
     assert_well_formed(events, proc, CODES)
     found = checks(events)
-    assert all(found[code]["ok"] for code in CODES[:-1])
+    assert all(found[code]["ok"] for code in BEFORE_SD)
     sd = found["streamdiffusion"]
     assert sd["error"] == (
         "ImportError: tokenizers>=0.21,<0.22 is required for a normal functioning of this module, "
@@ -268,11 +275,34 @@ def test_streamdiffusion_not_installed(tmp_path: Path) -> None:
     events, proc = run_self_test(path=tmp_path)
     assert_well_formed(events, proc, CODES)
     found = checks(events)
-    assert all(found[code]["ok"] for code in CODES[:-1])
+    assert all(found[code]["ok"] for code in BEFORE_SD)
     sd = found["streamdiffusion"]
     assert sd["error"] == "ModuleNotFoundError: No module named 'streamdiffusion'"
     assert sd["details"]["failed_module"] == "streamdiffusion"
     assert (sd["details"]["installed"], sd["details"]["distribution"], sd["details"]["found_at"]) == (False, None, None)
+
+
+def test_without_diffusers_ipadapter_the_build_path_fails_naming_it(tmp_path: Path) -> None:
+    """The package setup once left out: StreamDiffusion imports, its TensorRT path does not (FACTS §13)."""
+    shutil.copytree(STANDIN, tmp_path / "standin", ignore=shutil.ignore_patterns("__pycache__", "diffusers_ipadapter"))
+    events, proc = run_self_test(path=tmp_path / "standin")
+    assert_well_formed(events, proc, CODES)
+    found = checks(events)
+    assert all(found[code]["ok"] for code in CODES[:-1])
+    failed = found["build_path"]
+    assert failed["error"] == "ModuleNotFoundError: No module named 'diffusers_ipadapter'"
+    assert failed["details"]["failed_module"] == "diffusers_ipadapter"
+    assert "unet_ipadapter_export.py" in "\n".join(failed["traceback_tail"])
+    assert events[-1]["passed"] is False
+    report = CheckReport("build_path", False, False, failed["seconds"], failed["details"], failed["error"])
+    said = word(diagnose(report))
+    assert "diffusers_ipadapter" in said and "every build" in said and "setup --upgrade" in said, said
+
+
+def test_without_tensorrt_the_build_path_is_skipped() -> None:
+    events, proc = run_self_test({"STANDIN_NO_TRT": "1"})
+    assert_well_formed(events, proc, CODES)
+    assert_skipped(checks(events)["build_path"], "tensorrt_import")
 
 
 # ------------------------------------------------------------------------------------------------------ helpers

@@ -167,7 +167,9 @@ def test_builds_are_reproducible(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cu12(house: House) -> Venv:
-    return house.venv("cu12", "torch==2.5.1+cu124", "tensorrt-cu12", sd_with("tensorrt", house.sd_spec))
+    return house.venv(
+        "cu12", "torch==2.5.1+cu124", "tensorrt-cu12", sd_with("tensorrt", house.sd_spec), "diffusers-ipadapter"
+    )
 
 
 def test_a_cu12_setup_installs_offline_in_seconds_and_passes(cu12: Venv, house: House) -> None:
@@ -266,7 +268,14 @@ def test_cu12_and_cu13_side_by_side_are_reported(house: House) -> None:
 
 
 def test_a_cu13_setup_passes(house: House) -> None:
-    venv = house.venv("cu13", "torch==2.9.0+cu130", "torchvision", "tensorrt-cu13", sd_with("tensorrt", house.sd_spec))
+    venv = house.venv(
+        "cu13",
+        "torch==2.9.0+cu130",
+        "torchvision",
+        "tensorrt-cu13",
+        sd_with("tensorrt", house.sd_spec),
+        "diffusers-ipadapter",
+    )
     assert "torchvision==0.24.0+cu130" in venv.install_log
     checks, result = self_test(venv)
     assert result["passed"] is True, {name: check["error"] for name, check in checks.items()}
@@ -284,6 +293,16 @@ def test_a_cpu_torch_setup_fails_at_cuda(house: House) -> None:
     assert result["passed"] is False
 
 
+def test_without_the_ipadapter_package_the_build_path_fails_naming_it(house: House) -> None:
+    """What setup installed before it added diffusers-ipadapter: StreamDiffusion imports, a build cannot."""
+    venv = house.venv("no-ipadapter", "torch==2.5.1+cu124", "tensorrt-cu12", sd_with("tensorrt", house.sd_spec))
+    checks, result = self_test(venv)
+    assert checks["streamdiffusion"]["ok"] is True and result["passed"] is False
+    build_path = checks["build_path"]
+    assert build_path["error"] == "ModuleNotFoundError: No module named 'diffusers_ipadapter'"
+    assert build_path["details"]["failed_module"] == "diffusers_ipadapter"
+
+
 def test_streamdiffusion_not_installed_in_a_venv(house: House) -> None:
     venv = house.venv("no-sd", "torch==2.5.1+cu124", "tensorrt-cu12")
     checks, _ = self_test(venv)
@@ -297,7 +316,9 @@ def test_streamdiffusion_not_installed_in_a_venv(house: House) -> None:
 
 
 def test_an_editable_install_of_the_repository_builds_offline(house: House) -> None:
-    venv = house.venv("editable", "torch==2.5.1+cu124", "tensorrt-cu12", "-e", str(house.sd_repo))
+    venv = house.venv(
+        "editable", "torch==2.5.1+cu124", "tensorrt-cu12", "diffusers-ipadapter", "-e", str(house.sd_repo)
+    )
     checks, result = self_test(venv)
     assert result["passed"] is True
     assert checks["streamdiffusion"]["details"]["location"] == str(

@@ -59,7 +59,7 @@ def family_codes() -> set[str]:
     }
     codes |= {f"family_source_{source}" for source in ("unet_config", "known_model", "name", "assumed")}
     codes |= {f"sev_{severity}" for severity in ("error", "warning")} | {f"f_{name}" for name in SPECS}
-    checks = ("torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion")
+    checks = ("torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion", "build_path")
     codes |= {f"check_{name}" for name in checks} | {f"stage_{name}" for name in checks}
     codes |= {f"stage_setup_{step}" for step in ("check", "venv", "torch", "fork", "tensorrt", "finish")}
     codes |= {"stage_probe", "stage_done", "stage_engine", "frame_warmup", "frame_timed"}

@@ -11,6 +11,9 @@ The checks run in order, each announced by a "stage" event and answered by one "
   tensorrt_build   build a two-layer engine (relu(x) + x on a 1x8 float32 input) with the TensorRT 10 API
   tensorrt_run     deserialize it, run it on torch CUDA tensors on a CUDA stream, compare with Python's answer
   streamdiffusion  import it and its config loader, read the wrapper's signature (unless the job skips it)
+  build_path       import what a TensorRT build imports: streamdiffusion.acceleration.tensorrt (the forkni fork's
+                   reaches diffusers_ipadapter through its export wrappers), its engine manager, utilities and the
+                   UNet export wrapper the wrapper imports for every TensorRT UNet build (skipped with streamdiffusion)
 A check whose prerequisite failed is reported as failed with error "skipped: <code> failed", without running.
 The exit code is 0 whenever the script itself worked: the parent reads the events, not the exit code, to learn
 what is broken.
@@ -35,6 +38,7 @@ and import_name, ImportError.name):
                    max_abs_error, tolerance
   streamdiffusion  distribution, found_at, installed (distribution or importable spec: "not installed" vs
                    "installed but broken"), location, version, has_config_loader, wrapper_params, features
+  build_path       modules {name: "imported" | "not in this fork"}, failed_module, import_name
 """
 
 from __future__ import annotations
@@ -58,7 +62,23 @@ from typing import Any
 from fork_inspect import distribution_version, failed_module, features, package_version, presence
 from protocol import emit, end_with_parent  # run by path: sys.path[0] is this folder
 
-CHECKS: tuple[str, ...] = ("torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion")
+CHECKS: tuple[str, ...] = (
+    "torch",
+    "cuda",
+    "tensorrt_import",
+    "tensorrt_build",
+    "tensorrt_run",
+    "streamdiffusion",
+    "build_path",
+)
+# What `create_wrapper_from_config(..., compile_engines_only=True)` imports on its way to TensorRT (FACTS §13): the
+# first is every fork's; the others are imported where this fork has them (a fork without one never imports it).
+BUILD_PATH_MODULES: tuple[str, ...] = (
+    "streamdiffusion.acceleration.tensorrt",
+    "streamdiffusion.acceleration.tensorrt.engine_manager",
+    "streamdiffusion.acceleration.tensorrt.utilities",
+    "streamdiffusion.acceleration.tensorrt.export_wrappers.unet_unified_export",
+)
 # What each check needs to have passed; a later check never runs on a broken earlier one (its error would only
 # repeat the first one in a more confusing form).
 DEPENDS: dict[str, tuple[str, ...]] = {
@@ -68,6 +88,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "tensorrt_build": ("tensorrt_import", "cuda"),
     "tensorrt_run": ("tensorrt_build",),
     "streamdiffusion": ("torch",),
+    "build_path": ("streamdiffusion", "tensorrt_import"),
 }
 MESSAGES: dict[str, str] = {
     "torch": "Importing PyTorch",
@@ -76,6 +97,7 @@ MESSAGES: dict[str, str] = {
     "tensorrt_build": "Building a tiny TensorRT engine",
     "tensorrt_run": "Running the tiny engine on the GPU",
     "streamdiffusion": "Importing StreamDiffusion",
+    "build_path": "Importing StreamDiffusion's TensorRT build path",
 }
 
 # The test network's input: both signs, a zero and fractions, so a wrong activation or a dropped layer shows.
@@ -359,6 +381,25 @@ def check_streamdiffusion(state: dict[str, Any], details: dict[str, Any]) -> Non
     details["features"] = features(set(names), config_module)
 
 
+def in_this_fork(name: str) -> bool:
+    """Whether the fork has module `name` (its parent package is imported already; a missing parent: no)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+def check_build_path(state: dict[str, Any], details: dict[str, Any]) -> None:
+    modules: dict[str, str] = {}
+    details["modules"] = modules
+    for index, name in enumerate(BUILD_PATH_MODULES):
+        if index and not in_this_fork(name):
+            modules[name] = "not in this fork"
+            continue
+        import_module(name, details)
+        modules[name] = "imported"
+
+
 CHECK_FUNCTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
     "torch": check_torch,
     "cuda": check_cuda,
@@ -366,6 +407,7 @@ CHECK_FUNCTIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
     "tensorrt_build": check_tensorrt_build,
     "tensorrt_run": check_tensorrt_run,
     "streamdiffusion": check_streamdiffusion,
+    "build_path": check_build_path,
 }
 
 
@@ -424,7 +466,8 @@ def main(argv: list[str]) -> int:
     end_with_parent()  # a self-test left behind by a closed app must not hold the GPU
     job = load_job(argv)
     started = time.perf_counter()
-    codes = [code for code in CHECKS if not (code == "streamdiffusion" and job.get("skip_streamdiffusion"))]
+    skipped = {"streamdiffusion", "build_path"} if job.get("skip_streamdiffusion") else set()
+    codes = [code for code in CHECKS if code not in skipped]
     state: dict[str, Any] = {}
     outcomes: dict[str, bool] = {}
     for code in codes:

@@ -54,9 +54,9 @@ def diagnose(report: CheckReport) -> Message:
         driver = details.get("driver") or {}
         if driver.get("visible") is False:
             return msg("known_failure", reason=msg("fail_no_driver"), fix=msg("fix_driver"))
-    if report.name in ("torch", "tensorrt_import", "streamdiffusion"):
+    if report.name in ("torch", "tensorrt_import", "streamdiffusion", "build_path"):
         module = details.get("failed_module")
-        package = {"tensorrt_import": "tensorrt"}.get(report.name, report.name)
+        package = {"tensorrt_import": "tensorrt", "build_path": "streamdiffusion"}.get(report.name, report.name)
         if report.name == "streamdiffusion" and details.get("installed") is False:
             return msg("env_sd_missing")
         if module and module.replace("-", "_") != package and details.get("installed", True):
@@ -98,6 +98,9 @@ def passed_line(report: CheckReport) -> Message:
             "doctor_trt_run", error=d.get("max_abs_error") if d.get("max_abs_error") is not None else "?"
         ),
         "streamdiffusion": msg("doctor_sd", version=d.get("version") or "?", location=d.get("location") or "?"),
+        "build_path": msg(
+            "doctor_build_path", count=sum(1 for how in (d.get("modules") or {}).values() if how == "imported")
+        ),
     }
     return lines.get(report.name, msg("doctor_ok"))
 

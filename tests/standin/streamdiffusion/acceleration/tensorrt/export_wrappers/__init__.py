@@ -2,5 +2,6 @@
 
 from .unet_ipadapter_export import IPAdapterUNetExportWrapper
 from .unet_sdxl_export import SDXLExportWrapper
+from .unet_unified_export import UnifiedExportWrapper
 
-__all__ = ["IPAdapterUNetExportWrapper", "SDXLExportWrapper"]
+__all__ = ["IPAdapterUNetExportWrapper", "SDXLExportWrapper", "UnifiedExportWrapper"]
