@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -41,6 +42,51 @@ def presence(name: str) -> dict[str, Any]:
         spec = None
     found_at = (spec.origin or next(iter(spec.submodule_search_locations or []), None)) if spec else None
     return {"distribution": distribution, "found_at": found_at, "installed": bool(distribution or spec)}
+
+
+def distribution_origin(name: str) -> dict[str, Any]:
+    """Where an installed distribution came from, as its installer recorded it (PEP 610 direct_url.json): a git URL
+    and commit, a local folder (editable or not), or nothing (an index, e.g. PyPI). Read, never imported."""
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return {"installed": False}
+    info: dict[str, Any] = {"installed": True, "version": str(dist.version), "url": None, "commit": None}
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+    except (OSError, ValueError):
+        direct = None
+    if isinstance(direct, dict):
+        vcs = direct.get("vcs_info")
+        vcs = vcs if isinstance(vcs, dict) else {}
+        folder = direct.get("dir_info")
+        folder = folder if isinstance(folder, dict) else {}
+        info.update(
+            url=str(direct.get("url") or "") or None,
+            commit=vcs.get("commit_id"),
+            editable=bool(folder.get("editable")),
+        )
+    return info
+
+
+def declared_requirement(package: str, dependency: str) -> str | None:
+    """The requirement `package`'s installed metadata declares for `dependency` outside any extra, e.g.
+    "diffusers @ git+https://github.com/varshith15/diffusers.git@3e3b72f5..."; None when it declares none."""
+    try:
+        requires = importlib.metadata.requires(package) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    wanted = re.sub(r"[-_.]+", "-", dependency).lower()
+    for requirement in requires:
+        name = re.split(r"[\s\[<>=!~;@(]", requirement.strip(), maxsplit=1)[0]
+        if re.sub(r"[-_.]+", "-", name).lower() == wanted and "extra ==" not in requirement.replace('"', "'"):
+            return requirement.strip()
+    return None
+
+
+def diffusers_origin() -> dict[str, Any]:
+    """The installed diffusers and the one the installed StreamDiffusion declares (the forkni fork pins a git build)."""
+    return {**distribution_origin("diffusers"), "wanted": declared_requirement("streamdiffusion", "diffusers")}
 
 
 def package_version(package: Any, distribution: str) -> str | None:

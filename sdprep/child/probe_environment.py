@@ -14,7 +14,7 @@ import platform
 import sys
 from typing import Any
 
-from fork_inspect import failed_module, features, package_version, presence
+from fork_inspect import diffusers_origin, failed_module, features, package_version, presence
 from protocol import emit  # run by path: this folder is sys.path[0]
 
 
@@ -98,6 +98,8 @@ def main() -> int:
             "streamdiffusion": _streamdiffusion(),
             # The fork's FP8 path quantises with NVIDIA ModelOpt; a spec lookup does not import it (seconds, CUDA).
             "modelopt": {"importable": importlib.util.find_spec("modelopt") is not None},
+            # Which diffusers build is installed: some cfg types fail with any but the one the fork pins.
+            "diffusers": diffusers_origin(),
         },
     )
     return 0

@@ -37,7 +37,8 @@ and import_name, ImportError.name):
   tensorrt_run     tensorrt_log, io_tensors {name: INPUT|OUTPUT}, run_seconds, input, output, expected,
                    max_abs_error, tolerance
   streamdiffusion  distribution, found_at, installed (distribution or importable spec: "not installed" vs
-                   "installed but broken"), location, version, has_config_loader, wrapper_params, features
+                   "installed but broken"), location, version, has_config_loader, wrapper_params, features,
+                   diffusers (fork_inspect.diffusers_origin: the installed build's origin and the one the fork wants)
   build_path       modules {name: "imported" | "not in this fork"}, failed_module, import_name
 """
 
@@ -59,7 +60,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fork_inspect import distribution_version, failed_module, features, package_version, presence
+from fork_inspect import (
+    diffusers_origin,
+    distribution_version,
+    failed_module,
+    features,
+    package_version,
+    presence,
+)
 from protocol import emit, end_with_parent  # run by path: sys.path[0] is this folder
 
 CHECKS: tuple[str, ...] = (
@@ -379,6 +387,7 @@ def check_streamdiffusion(state: dict[str, Any], details: dict[str, Any]) -> Non
     names = [name for name in inspect.signature(wrapper.__init__).parameters if name != "self"]
     details["wrapper_params"] = names
     details["features"] = features(set(names), config_module)
+    details["diffusers"] = diffusers_origin()
 
 
 def in_this_fork(name: str) -> bool:

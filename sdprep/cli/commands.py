@@ -221,6 +221,9 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         for name, supported in environment.features.items():
             mark = {True: t("yes", args.lang), False: t("no", args.lang)}.get(supported, t("unknown", args.lang))
             print(f"{'feature ' + name:26} {mark}", file=out)
+    mismatch = environment.diffusers_mismatch()
+    if mismatch is not None:
+        print(f"{t('sev_warning', args.lang)}: {printer.word(mismatch)}", file=err)
     missing = environment.missing()
     for line in missing:
         print(f"{t('cli_missing', args.lang)}: {printer.word(line)}", file=err)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from sdprep.messages import Message, Problem, Quote, Size, error, msg, os_reason
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import FP8_MIN_COMPUTE_CAPABILITY, PROFILES
+from sdprep.setup.pins import CFG_TYPES_NEEDING_FORK_DIFFUSERS, FORK_DIFFUSERS_COMMIT, FORK_DIFFUSERS_URL
 from sdprep.validate import CONFIG_ROUTE_MAX_BATCH
 
 CACHE_DIR_ENV = "SDPREP_CACHE_DIR"
@@ -144,6 +146,43 @@ class Environment:
             problems.append(msg("env_no_config_loader"))
         return problems
 
+    def diffusers_mismatch(self) -> Message | None:
+        """When the installed diffusers is not the git build the fork pins: which it is, which the fork wants, and the
+        cfg types that fail with it. None when it is, when the fork pins none, or when nothing can be said."""
+        found = self._part("diffusers")
+        if not found.get("installed"):
+            return None  # not installed: StreamDiffusion's import fails, and missing() says so
+        wanted = found.get("wanted")
+        pin = _git_pin(wanted)
+        if pin is None:
+            if wanted is not None or self.features.get("cached_attention") is not True:
+                return None  # the fork asks for a released diffusers, or it is not the fork whose patch needs one
+            pin = (FORK_DIFFUSERS_URL, FORK_DIFFUSERS_COMMIT)  # a source checkout: no metadata, the forkni pin
+        url, ref = pin
+        commit = str(found.get("commit") or "")
+        if (
+            commit
+            and _same_repository(str(found.get("url") or ""), url)
+            and (commit.startswith(ref) or ref.startswith(commit))
+        ):
+            return None
+        origin = found.get("url")
+        installed = (
+            msg(
+                "diffusers_from",
+                version=found.get("version") or "?",
+                origin=f"{origin}@{commit[:12]}" if commit else origin,
+            )
+            if origin
+            else msg("diffusers_from_index", version=found.get("version") or "?")
+        )
+        return msg(
+            "env_diffusers_not_pinned",
+            installed=installed,
+            wanted=f"{_repository_name(url)}@{ref[:12]}",
+            cfg_types=list(CFG_TYPES_NEEDING_FORK_DIFFUSERS),
+        )
+
     def refusals(self, params: BakedParams) -> list[Problem]:
         """Chosen features this StreamDiffusion or this GPU cannot build, tied to their fields."""
         features = self.features
@@ -156,6 +195,10 @@ class Environment:
             problems.append(warning("use_safety_checker", "safety_in_pytorch"))
         if params.use_ipadapter and params.ipadapter_tokens == 16 and features.get("config_ipadapter_tokens") is False:
             problems.append(error("ipadapter_tokens", "tokens_dropped"))
+        if params.cfg_type in CFG_TYPES_NEEDING_FORK_DIFFUSERS:
+            mismatch = self.diffusers_mismatch()
+            if mismatch is not None:
+                problems.append(warning("cfg_type", "cfg_needs_fork_diffusers", cfg=params.cfg_type, why=mismatch))
         return problems + self.profile_refusals(params)
 
     def profile_refusals(self, params: BakedParams) -> list[Problem]:
@@ -177,6 +220,25 @@ class Environment:
             if self.report.get("modelopt", {}).get("importable") is False:
                 problems.append(error("fp8", "fp8_no_modelopt"))
         return problems
+
+
+def _git_pin(requirement: object) -> tuple[str, str] | None:
+    """(repository URL, ref) of "name @ git+URL@REF [; marker]", or None for any other requirement."""
+    text = str(requirement or "").split(";", 1)[0].strip()
+    match = re.search(r"@\s*git\+(\S+)@([^@/\s]+)$", text)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _repository_name(url: str) -> str:
+    """https://github.com/varshith15/diffusers.git -> varshith15/diffusers (for people)."""
+    return re.sub(r"\.git$", "", url.rstrip("/")).split("github.com/", 1)[-1]
+
+
+def _same_repository(a: str, b: str) -> bool:
+    def plain(url: str) -> str:
+        return re.sub(r"\.git$", "", url.strip().lower().removeprefix("git+").rstrip("/"))
+
+    return bool(a) and plain(a) == plain(b)
 
 
 def _capability(text: str | None) -> tuple[int, int] | None:

@@ -108,3 +108,12 @@ IPADAPTER_PACKAGE = GitPackage(
     "405f87da42932e30bd55ee8dca3ce502d7834a99",
     "0.1.1",
 )
+
+
+# --- The diffusers build the forkni fork pins (setup.py L54); setup gets it through the fork's own dependencies -----
+# With PyPI's diffusers (0.35.1 seen on an H100), cfg_type full and initialize fail in the fork's
+# _patches/diffusers_kvo_patch.py ("The size of tensor a (8192) must match the size of tensor b (4096)"); the other
+# cfg types rendered. A --python of the user's own may have any diffusers: the probe says which.
+FORK_DIFFUSERS_URL = "https://github.com/varshith15/diffusers.git"
+FORK_DIFFUSERS_COMMIT = "3e3b72f557e91546894340edabc845e894f00922"
+CFG_TYPES_NEEDING_FORK_DIFFUSERS: tuple[str, ...] = ("full", "initialize")

@@ -52,6 +52,9 @@ def environment_markdown(environment: Environment | None, error: Message | None,
             lines.append(f"| {feature} | {mark} |")
     missing = environment.missing()
     lines.append("")
+    mismatch = environment.diffusers_mismatch()
+    if mismatch is not None:
+        lines += [f"⚠ {prose(word(mismatch, lang))}", ""]
     if missing:
         lines += [f"**{t('env_missing', lang)}**", ""] + [f"- {prose(word(line, lang))}" for line in missing]
     else:
