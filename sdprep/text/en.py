@@ -279,6 +279,8 @@ TEXT: dict[str, str] = {
     "config_unreadable": "{path} cannot be read: {reason}.",
     "config_not_utf8": "{path} is not UTF-8 text (byte {position} is not); save it as UTF-8.",
     "config_bad_yaml": "{path} is not valid YAML: {reason}",
+    "config_past_aliases": "{path} is not a config: its YAML aliases stand for more than {limit} values once expanded (or refer to themselves).",
+    "config_past_depth": "{path} is not a config: its values nest deeper than {limit} levels.",
     "config_not_mapping": "{path} does not hold a config (expected key: value pairs).",
     "config_bad_value": "The config's {key} is {value}, but it must be {expected}.",
     "expect_one_of": "one of {choices}",

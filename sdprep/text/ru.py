@@ -279,6 +279,8 @@ TEXT: dict[str, str] = {
     "config_unreadable": "{path} не читается: {reason}.",
     "config_not_utf8": "{path} — не текст в UTF-8 (байт {position}); сохраните его в UTF-8.",
     "config_bad_yaml": "{path} — некорректный YAML: {reason}",
+    "config_past_aliases": "{path} — не конфиг: его псевдонимы YAML после раскрытия дают больше {limit} значений (или ссылаются сами на себя).",
+    "config_past_depth": "{path} — не конфиг: значения вложены глубже {limit} уровней.",
     "config_not_mapping": "В {path} нет конфига (ожидаются пары «ключ: значение»).",
     "config_bad_value": "В конфиге {key} = {value}, а должно быть {expected}.",
     "expect_one_of": "одним из: {choices}",
