@@ -10,7 +10,7 @@ import re
 
 from sdprep import derive
 from sdprep.family import DEFAULT_IPADAPTERS, FAMILY_LABELS, controlnet_family, controlnet_for, ipadapter_family
-from sdprep.messages import Problem, error, warning
+from sdprep.messages import Problem, error, shown, warning
 from sdprep.params import MAX_CONTROLNETS, PREPROCESSORS, BakedParams
 from sdprep.paths import MAX_NAME, MAX_PATH_TEXT, looks_like_local_path, special_file, too_long, user_path
 
@@ -95,7 +95,7 @@ def controlnets(params: BakedParams) -> list[Problem]:
         channels = slot.conditioning_channels
         if channels is not None and (not _is_int(channels) or channels <= 0):
             problems.append(
-                error(f"{prefix}.conditioning_channels", "bad_channels", slot=index + 1, value=repr(channels))
+                error(f"{prefix}.conditioning_channels", "bad_channels", slot=index + 1, value=shown(channels))
             )
         if not slot.preprocessor.strip():
             problems.append(error(f"{prefix}.preprocessor", "preprocessor_empty", slot=index + 1))

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from sdprep import derive
+from sdprep import bounded_yaml, derive
 from sdprep.family import detect_family
-from sdprep.messages import Message, Quote, msg, os_reason
+from sdprep.messages import Message, Quote, cut, msg, os_reason, shown
 from sdprep.params import DEFAULTS, SPECS, TYPES, BakedParams, ControlNetSlot, choices_of, params_from_values
 from sdprep.paths import UnreadableFile, read_limited, special_file
 
@@ -55,9 +55,13 @@ def read_config(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as problem:
         raise ConfigError(msg("config_not_utf8", path=path, position=problem.start)) from None
     try:
-        loaded = yaml.safe_load(text) if path.suffix.lower() != ".json" else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as problem:
-        raise ConfigError(msg("config_bad_yaml", path=path, reason=Quote(str(problem).splitlines()[0]))) from None
+        loaded = bounded_yaml.load(text) if path.suffix.lower() != ".json" else json.loads(text)
+    except bounded_yaml.NotAConfig as problem:
+        raise ConfigError(msg(f"config_past_{problem.reason}", path=path, limit=problem.limit)) from None
+    except (yaml.YAMLError, ValueError, RecursionError) as problem:  # JSON's too-long int is a ValueError
+        raise ConfigError(msg("config_bad_yaml", path=path, reason=Quote(cut(str(problem).splitlines()[0])))) from None
+    if not bounded_yaml.depth_within(loaded):
+        raise ConfigError(msg("config_past_depth", path=path, limit=bounded_yaml.MAX_DEPTH))
     if not isinstance(loaded, dict):
         raise ConfigError(msg("config_not_mapping", path=path))
     return loaded
@@ -84,8 +88,7 @@ def _expect(config: dict[str, Any], key: str, field_name: str, default: Any) -> 
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shown(value, 60)
 
 
 def params_from_config(config: dict[str, Any], engines_dir: str | None = None) -> tuple[BakedParams, list[Message]]:

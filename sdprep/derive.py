@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from sdprep import bounded_yaml
 from sdprep.family import detect_family
 from sdprep.messages import Message, Quote, msg
 from sdprep.params import SPECS, BakedParams
@@ -178,8 +179,8 @@ def recorded_model(folder: Path) -> str | None:
     """The model a prepared folder holds (build.json "model", else config.yaml's model_id); None if unknown."""
     for name, key in (("build.json", "model"), ("config.yaml", "model_id")):
         try:
-            loaded = yaml.safe_load(read_limited(folder / name, RECORD_LIMIT).decode("utf-8", errors="replace"))
-        except (OSError, UnreadableFile, yaml.YAMLError):
+            loaded = bounded_yaml.load(read_limited(folder / name, RECORD_LIMIT).decode("utf-8", errors="replace"))
+        except (OSError, UnreadableFile, yaml.YAMLError, bounded_yaml.NotAConfig):
             continue
         if isinstance(loaded, dict) and isinstance(loaded.get(key), str):
             return str(loaded[key])

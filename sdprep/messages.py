@@ -10,6 +10,7 @@ Quote is the one value never translated: a program's own words (an exception, a 
 from __future__ import annotations
 
 import errno
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -120,6 +121,26 @@ def from_json(value: Any) -> Any:
     if isinstance(value, list):
         return [from_json(item) for item in value]
     return value
+
+
+def cut(text: str, limit: int = 2000) -> str:
+    """`text`, or its first `limit` characters and how many more there were: a line from a log or another program
+    has no bound of its own, and a page (or a terminal) should not receive a megabyte of one line."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more)"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 80, 40, 40
+_SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 6
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value from a file or a client as Python writes it, for a message: cut while written (reprlib looks at a
+    few items of each level, a few levels deep), never repr() of the whole, which may stand for billions of items."""
+    try:
+        return cut(_SHORT.repr(value), limit)
+    except ValueError:  # an int past Python's 4300 digits, which refuses to be written in full
+        return f"<{type(value).__name__}>"
 
 
 def has_errors(problems: list[Problem]) -> bool:

@@ -41,6 +41,19 @@ PROFILES: dict[ProfileName, Profile] = {
 }
 
 
+PROFILE_FIELDS = ("static_shapes", "opt_level", "fp8")
+# The value a profile's very name states: `--profile fp8 --no-fp8` or `--profile flexible --static-shapes` asks for
+# two opposite things, so it is refused with the reason rather than guessed; any other typed flag wins over the
+# profile (`--profile fast --opt-level 3` builds level 3, a custom variant).
+NAMED_BY: dict[ProfileName, tuple[str, object]] = {"flexible": ("static_shapes", False), "fp8": ("fp8", True)}
+
+
+def contradicted(name: ProfileName, typed: dict[str, object]) -> str | None:
+    """The field among `typed` (the flags a person typed) that says the opposite of the profile's name, if any."""
+    field_name, value = NAMED_BY.get(name, ("", None))
+    return field_name if field_name in typed and typed[field_name] != value else None
+
+
 def profile_of(params: BakedParams) -> ProfileName | Literal["custom"]:
     chosen = Profile(static_shapes=params.static_shapes, opt_level=params.opt_level, fp8=params.fp8)
     return next((name for name, profile in PROFILES.items() if profile == chosen), "custom")

@@ -20,7 +20,7 @@ from sdprep.family import (
     detect_family,
     known_model_family,
 )
-from sdprep.messages import Problem, error, has_errors, msg, warning
+from sdprep.messages import Problem, error, has_errors, msg, shown, warning
 from sdprep.params import (
     SIZE_STEP,
     SPECS,
@@ -73,16 +73,16 @@ def _types_and_ranges(params: BakedParams) -> list[Problem]:
         choices = choices_of(name)
         if choices is not None:
             if value not in choices or isinstance(value, bool):
-                problems.append(error(name, "not_a_choice", value=repr(value), choices=list(choices)))
+                problems.append(error(name, "not_a_choice", value=shown(value), choices=list(choices)))
         elif TYPES[name] is bool or TYPES[name] == "bool":
             if not isinstance(value, bool):
-                problems.append(error(name, "not_a_switch", value=repr(value)))
+                problems.append(error(name, "not_a_switch", value=shown(value)))
         elif spec.bounds is not None:
             low, high = spec.bounds
             if isinstance(value, float) and not math.isfinite(value):
-                problems.append(error(name, "not_finite", value=repr(value)))
+                problems.append(error(name, "not_finite", value=shown(value)))
             elif not _is_int(value) or not low <= value <= high:
-                problems.append(error(name, "out_of_range", value=repr(value), low=low, high=high))
+                problems.append(error(name, "out_of_range", value=shown(value), low=low, high=high))
     return problems
 
 

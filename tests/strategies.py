@@ -26,9 +26,11 @@ from sdprep.params import (
 
 LORA_IDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=8).map(lambda s: f"me/{s}")
 CONTROLNET_IDS = ("lllyasviel/control_v11p_sd15_canny", "a/b", "thibaud/controlnet-sd21-depth-diffusers")
-# Beyond the declared examples, for what quotes values for a shell: local paths with a space and a quote.
-ODD_PATHS = ("/tmp/my models/it's.safetensors",)
-ODD_CONTROLNETS = ("/tmp/my cn",)
+# Beyond the declared examples, for what quotes values for a shell: local paths with a space and a quote, what
+# cmd.exe reads itself (%VAR%, !VAR!, ^ & | < > ( ) "), backslashes before a quote and at the end (the C runtime's
+# quoting trap), and a value that starts with "-" (once read as a flag).
+ODD_PATHS = ("/tmp/my models/it's.safetensors", '/tmp/%PATH%& "x" ^!y! (z)<a>|b\\"c\\', "-h94/IP-Adapter")
+ODD_CONTROLNETS = ("/tmp/my cn", "-lllyasviel/control_v11p_sd15_canny", "C:\\cn dir\\")
 
 
 def slots(odd_paths: bool = False) -> st.SearchStrategy[ControlNetSlot]:

@@ -136,6 +136,38 @@ def test_cli_from_config_refuses_special_and_huge_files_at_once(kind: str, tmp_p
     note("special_files", f"--from-config {kind}", f"{line} ({seconds:.2f} s)", tmp_path)
 
 
+def hostile_yaml(kind: str) -> str:
+    """Small files that are YAML but no config: an alias chain of billions of items in 564 bytes (once, Load
+    config's message repr()'d it, stalling every request 7-10 s; the CLI died of MemoryError), nesting 5,000
+    levels deep, an alias of itself, an integer too long for int()."""
+    if kind == "alias-chain":
+        lines = ["model_id: stabilityai/sd-turbo", "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+        lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+        return "\n".join([*lines, "width: *a9"]) + "\n"
+    if kind == "5000-deep":
+        return "model_id: stabilityai/sd-turbo\nwidth: " + "[" * 5000 + "]" * 5000 + "\n"
+    if kind == "self-alias":
+        return "model_id: stabilityai/sd-turbo\nwidth: &a [1, *a]\n"
+    return "model_id: stabilityai/sd-turbo\nwidth: " + "1" * 5000 + "\n"
+
+
+HOSTILE = {"alias-chain": "aliases", "5000-deep": "deeper than", "self-alias": "aliases", "5000-digit-int": "4300"}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_cli_from_config_refuses_yaml_bombs_at_once(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(hostile_yaml(kind), encoding="utf-8")
+    started = time.monotonic()
+    done = cli("build", "--from-config", str(path), "--engines-dir", str(tmp_path / "engines"), cwd=tmp_path)
+    seconds = time.monotonic() - started
+    assert done.returncode == EXIT["refused"], done.stderr[-2000:]
+    line = one_clear_line(done, "--from-config", str(path), HOSTILE[kind])
+    assert len(line) < 400, line
+    assert not (tmp_path / "engines").exists()
+    note("special_files", f"--from-config {kind} ({path.stat().st_size} bytes)", f"{line} ({seconds:.2f} s)", tmp_path)
+
+
 @pytest.mark.parametrize(
     ("flag", "value"),
     [
@@ -654,6 +686,30 @@ def test_an_upload_over_the_limit_is_refused_at_once(web: Any, tmp_path: Path) -
     assert "[32, 45]" in text_of(page.call("preview", denoise_steps=2)[0])
     page.close()
     FIGURES["upload_9mb"] = {"seconds": round(seconds, 2), "answer": answer[:200]}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_an_uploaded_yaml_bomb_is_not_a_config_and_the_server_goes_on(kind: str, web: Any, tmp_path: Path) -> None:
+    """Load config's upload of a small hostile YAML: one line saying it is not a config, the form unchanged, and
+    the next form change answered (the alias chain once held the GIL 7-10 s per upload)."""
+    from tests.page_client import PageClient
+
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(hostile_yaml(kind), encoding="utf-8")
+    page = PageClient(web.url, deadline=30)
+    upload = next(name for name, _, _ in page.endpoints["load_config_upload"].inputs if "upload" in name)
+    try:
+        started = time.monotonic()
+        sent = page.http.post(f"{web.url}gradio_api/upload", files={"files": (path.name, path.read_bytes())})
+        data = {"path": sent.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
+        answer = text_of(page.call("load_config_upload", **{upload: data})[0])
+        seconds = time.monotonic() - started
+        shown = next(line for line in answer.splitlines() if HOSTILE[kind] in line)
+        assert len(shown) < 400, shown
+        assert "[32, 45]" in text_of(page.call("preview", denoise_steps=2)[0])
+        note("special_files", f"Load config upload {kind}", f"{shown.strip()} ({seconds:.2f} s)", tmp_path)
+    finally:
+        page.close()
 
 
 def test_the_library_lists_a_corrupt_build_json_as_unreadable(web: Any) -> None:

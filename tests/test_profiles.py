@@ -215,3 +215,54 @@ def test_the_page_shows_the_lock_the_estimate_and_the_command(tmp_path: Path) ->
             assert russian["estimate"].startswith("#### Оценка перед сборкой")
         finally:
             api.close()
+
+
+# --- explicit beats profile (the CLI) ----------------------------------------------------------------------------
+def parsed(*flags: str) -> tuple[BakedParams, list[str]]:
+    """The parameters and the problems (as the CLI words them) of `build FLAGS`."""
+    from sdprep.cli import build_parser
+    from sdprep.cli.args import params_from_args
+
+    params, problems = params_from_args(build_parser("en").parse_args(["build", *flags]))
+    return params, [str(problem) for problem in problems]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected", "variant"),
+    [
+        (["--profile", "fast", "--no-static-shapes"], (False, 2, False), "custom"),  # once wrote static_shapes: true
+        (["--profile", "fast", "--opt-level", "3", "--no-static-shapes"], (False, 3, False), "flexible"),
+        (["--profile", "fp8", "--opt-level", "3"], (True, 3, True), "custom"),  # a flag equal to its default counts
+        (["--opt-level", "5", "--profile", "quality"], (True, 5, False), "custom"),  # in any order
+        (["--profile", "quality", "--no-fp8", "--static-shapes"], (True, 3, False), "quality"),  # agreeing: the same
+        (["--no-static-shapes"], (False, 3, False), "flexible"),
+    ],
+)
+def test_a_flag_typed_beside_a_profile_wins_over_it(
+    flags: list[str], expected: tuple[bool, int, bool], variant: str
+) -> None:
+    from sdprep.profiles import profile_of
+
+    params, problems = parsed(*flags)
+    assert problems == []
+    assert (params.static_shapes, params.opt_level, params.fp8) == expected
+    assert profile_of(params) == variant
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(["--profile", "fp8", "--no-fp8"], "--no-fp8"), (["--static-shapes", "--profile", "flexible"], "--static-shapes")],
+)
+def test_a_flag_against_the_profile_it_names_is_refused_with_the_reason(
+    flags: list[str], named: str, tmp_path: Path
+) -> None:
+    import io
+
+    from sdprep.cli import main as cli_main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["build", *flags, "--config-only", "--engines-dir", str(tmp_path / "e"), "--lang", "en"]
+    code = cli_main(argv, runtime_defaults(), serve=lambda a: 0, out=out, err=err)  # type: ignore[arg-type]
+    assert code == 2, err.getvalue()
+    assert f"{named} says the opposite of --profile {flags[flags.index('--profile') + 1]}" in err.getvalue()
+    assert not (tmp_path / "e").exists()

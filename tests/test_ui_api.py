@@ -143,6 +143,17 @@ def test_a_value_outside_a_slider_is_one_problem_under_its_field(api: Api, app: 
     assert "Traceback" not in app.log_text()
 
 
+def test_the_copied_command_follows_the_shell_switch(api: Api, engines: Path) -> None:
+    """The line is quoted for bash/zsh or for cmd.exe as the page's switch says (the server's own by default), and
+    options are --flag=value so an IP-Adapter path that starts with "-" is not read as a flag."""
+    values = {"use_ipadapter": True, "ipadapter_model_path": "-h94/IP-Adapter", "lora_json": '{"owner/x": 0.8}'}
+    posix = api.call("/preview", **values, **{"command-shell": "posix"})["command-line"]
+    assert "'--ipadapter=-h94/IP-Adapter'" in posix or "--ipadapter=-h94/IP-Adapter" in posix, posix
+    assert """'--lora={"owner/x": 0.8}'""" in posix, posix
+    cmd = api.call("/preview", **values, **{"command-shell": "cmd"})["command-line"]
+    assert '^"--lora={\\^"owner/x\\^": 0.8}^"' in cmd, cmd
+
+
 def test_preview_hides_what_does_not_apply(api: Api) -> None:
     lcm = api.call("/preview", model="KBlueLeaf/kohaku-v2.1", consistency_lora="lcm")
     assert lcm["scheduler"]["visible"] is False

@@ -10,7 +10,7 @@ from typing import Any
 from sdprep.jobs.check import DEFAULT_FRAMES, DEFAULT_WARMUP
 from sdprep.messages import Problem, error
 from sdprep.params import DEFAULTS, MAX_CONTROLNETS, SPECS, TYPES, BakedParams, choices_of, params_from_values
-from sdprep.profiles import PROFILE_NAMES, profile_values
+from sdprep.profiles import PROFILE_FIELDS, PROFILE_NAMES, contradicted, profile_values
 from sdprep.text import TABLE, t
 
 LANG_CHOICES = ("en", "ru")
@@ -45,7 +45,8 @@ def add_param_flags(parser: argparse.ArgumentParser, lang: str) -> None:
     for name, spec in SPECS.items():
         if spec.cli == "custom" or name == "engines_dir":
             continue
-        default = getattr(DEFAULTS, name)
+        # A profile's fields default to None, so that a flag typed equal to its default still counts as typed.
+        default = None if name in PROFILE_FIELDS else getattr(DEFAULTS, name)
         if spec.cli == "switch":
             group.add_argument(
                 spec.flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=_help(name, lang)
@@ -103,12 +104,18 @@ def params_from_args(args: argparse.Namespace) -> tuple[BakedParams, list[Proble
     """The flags as BakedParams; problems that only the CLI can have (a malformed --controlnet option)."""
     problems: list[Problem] = []
     values: dict[str, Any] = {name: getattr(args, name) for name in SPECS if hasattr(args, name)}
+    # What a profile sets, then what was typed: any flag typed wins over the profile (unless it says the opposite
+    # of the profile's very name, which is refused), and a mix that is no profile builds as "custom".
+    typed = {name: values[name] for name in PROFILE_FIELDS if values.get(name) is not None}
+    values.update({name: getattr(DEFAULTS, name) for name in PROFILE_FIELDS})
     if args.profile is not None:
-        # A profile sets its three fields unless an expert flag set one of them explicitly.
-        explicit = {
-            name for name in ("static_shapes", "opt_level", "fp8") if getattr(args, name) != getattr(DEFAULTS, name)
-        }
-        values.update({k: v for k, v in profile_values(args.profile).items() if k not in explicit})
+        values.update(profile_values(args.profile))
+        against = contradicted(args.profile, typed)
+        if against is not None:
+            flag = SPECS[against].flag
+            typed_flag = flag if typed[against] else f"--no-{flag.removeprefix('--')}"
+            problems.append(error(against, "cli_profile_contradiction", flag=typed_flag, profile=args.profile))
+    values.update(typed)
     slots = []
     for index, text in enumerate(args.controlnet):  # too many is one problem, reported by validate()
         slot, slot_problems = parse_controlnet(text, index)

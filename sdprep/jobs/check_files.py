@@ -9,7 +9,7 @@ from typing import Any
 from sdprep.config_load import ConfigError, read_config
 from sdprep.engine_files import fingerprint
 from sdprep.manifest import CONFIGS_DIR, MANIFEST_NAME, Manifest
-from sdprep.messages import msg
+from sdprep.messages import msg, shown
 
 
 def read_check_config(config_path: Path) -> dict[str, Any]:
@@ -19,13 +19,13 @@ def read_check_config(config_path: Path) -> dict[str, Any]:
         raise ConfigError(msg("config_no_model"))
     for key in ("width", "height"):
         if key in config and (not isinstance(config[key], int) or isinstance(config[key], bool)):
-            raise ConfigError(msg("config_bad_value", key=key, value=repr(config[key]), expected=msg("expect_int")))
+            raise ConfigError(msg("config_bad_value", key=key, value=shown(config[key]), expected=msg("expect_int")))
     if "t_index_list" in config and not isinstance(config["t_index_list"], list):
         raise ConfigError(
             msg(
                 "config_bad_value",
                 key="t_index_list",
-                value=repr(config["t_index_list"]),
+                value=shown(config["t_index_list"]),
                 expected=msg("expect_int_list"),
             )
         )

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
+from sdprep.command_line import SHELLS, Shell, default_shell
 from sdprep.estimate import Estimate, estimate, free_space, load_history, shape_of
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
@@ -73,7 +74,7 @@ def render(form: Form) -> None:
     form.part(
         "command",
         gr.Code(
-            view_params.command_text(shown, problems, "en"),
+            view_params.command_text(shown, problems, "en", default_shell()),
             language="shell",
             interactive=False,
             label=label("o_command"),
@@ -83,7 +84,22 @@ def render(form: Form) -> None:
             buttons=["copy"],
         ),
     )
+    form.part(
+        "command_shell",
+        gr.Radio(
+            [(label(f"command_shell_{name}"), name) for name in SHELLS],
+            value=default_shell(),
+            label=label("o_command_shell"),
+            elem_id="command-shell",
+        ),
+    )
     gr.Markdown(label("cmd_hint"), elem_classes=["sdprep-hint"])
+
+
+def shell_of(form: Form, values: dict[Block, Any]) -> Shell:
+    """The shell the page asked the command line for (the server's own until the switch is moved)."""
+    chosen = values.get(form.parts["command_shell"]) if "command_shell" in form.parts else None
+    return next((shell for shell in SHELLS if shell == chosen), default_shell())
 
 
 def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
@@ -99,7 +115,7 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
         form.parts["derived"]: view_params.derived_markdown(params, lang),
         form.parts["yaml"]: view_params.config_preview(params, form.runtime, problems, lang),
         form.parts["estimate"]: estimate_text(params, problems, lang),
-        form.parts["command"]: view_params.command_text(params, problems, lang),
+        form.parts["command"]: view_params.command_text(params, problems, lang, shell_of(form, values)),
         form.parts["build"]: gr.Button(interactive=not has_errors(problems) and not blocked),
         form.parts["save"]: gr.Button(interactive=not has_errors(problems)),
     }
@@ -129,7 +145,7 @@ def outputs(form: Form) -> list[Block]:
 
 
 def listen(form: Form) -> None:
-    inputs = form.inputs()
+    inputs = {*form.inputs(), form.parts["command_shell"]}  # the switch redraws the line as any field does
 
     def update_preview(values: dict[Block, Any]) -> dict[Block, Any]:
         return live(form, values)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdprep import derive
-from sdprep.command_line import NotACommand, shell_command
+from sdprep.command_line import NotACommand, Shell, shell_command
 from sdprep.config import RuntimeDefaults, render_config
 from sdprep.estimate import Estimate
 from sdprep.estimate import lines as estimate_lines
@@ -175,12 +175,12 @@ def estimate_markdown(
     return "\n".join(items)
 
 
-def command_text(params: BakedParams, problems: list[Problem], lang: str) -> str:
-    """The `python gradio_prepare.py build ...` line for the form, or why there is none."""
+def command_text(params: BakedParams, problems: list[Problem], lang: str, shell: Shell = "posix") -> str:
+    """The `python gradio_prepare.py build ...` line for the form, quoted for `shell`, or why there is none."""
     if any(problem.severity == "error" for problem in problems):
         return t("command_blocked", lang)
     try:
-        return shell_command(params)
+        return shell_command(params, shell)
     except NotACommand as problem:
         return t("command_unavailable", lang, reason=word(problem.message, lang))
 
