@@ -47,6 +47,10 @@ class Runtime:
     t_index_list: tuple[int, ...] | None = None
     keys: tuple[str, ...] = ()  # every top-level key of the source, to say which were not carried
 
+    def __hash__(self) -> int:
+        # A page keeps it in a gr.State, whose change Gradio tells by hashing; the values are plain (checked).
+        return hash(json.dumps([self.origin, self.source, self.values, self.items, self.t_index_list], sort_keys=True))
+
     def names(self) -> list[str]:
         """The runtime keys it sets, as people find them in the file."""
         names = list(self.values)

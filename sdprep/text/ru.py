@@ -90,6 +90,7 @@ TEXT: dict[str, str] = {
     "d_engine_dir": "Папка движков (engine_dir)",
     "d_config_path": "Путь конфига",
     "d_variant": "Вариант",
+    "d_runtime": "Значения времени выполнения",
     "d_value": "Значение",
     "d_name": "Имя",
     "d_unavailable": "— (исправьте ошибки)",

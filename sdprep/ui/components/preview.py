@@ -55,11 +55,13 @@ def render(form: Form) -> None:
     problems = check(DEFAULTS)
     shown = replace(DEFAULTS, engines_dir=str(state.engines_root()))
     form.part("summary", gr.Markdown(view_params.summary_markdown(problems, "en"), elem_id="summary"))
-    form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en"), elem_id="derived"))
+    target = view_params.config_target(shown, form.runtime, None, problems)
+    runtime = view_params.runtime_text(target, "en")
+    form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en", runtime), elem_id="derived"))
     form.part(
         "yaml",
         gr.Code(
-            view_params.config_preview(DEFAULTS, form.runtime, problems, "en"),
+            view_params.config_preview(target, problems, "en"),
             language="yaml",
             interactive=False,
             label=label("o_yaml"),
@@ -93,11 +95,12 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     problems = check(params)
     environment = state.last_environment()
     blocked = build_blocked(environment, lang)
+    target = view_params.config_target(params, form.runtime, form.loaded(values), problems)
     updates: dict[Block, Any] = {
         form.parts["banner"]: gr.Markdown(value=banner_markdown(environment, lang), visible=bool(blocked)),
         form.parts["summary"]: view_params.summary_markdown(problems, lang, blocked),
-        form.parts["derived"]: view_params.derived_markdown(params, lang),
-        form.parts["yaml"]: view_params.config_preview(params, form.runtime, problems, lang),
+        form.parts["derived"]: view_params.derived_markdown(params, lang, view_params.runtime_text(target, lang)),
+        form.parts["yaml"]: view_params.config_preview(target, problems, lang),
         form.parts["estimate"]: estimate_text(params, problems, lang),
         form.parts["command"]: view_params.command_text(params, problems, lang),
         form.parts["build"]: gr.Button(interactive=not has_errors(problems) and not blocked),
