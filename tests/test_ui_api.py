@@ -285,6 +285,7 @@ def test_load_config_keeps_every_runtime_value_of_the_fork_authors_config(api: A
     expected = {"prompt": "default fancy banana wall", "seed": 3115577, "t_index_list": [10, 25], "warmup": 10}
     assert {key: shown[key] for key in expected} == expected and shown["ipadapter_config"][0]["scale"] == 0.25
     assert "# RUNTIME values from profiling_quality_ipa.yaml" in preview["yaml-preview"]
+    assert preview["ipadapter-scale"] == "0.25", "the read-only scale shows the value the config will have"
     saved = api.call("/save_config", **form)
     config = engines / "stabilityai--sdxl-turbo" / "config.yaml"
     assert t("save_ok", path=config) in saved["action-message"]

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
+from sdprep.config_write import ConfigToWrite
 from sdprep.estimate import Estimate, estimate, free_space, load_history, shape_of
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
@@ -111,11 +112,26 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     for name, (_, problems_box, hint_box) in form.sections.items():
         updates[problems_box] = view_params.problems_html(routed[name], lang)
         updates[hint_box] = hints.get(name, "")
+    updates.update(_runtime_scales(form, target))
     updates.update(sampling.visibility(form, raw))
     updates.update(resolution.visibility(form, raw))
     updates.update(controlnet.visibility(form, values))
     updates.update(ipadapter.visibility(form, raw))
     updates.update(profile.availability(form, params, lang))
+    return updates
+
+
+def _runtime_scales(form: Form, target: ConfigToWrite | None) -> dict[Block, Any]:
+    """The read-only scale fields show the scales the config will have (loaded or kept ones too)."""
+    if target is None:
+        return {}
+    scales = {"cn_scale": "controlnets", "ipadapter_scale": "ipadapter_config"}
+    updates: dict[Block, Any] = {}
+    for part, list_key in scales.items():
+        items = target.config.get(list_key) or []
+        values = [str(item.get("conditioning_scale", item.get("scale"))) for item in items if isinstance(item, dict)]
+        if values:
+            updates[form.parts[part]] = ", ".join(values)
     return updates
 
 
@@ -127,6 +143,7 @@ def outputs(form: Form) -> list[Block]:
         blocks += [problems_box, hint_box]
     blocks += [form.fields["scheduler"], form.fields["cache_maxframes"], form.parts["controlnet_details"]]
     blocks += [*form.slot_groups, form.parts["ipadapter_details"]]
+    blocks += [form.parts["cn_scale"], form.parts["ipadapter_scale"]]
     blocks += profile.outputs(form)
     return blocks
 
