@@ -33,15 +33,61 @@ class RuntimeDefaults(TypedDict):
     ipadapter_scale: float
 
 
-# Top-level keys an inference script may change without a rebuild (update_stream_params / prepare).
-RUNTIME_CONFIG_KEYS = ("prompt", "negative_prompt", "guidance_scale", "delta", "seed", "num_inference_steps", "sampler")
-# Keys inside controlnets[] / ipadapter_config[] items that are runtime too.
-RUNTIME_ITEM_KEYS = ("conditioning_scale", "enabled", "preprocessor", "preprocessor_params", "scale")
+# Top-level keys no engine bakes: the values an inference script passes to prepare() / update_stream_params(), and
+# the fork's other loader keys that only steer the running pipeline (config_keys_forkni.json lists what the loader
+# reads). A config carries them from build to build unchanged (sdprep/runtime.py); the app models the first seven.
+MODELLED_RUNTIME_KEYS = (
+    "prompt",
+    "negative_prompt",
+    "guidance_scale",
+    "delta",
+    "seed",
+    "num_inference_steps",
+    "sampler",
+)
+RUNTIME_CONFIG_KEYS = (
+    *MODELLED_RUNTIME_KEYS,
+    "prompt_blending",
+    "seed_blending",
+    "normalize_prompt_weights",
+    "normalize_seed_weights",
+    "warmup",
+    "do_add_noise",
+    "skip_diffusion",
+    "output_type",
+    "debug_mode",
+    "cache_interval",
+    "cn_cache_interval",
+    "fi_strength",
+    "fi_threshold",
+    "enable_similar_image_filter",
+    "similar_image_filter_threshold",
+    "similar_image_filter_max_skip_frame",
+    "similar_filter_sleep_fraction",
+    "image_preprocessing",
+    "image_postprocessing",
+    "latent_preprocessing",
+    "latent_postprocessing",
+    "send_controlnet_preview",
+    "use_cuda_ipc_output",
+    "cuda_ipc_shm_name",
+    "cuda_ipc_cn_processed_shm_name",
+    "cuda_ipc_num_slots",
+    "l2_persist",
+)
+# Keys inside controlnets[] / ipadapter_config[] items that no engine bakes; enabled and preprocessor are written from
+# the form's ControlNet slots, the others are carried like the top-level runtime keys.
+RUNTIME_ITEM_KEYS = ("conditioning_scale", "enabled", "preprocessor", "preprocessor_params", "scale", "style_image")
+CARRIED_ITEM_KEYS: dict[str, tuple[str, ...]] = {
+    "controlnets": ("conditioning_scale", "preprocessor_params"),
+    "ipadapter_config": ("scale", "style_image"),
+}
 RUNTIME_KEYS = (
-    *RUNTIME_CONFIG_KEYS,
+    *MODELLED_RUNTIME_KEYS,
     "t_index_list values (same length)",
     "controlnets[].conditioning_scale / enabled / preprocessor",
     "ipadapter_config[].scale / enabled",
+    "the loader's pipeline keys (warmup, do_add_noise, similar_image_filter ...)",
 )
 # Keys that never change an engine: a runtime edit of config.yaml (a new prompt) or a moved engines folder is still
 # the same build.
@@ -51,8 +97,6 @@ NOT_BAKED_KEYS = frozenset(
         "build_engines_if_missing",
         "compile_engines_only",
         "engine_dir",
-        "prompt_blending",
-        "seed_blending",
     }
 )
 
@@ -175,7 +219,8 @@ def baked_keys() -> list[str]:
     return [*keys, "mode", "acceleration", "engine_dir"]
 
 
-def config_header(params: BakedParams) -> str:
+def config_header(params: BakedParams, runtime_line: str = "") -> str:
+    """The comment block of every config.yaml: what is baked, what is runtime, and where its runtime values are from."""
     lines = [
         "StreamDiffusion config written by gradio_prepare.py for the engines in",
         f"  {derive.engine_dir(params).as_posix()}",
@@ -185,6 +230,7 @@ def config_header(params: BakedParams) -> str:
         *textwrap.wrap(", ".join(baked_keys()), 110, initial_indent="  ", subsequent_indent="  "),
         "RUNTIME - change any time with update_stream_params():",
         *textwrap.wrap(", ".join(RUNTIME_KEYS), 110, initial_indent="  ", subsequent_indent="  "),
+        *([runtime_line] if runtime_line else []),
     ]
     return "".join(f"# {line}\n" if line else "#\n" for line in lines)
 
@@ -208,6 +254,7 @@ def dump_yaml(config: dict[str, Any], header: str = "") -> str:
 
 
 def render_config(params: BakedParams, runtime: RuntimeDefaults) -> str:
+    """The config with RUNTIME_DEFAULTS' values (config_write.py carries a person's own)."""
     return dump_yaml(make_config(params, runtime), config_header(params))
 
 

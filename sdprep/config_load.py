@@ -1,8 +1,8 @@
 """A config.yaml back into BakedParams: read it safely, check every value's type, and note what the form cannot show.
 
 Accepts configs written by this app (an exact round trip) and hand-written ones: `ipadapters:` or raw
-`ipadapter_config:`, any t_index_list (its length becomes the step count). Anything unusable becomes a ConfigError
-whose Message names the key; nothing here raises a bare TypeError at a person.
+`ipadapter_config:`, any t_index_list (its length becomes the step count; runtime.py keeps its values). Anything
+unusable becomes a ConfigError whose Message names the key; nothing here raises a bare TypeError at a person.
 """
 
 from __future__ import annotations
@@ -110,10 +110,8 @@ def params_from_config(config: dict[str, Any], engines_dir: str | None = None) -
         raise ConfigError(
             msg("config_bad_value", key="t_index_list", value=_shown(t_index), expected=msg("expect_int_list"))
         )
-    steps = derive.steps_for_t_index_list(t_index)
-    values["denoise_steps"] = steps
-    if steps in derive.T_INDEX_PRESETS and list(derive.T_INDEX_PRESETS[steps]) != t_index:
-        notes.append(msg("note_t_index", given=t_index, steps=steps, preset=list(derive.T_INDEX_PRESETS[steps])))
+    # Its length is the step count; its values are runtime values, carried as they are (sdprep/runtime.py).
+    values["denoise_steps"] = derive.steps_for_t_index_list(t_index)
     if "builder_optimization_level" not in config or "static_shapes" not in config:
         notes.append(msg("note_no_profile_keys"))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sdprep.config import NOT_BAKED_KEYS, RUNTIME_ITEM_KEYS, key_engines
+from sdprep.derive import T_INDEX_PRESETS
 from sdprep.params import EngineKind
 
 ASIDE_DIR = ".aside"
@@ -35,6 +36,11 @@ def _digest(value: Any) -> str:
 def baked_part(config: dict[str, Any]) -> dict[str, Any]:
     """The config without runtime values: what the engines are built from."""
     baked = {key: value for key, value in config.items() if key not in NOT_BAKED_KEYS}
+    # Only the length of t_index_list is baked (the UNet batch); its values change at runtime. Spelled as the preset
+    # of that length, so the fingerprints of builds recorded before this rule stay the same.
+    t_index = baked.get("t_index_list")
+    if isinstance(t_index, list) and len(t_index) in T_INDEX_PRESETS:
+        baked["t_index_list"] = list(T_INDEX_PRESETS[len(t_index)])
     for list_key in ("controlnets", "ipadapter_config"):
         if isinstance(baked.get(list_key), list):
             baked[list_key] = [

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdprep import derive
-from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
+from sdprep.config import RuntimeDefaults, make_config
 from sdprep.config_load import ConfigError, read_config
+from sdprep.config_write import config_to_write, write_configs
 from sdprep.engine_files import by_relative, fingerprint, variant_id
 from sdprep.locks import model_lock
-from sdprep.manifest import CONFIGS_DIR, read_manifest_or_empty, trusted_record
+from sdprep.manifest import read_manifest_or_empty, trusted_record
 from sdprep.messages import Message, Problem, has_errors, msg, os_reason
 from sdprep.params import BakedParams
-from sdprep.paths import atomic_write_text
+from sdprep.runtime import Runtime
 from sdprep.validate import validate
 
 
@@ -37,34 +38,35 @@ class SaveResult:
         return self.outcome == "written"
 
 
-def save_config(params: BakedParams, runtime: RuntimeDefaults) -> SaveResult:
+def save_config(params: BakedParams, runtime: RuntimeDefaults, loaded: Runtime | None = None) -> SaveResult:
+    """Write the config by the same rule as a build (config_write.py); `loaded`: a loaded config's runtime values."""
     problems = validate(params)
     if has_errors(problems):
         return SaveResult("refused", msg("save_errors"), problems=problems)
     config = make_config(params, runtime)
     folder = derive.engine_dir(params)
     variant = variant_id(derive.variant_name(params), config)
-    config_path, variant_path = folder / "config.yaml", folder / CONFIGS_DIR / f"{variant}.yaml"
+    config_path = folder / "config.yaml"
     lock = model_lock(folder)
     with lock.held(f"save of {config_path}") as got:
         if not got:
             return SaveResult("busy", msg("save_busy", what=lock.holder().get("what") or "?"), problems=problems)
         notes = [replaced_note(config_path, config)]
         notes.append(msg("save_engines_ready") if engines_ready(folder, variant) else msg("save_builds_at_load"))
-        text = dump_yaml(config, config_header(params))
         try:
-            atomic_write_text(variant_path, text)
-            atomic_write_text(config_path, text)
+            written = write_configs(config_to_write(params, runtime, loaded), variant)
         except OSError as problem:
             return SaveResult(
                 "failed", msg("save_failed", path=problem.filename or config_path, reason=os_reason(problem))
             )
+    if not written.wrote_config:
+        notes = [msg("config_kept", path=config_path), notes[-1]]
     return SaveResult(
         "written",
         msg("save_ok", path=config_path),
         config_path=config_path,
-        variant_path=variant_path,
-        notes=[note for note in notes if note is not None],
+        variant_path=written.variant_path,
+        notes=[note for note in [*notes, *written.notes] if note is not None],
         problems=problems,
     )
 

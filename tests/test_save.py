@@ -21,7 +21,7 @@ def test_save_keeps_the_variant_copy_and_says_the_engines_are_not_built(tmp_path
     assert (
         saved.variant_path.parent.name == "configs" and saved.variant_path.read_text() == saved.config_path.read_text()
     )
-    assert [note.code for note in saved.notes] == ["save_builds_at_load"]
+    assert [note.code for note in saved.notes] == ["save_builds_at_load", "runtime_from_defaults"]
     assert "build_engines_if_missing: true" in said(saved.notes[0])
 
 
@@ -30,7 +30,7 @@ def test_save_over_another_config_says_which_variant_it_replaced(tmp_path: Path)
     built = run_build(one, runtime_defaults(), BuildOptions(child=ChildSpec(streamdiffusion_src=str(STANDIN))))
     assert built.outcome == "built"
     same = save_config(one, runtime_defaults())
-    assert {note.code for note in same.notes} == {"save_replaced_same", "save_engines_ready"}
+    assert {note.code for note in same.notes} == {"config_kept", "save_engines_ready"}, "nothing to rewrite"
     two = params_from_values({"engines_dir": str(tmp_path), "denoise_steps": 2})
     other = save_config(two, runtime_defaults())
     replaced = next(note for note in other.notes if note.code == "save_replaced_other")

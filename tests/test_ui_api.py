@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sdprep.config import make_config, render_config
 from sdprep.config_load import load_params
@@ -188,12 +189,14 @@ def test_save_config_writes_the_preview_and_refuses_errors(api: Api, engines: Pa
     assert refused["action-message"] == t("save_errors")
     assert not engines.exists()
 
+    preview = api.call("/preview", denoise_steps=2)["yaml-preview"]
     saved = api.call("/save_config", denoise_steps=2)
     path = engines / "stabilityai--sd-turbo" / "config.yaml"
     assert saved["action-message"].startswith(t("save_ok", path=path))
     assert t("save_builds_at_load") in saved["action-message"]
     params = params_from_values({"denoise_steps": 2, "engines_dir": str(engines)})
-    assert path.read_text(encoding="utf-8") == render_config(params, runtime_defaults())  # type: ignore[arg-type]
+    assert yaml.safe_load(path.read_text(encoding="utf-8")) == make_config(params, runtime_defaults())  # type: ignore[arg-type]
+    assert preview == path.read_text(encoding="utf-8").rstrip("\n"), "the preview is what Save writes"
     assert list((path.parent / "configs").glob("*.yaml")), "Save keeps the variant's copy"
 
 
@@ -242,8 +245,10 @@ def test_load_config_fills_every_field(api: Api, engines: Path) -> None:
     assert "engines_dir" not in out  # shown, never set by a load
 
     # The loaded form gives back the same config (the round trip the inference script relies on).
+    # Its runtime values too: the header says they come from the loaded file.
     again = api.call("/preview", **{k: v for k, v in out.items() if k in api.parameter_names("/preview")})
-    assert again["yaml-preview"] == path.read_text(encoding="utf-8").rstrip("\n")  # gr.Code drops the last newline
+    assert yaml.safe_load(again["yaml-preview"]) == yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert "# RUNTIME values from config.yaml" in again["yaml-preview"]
 
     missing = api.call("/load_config", load_path="nope/config.yaml")
     assert missing["action-message"].startswith(opening("load_failed"))
@@ -266,13 +271,52 @@ def test_load_config_notes_what_the_form_cannot_show(api: Api, engines: Path) ->
     out = api.call("/load_config", load_path=str(path))
     message = out["action-message"]
     assert message.startswith(t("load_ok", path=path)), message
-    assert opening("load_note") in message and "10, 20" in message
+    assert opening("load_note") in message and "Runtime: 1 value(s) from config.yaml (`t_index_list`)" in message
     assert out["denoise_steps"] == 2 and out["width"] == 2048  # shown as it is: the rules then say what is wrong
     assert "2048" in api.call("/preview", width=out["width"])["problems-resolution"]
 
     path.write_text("model_id: stabilityai/sd-turbo\ncfg_type: sometimes\n", encoding="utf-8")
     refused = api.call("/load_config", load_path=str(path))["action-message"]
     assert refused.startswith(opening("load_failed")) and "cfg_type" in refused and "sometimes" in refused
+
+
+def test_load_config_keeps_every_runtime_value_of_the_fork_authors_config(api: Api, engines: Path) -> None:
+    """Load config, then the preview, Save and Build: every runtime value of the file is named and kept (the nested
+    IP-Adapter scale and the loader keys the app does not model included)."""
+    path = engines / "profiling" / "profiling_quality_ipa.yaml"
+    path.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "data" / "forkni" / "profiling_quality_ipa.yaml", path)
+    out = api.call("/load_config", load_path="profiling/profiling_quality_ipa.yaml")
+    assert "Runtime: 16 value(s) from profiling_quality_ipa.yaml" in out["action-message"], out["action-message"]
+    form = {k: v for k, v in out.items() if k in api.parameter_names("/preview") and not isinstance(v, dict)}
+    preview = api.call("/preview", **form)
+    assert "16 value(s) from profiling_quality_ipa.yaml" in preview["derived"]
+    assert "hf_cache" in preview["derived"], "what is not carried is named"
+    shown = yaml.safe_load(preview["yaml-preview"])
+    expected = {"prompt": "default fancy banana wall", "seed": 3115577, "t_index_list": [10, 25], "warmup": 10}
+    assert {key: shown[key] for key in expected} == expected and shown["ipadapter_config"][0]["scale"] == 0.25
+    assert "# RUNTIME values from profiling_quality_ipa.yaml" in preview["yaml-preview"]
+    assert preview["ipadapter-scale"] == "0.25", "the read-only scale shows the value the config will have"
+    saved = api.call("/save_config", **form)
+    config = engines / "stabilityai--sdxl-turbo" / "config.yaml"
+    assert t("save_ok", path=config) in saved["action-message"]
+    assert yaml.safe_load(config.read_text(encoding="utf-8")) == shown
+    built = api.call("/build", check=False, **form)
+    assert started(built) and yaml.safe_load(config.read_text(encoding="utf-8")) == shown
+
+
+def test_page_edit_then_same_build_then_new_variant_keeps_the_values(api: Api, engines: Path) -> None:
+    assert started(api.call("/build", check=False))
+    config = engines / "stabilityai--sd-turbo" / "config.yaml"
+    edited = {**yaml.safe_load(config.read_text(encoding="utf-8")), "prompt": "a cat in the rain", "delta": 0.4}
+    config.write_text(yaml.safe_dump(edited, sort_keys=False), encoding="utf-8")
+    before = config.read_bytes()
+    assert "kept from config.yaml" in api.call("/preview")["derived"]
+    assert started(api.call("/build", check=False), t("out_up_to_date"))
+    assert config.read_bytes() == before, "an up-to-date build leaves config.yaml as it is"
+    assert started(api.call("/build", check=False, width=640))
+    written = yaml.safe_load(config.read_text(encoding="utf-8"))
+    assert (written["width"], written["prompt"], written["delta"]) == (640, "a cat in the rain", 0.4)
 
 
 # --- building --------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import TextIO, TypeVar
 from sdprep.cli.args import params_from_args
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
-from sdprep.config_load import ConfigError, load_params
+from sdprep.config_load import ConfigError
 from sdprep.engines import list_models
 from sdprep.estimate import estimate, free_space, load_history, shape_of
 from sdprep.estimate import lines as estimate_lines
@@ -27,6 +27,7 @@ from sdprep.jobs.pipeline import build_and_check
 from sdprep.jobs.process import ChildSpec
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
+from sdprep.runtime import Runtime, load_config
 from sdprep.save import save_config
 from sdprep.text import t
 from sdprep.validate import validate
@@ -75,9 +76,10 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
     )
 
 
-def _from_config(args: argparse.Namespace, printer: Printer) -> BakedParams | None:
+def _from_config(args: argparse.Namespace, printer: Printer) -> tuple[BakedParams, Runtime] | None:
+    """The parameters of --from-config and its runtime values, which the written config keeps."""
     try:
-        params, notes = load_params(Path(args.from_config))
+        params, notes, runtime = load_config(Path(args.from_config))
     except ConfigError as problem:
         print(f"{t('sev_error', printer.lang)}: --from-config: {printer.word(problem.message)}", file=printer.err)
         return None
@@ -89,7 +91,7 @@ def _from_config(args: argparse.Namespace, printer: Printer) -> BakedParams | No
         engines_dir = params.engines_dir if Path(params.engines_dir).is_dir() else DEFAULTS.engines_dir
     for note in notes:
         printer.line("load_note", printer.err, note=printer.word(note))
-    return params_from_values({**params.__dict__, "engines_dir": engines_dir})
+    return params_from_values({**params.__dict__, "engines_dir": engines_dir}), runtime
 
 
 def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
@@ -98,11 +100,12 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         printer.line("cli_check_needs_build", err)
         return EXIT_INVALID
     problems: list[Problem] = []
+    loaded: Runtime | None = None
     if args.from_config:
-        loaded = _from_config(args, printer)
-        if loaded is None:
+        from_config = _from_config(args, printer)
+        if from_config is None:
             return EXIT_INVALID
-        params = loaded
+        params, loaded = from_config
     else:
         params, problems = params_from_args(args)
     problems += validate(params)
@@ -111,7 +114,7 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         printer.line("nothing_written", err)
         return EXIT_INVALID
     if args.config_only:
-        return _save(params, runtime, printer)
+        return _save(params, runtime, loaded, printer)
     printer.problems(problems)  # the warnings the build goes ahead with, before it starts
     _print_estimate(params, child_spec(args), printer)
     options = BuildOptions(
@@ -120,6 +123,7 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         wait_for_gpu=not args.no_wait,
         check=args.check,
         allow_low_disk=args.allow_low_disk,
+        runtime_from=loaded,
     )
     built_code: list[int] = []  # the build's report, printed before its check starts
 
@@ -162,8 +166,8 @@ def _print_estimate(params: BakedParams, spec: ChildSpec, printer: Printer) -> N
     printer.line("est_assumes")
 
 
-def _save(params: BakedParams, runtime: RuntimeDefaults, printer: Printer) -> int:
-    saved = save_config(params, runtime)
+def _save(params: BakedParams, runtime: RuntimeDefaults, loaded: Runtime | None, printer: Printer) -> int:
+    saved = save_config(params, runtime, loaded)
     printer.problems(saved.problems)
     if not saved.ok:
         print(printer.word(saved.reason), file=printer.err)

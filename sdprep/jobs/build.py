@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sdprep import derive
-from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
+from sdprep.config import RuntimeDefaults, make_config
+from sdprep.config_write import config_to_write, write_configs
 from sdprep.engine_files import EngineFile, EngineSlot, by_relative, expected_slots, fingerprint, slot_key, variant_id
 from sdprep.estimate import (
     Estimate,
@@ -56,6 +57,7 @@ from sdprep.messages import Duration, Message, Problem, Size, has_errors, msg, o
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import profile_of
+from sdprep.runtime import Runtime
 from sdprep.validate import check_unet_batch, validate
 
 # The same as --allow-low-disk, for every build of a process (scripts; the tests, whose engines are a few bytes while
@@ -74,6 +76,9 @@ class BuildOptions:
     # Build although the engines folder has less free space than the estimate asks (--allow-low-disk). Not --force:
     # that rebuilds up-to-date engines, a different risk, and a forced rebuild must keep the disk check.
     allow_low_disk: bool = False
+    # The runtime values of the config being rebuilt or loaded (--from-config, Load config): they win over those of
+    # the model folder's config.yaml (sdprep/runtime.py says the order).
+    runtime_from: Runtime | None = None
 
 
 @dataclass
@@ -100,7 +105,10 @@ class Build(Job[BuildResult]):
         super().__init__(options.child, on_event, cancel)
         self.params = params
         self.options = options
+        # What the child builds from and the engines' identity: the baked part, with RUNTIME_DEFAULTS. The config
+        # written after the build has the same baked part and the runtime values config_write.py chooses.
         self.config = make_config(params, runtime)  # valid params only: run_build() validates first
+        self.runtime_defaults = runtime
         self.fingerprint = fingerprint(self.config)
         self.engine_dir = derive.engine_dir(params)
         self.variant = variant_id(derive.variant_name(params), self.config)
@@ -423,11 +431,15 @@ class Build(Job[BuildResult]):
         return msg("build_built_warned", built=built, warnings=reported) if reported else built
 
     def write_configs(self) -> Path:
-        text = dump_yaml(self.config, config_header(self.params))
-        atomic_write_text(self.engine_dir / CONFIGS_DIR / f"{self.variant}.yaml", text)
-        config_path = self.engine_dir / "config.yaml"
-        atomic_write_text(config_path, text)
-        return config_path
+        """config.yaml and configs/<variant>.yaml by the one rule (config_write.py); says what it noted and kept."""
+        written = write_configs(
+            config_to_write(self.params, self.runtime_defaults, self.options.runtime_from), self.variant
+        )
+        for note in written.notes:
+            self.progress.event("log", note)
+        if not written.wrote_config:
+            self.say("config_kept", path=written.config_path)
+        return written.config_path
 
 
 def run_build(

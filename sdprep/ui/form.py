@@ -20,6 +20,7 @@ from sdprep.config import RuntimeDefaults
 from sdprep.messages import Field as MessageField
 from sdprep.messages import Message, msg
 from sdprep.params import MAX_CONTROLNETS, PARAM_NAMES, SPECS, TYPES, BakedParams, ControlNetSlot, params_from_values
+from sdprep.runtime import Runtime
 from sdprep.ui import state
 from sdprep.ui.widgets import widget_for
 
@@ -44,6 +45,9 @@ class Form:
     lang: gr.Textbox | None = None
     # events other sections chain onto (e.g. the library refreshes after "build")
     events: dict[str, Any] = field(default_factory=dict)
+    # the runtime values of the config this page loaded last (Load config, the library): its session's own, used by
+    # the preview, Build and Save (sdprep/runtime.py: a loaded config's values come first)
+    loaded_runtime: gr.State | None = None
 
     # --- building ------------------------------------------------------------------------------------------
     def add(self, name: str, component: Component | None = None, **options: Any) -> Component:
@@ -80,7 +84,14 @@ class Form:
             components.update(slot.values())
         if self.lang is not None:
             components.add(self.lang)
+        if self.loaded_runtime is not None:
+            components.add(self.loaded_runtime)
         return components
+
+    def loaded(self, values: dict[Block, Any]) -> Runtime | None:
+        """The runtime values of the config this page loaded, if it loaded one."""
+        value = values.get(self.loaded_runtime) if self.loaded_runtime is not None else None
+        return value if isinstance(value, Runtime) else None
 
     def language_input(self) -> set[Block]:
         """The inputs that carry the page's language (none before language.render ran)."""

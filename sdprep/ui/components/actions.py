@@ -13,9 +13,10 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.config_load import ConfigError, load_params
+from sdprep.config_load import ConfigError
 from sdprep.messages import Message, has_errors, msg
 from sdprep.paths import inside, user_path
+from sdprep.runtime import load_config, summary
 from sdprep.save import save_config
 from sdprep.ui import state
 from sdprep.ui.components import build
@@ -56,6 +57,7 @@ def render(form: Form, build_enabled: bool) -> None:
             ),
         )
     message_box(form, "message", "action-message")
+    form.loaded_runtime = gr.State(None)
 
 
 def save(form: Form, values: dict[Block, Any]) -> list[Message]:
@@ -63,7 +65,7 @@ def save(form: Form, values: dict[Block, Any]) -> list[Message]:
     params = form.params(values)
     if has_errors(check(params)):
         return [msg("save_errors")]
-    saved = save_config(params, form.runtime)
+    saved = save_config(params, form.runtime, form.loaded(values))
     return [saved.reason, *saved.notes]
 
 
@@ -76,13 +78,16 @@ def config_path(typed: str) -> Path | None:
 
 
 def load_into_form(form: Form, path: Path, shown_as: str | None = None) -> tuple[dict[Block, Any], list[Message]]:
-    """load_params(path) -> updates of every field (slots and cn_count too), and what to say: the notes or the error."""
+    """load_config(path) -> updates of every field (slots and cn_count too) and of the page's loaded runtime values,
+    and what to say: the notes or the error."""
     try:
-        params, notes = load_params(path)
+        params, notes, runtime = load_config(path, shown_as=path.name)
     except ConfigError as problem:
         return {}, [msg("load_failed", error=problem.message)]
     updates, form_notes = form.fill(params)
-    lines = [msg("load_ok", path=shown_as or path.name)]
+    if form.loaded_runtime is not None:
+        updates[form.loaded_runtime] = runtime
+    lines = [msg("load_ok", path=shown_as or path.name), summary(runtime)]
     lines += [msg("load_note", note=note) for note in [*notes, *form_notes]]
     return updates, lines
 
@@ -92,6 +97,8 @@ def fill_outputs(form: Form) -> list[Block]:
     blocks: list[Block] = [c for name, c in form.fields.items() if name != "engines_dir"]
     for slot in form.slots:
         blocks += list(slot.values())
+    if form.loaded_runtime is not None:
+        blocks.append(form.loaded_runtime)
     return blocks
 
 

@@ -160,6 +160,7 @@ async def start(form: Form, values: dict[Block, Any], owner: str) -> AsyncIterat
         child=state.child_spec(),
         force=bool(values.get(form.parts["force"])),
         check=bool(values.get(form.parts["check"])),
+        runtime_from=form.loaded(values),
     )
     try:
         job = state.job_board().submit(params, form.runtime, options, owner=owner)

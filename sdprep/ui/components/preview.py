@@ -15,6 +15,7 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.command_line import SHELLS, Shell, default_shell
+from sdprep.config_write import ConfigToWrite
 from sdprep.estimate import Estimate, estimate, free_space, load_history, shape_of
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
@@ -56,11 +57,13 @@ def render(form: Form) -> None:
     problems = check(DEFAULTS)
     shown = replace(DEFAULTS, engines_dir=str(state.engines_root()))
     form.part("summary", gr.Markdown(view_params.summary_markdown(problems, "en"), elem_id="summary"))
-    form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en"), elem_id="derived"))
+    target = view_params.config_target(shown, form.runtime, None, problems)
+    runtime = view_params.runtime_text(target, "en")
+    form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en", runtime), elem_id="derived"))
     form.part(
         "yaml",
         gr.Code(
-            view_params.config_preview(DEFAULTS, form.runtime, problems, "en"),
+            view_params.config_preview(target, problems, "en"),
             language="yaml",
             interactive=False,
             label=label("o_yaml"),
@@ -109,11 +112,12 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     problems = check(params)
     environment = state.last_environment()
     blocked = build_blocked(environment, lang)
+    target = view_params.config_target(params, form.runtime, form.loaded(values), problems)
     updates: dict[Block, Any] = {
         form.parts["banner"]: gr.Markdown(value=banner_markdown(environment, lang), visible=bool(blocked)),
         form.parts["summary"]: view_params.summary_markdown(problems, lang, blocked),
-        form.parts["derived"]: view_params.derived_markdown(params, lang),
-        form.parts["yaml"]: view_params.config_preview(params, form.runtime, problems, lang),
+        form.parts["derived"]: view_params.derived_markdown(params, lang, view_params.runtime_text(target, lang)),
+        form.parts["yaml"]: view_params.config_preview(target, problems, lang),
         form.parts["estimate"]: estimate_text(params, problems, lang),
         form.parts["command"]: view_params.command_text(params, problems, lang, shell_of(form, values)),
         form.parts["build"]: gr.Button(interactive=not has_errors(problems) and not blocked),
@@ -124,11 +128,26 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     for name, (_, problems_box, hint_box) in form.sections.items():
         updates[problems_box] = view_params.problems_html(routed[name], lang)
         updates[hint_box] = hints.get(name, "")
+    updates.update(_runtime_scales(form, target))
     updates.update(sampling.visibility(form, raw))
     updates.update(resolution.visibility(form, raw))
     updates.update(controlnet.visibility(form, values))
     updates.update(ipadapter.visibility(form, raw))
     updates.update(profile.availability(form, params, lang))
+    return updates
+
+
+def _runtime_scales(form: Form, target: ConfigToWrite | None) -> dict[Block, Any]:
+    """The read-only scale fields show the scales the config will have (loaded or kept ones too)."""
+    if target is None:
+        return {}
+    scales = {"cn_scale": "controlnets", "ipadapter_scale": "ipadapter_config"}
+    updates: dict[Block, Any] = {}
+    for part, list_key in scales.items():
+        items = target.config.get(list_key) or []
+        values = [str(item.get("conditioning_scale", item.get("scale"))) for item in items if isinstance(item, dict)]
+        if values:
+            updates[form.parts[part]] = ", ".join(values)
     return updates
 
 
@@ -140,6 +159,7 @@ def outputs(form: Form) -> list[Block]:
         blocks += [problems_box, hint_box]
     blocks += [form.fields["scheduler"], form.fields["cache_maxframes"], form.parts["controlnet_details"]]
     blocks += [*form.slot_groups, form.parts["ipadapter_details"]]
+    blocks += [form.parts["cn_scale"], form.parts["ipadapter_scale"]]
     blocks += profile.outputs(form)
     return blocks
 

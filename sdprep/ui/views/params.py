@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from sdprep import derive
 from sdprep.command_line import NotACommand, Shell, shell_command
-from sdprep.config import RuntimeDefaults, render_config
+from sdprep.config import RuntimeDefaults
+from sdprep.config_write import ConfigToWrite, config_to_write
 from sdprep.estimate import Estimate
 from sdprep.estimate import lines as estimate_lines
 from sdprep.family import FAMILY_LABELS, detect_family
 from sdprep.messages import Problem
 from sdprep.params import BakedParams
 from sdprep.profiles import profile_of, profile_values
+from sdprep.runtime import Runtime, summary
 from sdprep.text import field_label, t, word
 from sdprep.ui.views.html import join, prose, render
 
@@ -73,7 +75,8 @@ def _safe(compute: Callable[[], Any], fallback: str | None) -> Any:
         return fallback
 
 
-def derived_markdown(params: BakedParams, lang: str) -> str:
+def derived_markdown(params: BakedParams, lang: str, runtime: str = "") -> str:
+    """The derived values as a table; `runtime`: where the config's runtime values come from (runtime_text)."""
     missing = t("d_unavailable", lang)
     rows = [
         (t("d_t_index", lang), f"`{_safe(lambda: derive.t_index_list(params), missing)}`"),
@@ -85,6 +88,7 @@ def derived_markdown(params: BakedParams, lang: str) -> str:
         (t("d_engine_dir", lang), f"`{_safe(lambda: derive.engine_dir(params), missing)}`"),
         (t("d_config_path", lang), f"`{_safe(lambda: derive.config_path(params), missing)}`"),
         (t("d_variant", lang), f"`{_safe(lambda: derive.variant_name(params), missing)}`"),
+        *([(t("d_runtime", lang), runtime)] if runtime else []),
     ]
     lines = [f"| {t('d_name', lang)} | {t('d_value', lang)} |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
@@ -96,12 +100,30 @@ def _family_text(params: BakedParams) -> str:
     return FAMILY_LABELS.get(family, str(family))
 
 
-def config_preview(params: BakedParams, runtime: RuntimeDefaults, problems: list[Problem], lang: str) -> str:
-    if not any(problem.severity == "error" for problem in problems):
-        try:
-            return render_config(params, runtime)
-        except (ValueError, KeyError, TypeError):
-            pass
+def config_target(
+    params: BakedParams, runtime: RuntimeDefaults, loaded: Runtime | None, problems: list[Problem]
+) -> ConfigToWrite | None:
+    """The config Save or Build would write now, runtime values included; None while the form has errors."""
+    if any(problem.severity == "error" for problem in problems):
+        return None
+    try:
+        return config_to_write(params, runtime, loaded)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def runtime_text(target: ConfigToWrite | None, lang: str) -> str:
+    """Where the written config's runtime values come from, and what could not be carried, for the derived table."""
+    if target is None:
+        return ""
+    notes = [summary(target.runtime), *target.notes]
+    # In a Markdown table cell: a "|" in a file name would end the cell.
+    return "<br>".join(str(prose(word(note, lang))).replace("|", "&#124;") for note in notes)
+
+
+def config_preview(target: ConfigToWrite | None, problems: list[Problem], lang: str) -> str:
+    if target is not None:
+        return target.text()
     lines = [f"# {field_label(p.field, lang)}: {word(p.message, lang)}" for p in problems if p.severity == "error"]
     return "\n".join([f"# {t('yaml_blocked', lang)}", *lines]) + "\n"
 
