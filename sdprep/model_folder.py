@@ -139,9 +139,23 @@ def _parse_for_cache(path: Path) -> Manifest | _Unreadable:
         manifest = _parse_manifest(path)
     except ManifestUnreadable as problem:
         return _Unreadable(problem)
-    for reason in manifest.skipped:  # parsed once per change of the file: named once
-        log.warning("%s: a build record was left out: %s", path, reason)
+    for reason in manifest.skipped:
+        name_once(f"{path}: a build record was left out: {reason}")
     return manifest
+
+
+_NAMED: set[str] = set()
+_NAMED_LIMIT = 1024
+
+
+def name_once(line: str) -> None:
+    """Log a warning once per process (a poisoned record would otherwise be named on every form change)."""
+    if line in _NAMED:
+        return
+    if len(_NAMED) >= _NAMED_LIMIT:
+        _NAMED.clear()
+    _NAMED.add(line)
+    log.warning("%s", line)
 
 
 def records(folder: Path) -> Manifest:

@@ -141,7 +141,6 @@ class _HistoryCache:
 
 
 _CACHE: dict[str, _HistoryCache] = {}
-_NAMED: set[tuple[str, str]] = set()  # records left out that were already named (once each)
 
 
 def load_history(root: Path) -> tuple[PastBuild, ...]:
@@ -161,9 +160,7 @@ def load_history(root: Path) -> tuple[PastBuild, ...]:
             try:
                 past = read_past_build(where, record.environment.get("gpu"), record.actual)
             except ValueError as problem:
-                if (where, str(problem)) not in _NAMED:
-                    _NAMED.add((where, str(problem)))
-                    log.warning("%s: build.json: an earlier build is left out of the estimate: %s", where, problem)
+                model_folder.name_once(f"{where}: build.json: an earlier build is left out of the estimate: {problem}")
                 continue
             if past is not None:
                 builds.append(past)
