@@ -200,7 +200,11 @@ def _ipadapter_of(config: dict[str, Any], notes: list[Message]) -> dict[str, Any
 
 def _engines_dir_of(config: dict[str, Any]) -> str:
     engine_dir = config.get("engine_dir")
-    return str(Path(engine_dir).parent) if isinstance(engine_dir, str) and engine_dir else DEFAULTS.engines_dir
+    if engine_dir is not None and not isinstance(engine_dir, str):  # 5 or a list: refused like any other key
+        raise ConfigError(
+            msg("config_bad_value", key="engine_dir", value=_shown(engine_dir), expected=msg("expect_text"))
+        )
+    return str(Path(engine_dir).parent) if engine_dir else DEFAULTS.engines_dir
 
 
 def load_params(path: Path) -> tuple[BakedParams, list[Message]]:

@@ -17,8 +17,8 @@ from sdprep import derive
 from sdprep.config import RuntimeDefaults, config_header, dump_yaml, make_config
 from sdprep.config_load import ConfigError, read_config
 from sdprep.engine_files import baked_part
-from sdprep.manifest import CONFIGS_DIR
 from sdprep.messages import Message
+from sdprep.model_folder import CONFIGS_DIR
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.runtime import Runtime, apply, chosen, header_line, summary

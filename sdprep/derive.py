@@ -12,13 +12,10 @@ import math
 import re
 from pathlib import Path, PurePosixPath
 
-import yaml
-
-from sdprep import bounded_yaml
 from sdprep.family import detect_family
 from sdprep.messages import Message, Quote, msg
 from sdprep.params import SPECS, BakedParams
-from sdprep.paths import MODEL_FILE_SUFFIXES, UnreadableFile, absolute_model, is_hf_id, read_limited
+from sdprep.paths import MODEL_FILE_SUFFIXES, absolute_model, is_hf_id
 
 # Denoising step count -> t_index_list. Indices point into the 50-step schedule that StreamDiffusion prepares
 # by default (valid range 0..49; FACTS §3). For img2img a larger index is a less noisy timestep: one step at 32
@@ -143,7 +140,6 @@ def unet_batch(params: BakedParams) -> int:
 
 _RESERVED_WINDOWS = {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(10)}
 SLUG_MAX = 48
-RECORD_LIMIT = 4 * 1024 * 1024  # build.json of a model with many builds stays well below this
 
 
 def model_slug(model: str) -> str:
@@ -176,15 +172,13 @@ def _hashed_slug(model: str) -> str:
 
 
 def recorded_model(folder: Path) -> str | None:
-    """The model a prepared folder holds (build.json "model", else config.yaml's model_id); None if unknown."""
-    for name, key in (("build.json", "model"), ("config.yaml", "model_id")):
-        try:
-            loaded = bounded_yaml.load(read_limited(folder / name, RECORD_LIMIT).decode("utf-8", errors="replace"))
-        except (OSError, UnreadableFile, yaml.YAMLError, bounded_yaml.NotAConfig):
-            continue
-        if isinstance(loaded, dict) and isinstance(loaded.get(key), str):
-            return str(loaded[key])
-    return None
+    """The model a prepared folder holds (build.json "model", else config.yaml's model_id); None if unknown.
+
+    Asked on every form change for a local model: model_folder reads each file once per change of it.
+    """
+    from sdprep import model_folder  # it reads configs through config_load, which needs this module first
+
+    return model_folder.recorded_model(folder)
 
 
 def folder_name(model: str, engines_root: Path) -> str:

@@ -18,7 +18,6 @@ from sdprep.config import NOT_BAKED_KEYS, RUNTIME_ITEM_KEYS, key_engines
 from sdprep.derive import T_INDEX_PRESETS
 from sdprep.params import EngineKind
 
-ASIDE_DIR = ".aside"
 # Engine file stem (FACTS §1.3) -> the engine kind parameters declare they reach.
 FILE_KINDS: dict[str, EngineKind] = {
     "unet": "unet",
@@ -123,25 +122,3 @@ class EngineFile:
     @property
     def stamp(self) -> tuple[int, int]:
         return self.mtime_ns, self.size
-
-
-def scan_engines(engine_dir: Path) -> list[EngineFile]:
-    """Every engine file under a model's folder, except what this app keeps aside."""
-    found: list[EngineFile] = []
-    if not engine_dir.is_dir():
-        return found
-    for path in sorted(engine_dir.rglob("*.engine")):
-        relative = path.relative_to(engine_dir)
-        if relative.parts[0] == ASIDE_DIR or path.stem not in FILE_KINDS:
-            continue
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        folder = path.parent.name.split("--")[0] if path.stem == "cnet" else None
-        found.append(EngineFile(path, relative.as_posix(), path.stem, folder, stat.st_size, stat.st_mtime_ns))
-    return found
-
-
-def by_relative(engine_dir: Path) -> dict[str, EngineFile]:
-    return {engine.relative: engine for engine in scan_engines(engine_dir)}

@@ -1,7 +1,11 @@
 """The engines library: what is prepared under an engines folder, whether it is still good, and deleting it.
 
-Reads only files (build.json, config.yaml, the engine files); never imports StreamDiffusion. A model whose build.json
-is broken is listed as unreadable, with the reason, and the rest of the library works.
+Reads only files, through sdprep.model_folder: build.json (parsed once per change of it), config.yaml, and the engine
+files build.json records (plus one walk for engines it does not record, outside working folders such as .aside);
+never imports StreamDiffusion. A model whose build.json is broken is listed as unreadable, with the reason; a model
+folder or file that resolves outside the engines folder as "points outside", unread; a record out of bounds is left
+out and named; a value a newer version wrote (a profile, an outcome, a reason) as "unknown (value)". The rest of the
+library works.
 """
 
 from __future__ import annotations
@@ -11,12 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sdprep.config_load import ConfigError, read_config
-from sdprep.engine_files import by_relative
-from sdprep.locks import model_lock
-from sdprep.manifest import CONFIGS_DIR, MANIFEST_NAME, CheckRecord, ManifestUnreadable, read_manifest, trusted_record
+from sdprep.locks import job_message, model_lock
+from sdprep.manifest import CheckRecord, ManifestUnreadable, trusted_record
 from sdprep.messages import Message, Size, from_json, msg
+from sdprep.model_folder import (
+    CONFIG_NAME,
+    CONFIGS_DIR,
+    MANIFEST_NAME,
+    config_model,
+    engine_file,
+    holds_model,
+    model_folders,
+    outside,
+    records,
+    scan_engines,
+)
 from sdprep.paths import inside
+from sdprep.text import enum_message
 
 Status = Literal["ready", "missing", "changed", "stale"]
 
@@ -63,7 +78,8 @@ class Variant:
         if self.check.outcome == "passed":
             return self.speed
         reason = from_json(self.check.reason) if self.check.reason else None
-        return msg("check_summary_failed", outcome=msg(f"chk_{self.check.outcome}"), reason=reason or "")
+        reason = reason if isinstance(reason, Message) else ""
+        return msg("check_summary_failed", outcome=enum_message("chk_", self.check.outcome), reason=reason)
 
     @property
     def status(self) -> Status:
@@ -101,14 +117,19 @@ class PreparedModel:
     variants: list[Variant] = field(default_factory=list)
     loose_engines: int = 0  # engine files no build of this app recorded
     unreadable: str | None = None  # why build.json could not be read (the model is listed, its builds are not)
+    outside: bool = False  # the folder or its build.json resolves outside the engines folder (so it is not read)
+    config_outside: bool = False  # config.yaml resolves outside the engines folder (so it is not read)
+    skipped: list[str] = field(default_factory=list)  # build records left out, and why
 
     @property
     def latest(self) -> Variant | None:
         return next((v for v in self.variants if v.name == self.latest_variant), None)
 
     def headline(self) -> Message:
-        if self.unreadable:
-            state: Message = msg("status_unreadable", reason=self.unreadable)
+        if self.outside:
+            state: Message = msg("status_outside")
+        elif self.unreadable:
+            state = msg("status_unreadable", reason=self.unreadable)
         else:
             state = msg(f"status_{self.latest.status}") if self.latest else msg("lib_no_build")
         return msg(
@@ -126,6 +147,9 @@ class PreparedModel:
             "latest_variant": self.latest_variant,
             "loose_engines": self.loose_engines,
             "unreadable": self.unreadable,
+            "outside": self.outside,
+            "config_outside": self.config_outside,
+            "skipped": self.skipped,
             "variants": [
                 {
                     "name": v.name,
@@ -146,41 +170,52 @@ class PreparedModel:
         }
 
 
-def read_model(folder: Path) -> PreparedModel | None:
-    config = folder / "config.yaml"
+def read_model(root: Path, folder: Path) -> PreparedModel | None:
+    """One model folder of the engines folder `root`, as the library shows it; None when it holds nothing prepared."""
+    if outside(root, folder):
+        return PreparedModel(folder.name, folder, "?", None, None, outside=True)
+    config: Path | None = None
+    config_outside = False
+    if (folder / CONFIG_NAME).exists():
+        if outside(root, folder / CONFIG_NAME):  # Load would fill the form from a file outside: not read
+            config_outside = True
+        else:
+            config = folder / CONFIG_NAME
+    model_of_config = config_model(folder) if config is not None else None
+    if outside(root, folder / MANIFEST_NAME):
+        return PreparedModel(folder.name, folder, model_of_config or "?", config, None, outside=True)
     try:
-        manifest = read_manifest(folder)
+        manifest = records(folder)
     except ManifestUnreadable as problem:
-        return PreparedModel(
-            folder.name, folder, _model_of(config), config if config.exists() else None, None, unreadable=problem.reason
-        )
-    if not manifest.variants and manifest.model is None and not config.exists():
+        model = model_of_config or "?"
+        return PreparedModel(folder.name, folder, model, config, None, unreadable=problem.reason)
+    if not manifest.variants and manifest.model is None and config is None and not config_outside:
         return None
-    on_disk = by_relative(folder)
     recorded: set[str] = set()
     variants: list[Variant] = []
     for name, record in manifest.variants.items():
         variant_config = folder / (record.config or f"{CONFIGS_DIR}/{name}.yaml")
         if not inside(folder, variant_config):  # the page loads it: nothing outside the model's folder
             reason = f"build.json.variants.{name}.config lies outside {folder}"
-            return PreparedModel(folder.name, folder, _model_of(config), None, None, unreadable=reason)
+            return PreparedModel(folder.name, folder, model_of_config or "?", None, None, unreadable=reason)
         engines, missing, changed = [], [], []
         for relative in record.engines:
             recorded.add(relative)
-            engine = on_disk.get(relative)
+            engine = engine_file(folder, relative)
             if engine is None:
                 missing.append(relative)
                 continue
             if trusted_record(manifest, engine) is None:
                 changed.append(relative)
             engines.append({"path": relative, "kind": engine.kind, "size": engine.size})
+        gpu, tensorrt = record.environment.get("gpu"), record.environment.get("tensorrt")
         variants.append(
             Variant(
                 name=name,
                 config=variant_config,
                 built_at=record.built_at,
-                gpu=record.environment.get("gpu"),
-                tensorrt=record.environment.get("tensorrt"),
+                gpu=gpu if isinstance(gpu, str) else None,
+                tensorrt=tensorrt if isinstance(tensorrt, str) else None,
                 engines=engines,
                 missing=missing,
                 changed=changed,
@@ -191,33 +226,30 @@ def read_model(folder: Path) -> PreparedModel | None:
             )
         )
     variants.sort(key=lambda v: v.built_at, reverse=True)
+    loose = [engine for engine in scan_engines(folder) if engine.relative not in recorded]
     return PreparedModel(
         slug=folder.name,
         folder=folder,
-        model=manifest.model or _model_of(config),
-        config=config if config.exists() else None,
+        model=manifest.model or model_of_config or "?",
+        config=config,
         latest_variant=manifest.latest_variant,
         variants=variants,
-        loose_engines=len(set(on_disk) - recorded),
+        loose_engines=len(loose),
+        config_outside=config_outside,
+        skipped=manifest.skipped,
     )
 
 
-def _model_of(config: Path) -> str:
-    """The model_id of a config.yaml written without a build (Save config only), for the library's listing."""
-    try:
-        model = read_config(config).get("model_id")
-    except ConfigError:
-        return "?"
-    return str(model) if isinstance(model, str) else "?"
-
-
 def list_models(engines_root: Path) -> list[PreparedModel]:
-    if not engines_root.is_dir():
-        return []
-    models = [
-        read_model(folder) for folder in sorted(engines_root.iterdir()) if folder.is_dir() and not folder.is_symlink()
-    ]
+    """Every model folder of the engines folder (none when there is no such folder)."""
+    models = [read_model(engines_root, folder) for folder in model_folders(engines_root)]
     return [model for model in models if model is not None]
+
+
+def find_model(engines_root: Path, slug: str) -> PreparedModel | None:
+    """One model by its folder name (what the page's Load asks for), read alone."""
+    folder = next((folder for folder in model_folders(engines_root) if folder.name == slug), None)
+    return read_model(engines_root, folder) if folder is not None else None
 
 
 class DeleteRefused(ValueError):
@@ -239,10 +271,11 @@ def delete_model(engines_root: Path, slug: str) -> Path:
     if not target.is_dir():
         raise DeleteRefused(msg("delete_missing", path=target))
     lock = model_lock(target)
-    with lock.held(f"delete of {target}") as got:
+    with lock.held(f"delete of {target}", job="delete") as got:
         if not got:  # checked first: the first build of a model has written no build.json yet
-            raise DeleteRefused(msg("delete_busy", path=target, what=lock.holder().get("what") or "?"))
-        if not (target / MANIFEST_NAME).exists() and not (target / "config.yaml").exists():
+            holder = lock.holder()
+            raise DeleteRefused(msg("delete_busy", path=target, what=holder.get("what") or job_message(holder)))
+        if not holds_model(target):
             raise DeleteRefused(msg("delete_not_model", path=target))
         shutil.rmtree(target)
     return target

@@ -3,7 +3,8 @@
 A GPU runs one build or check at a time, across the UI and CLI processes. A model folder has one writer at a time:
 a build, a delete and a Save of the same model exclude each other, also when the builds run on two GPUs. The locks
 are OS file locks (filelock): the OS releases them when their holder dies, so a crash never leaves one stuck. Beside
-each lock file a small JSON note says who holds it, for the message the waiting side shows.
+each lock file a small JSON note says who holds it (the job: build, check, save, delete; what it works on; the process),
+for the message the waiting side shows.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+
+from sdprep.messages import Message
+from sdprep.text import enum_message
 
 LOCK_DIR_ENV = "SDPREP_LOCK_DIR"
 
@@ -51,6 +55,7 @@ class NamedLock:
         self,
         what: str,
         wait: bool = True,
+        job: str = "",
         should_stop: Callable[[], bool] = lambda: False,
         on_wait: Callable[[dict[str, Any]], None] = lambda holder: None,
         poll: float = 0.25,
@@ -68,7 +73,7 @@ class NamedLock:
                     on_wait(self.holder())
                     told = True
                 time.sleep(poll)
-        note = {"pid": os.getpid(), "what": what, "since": time.strftime("%H:%M:%S")}
+        note = {"pid": os.getpid(), "job": job, "what": what, "since": time.strftime("%H:%M:%S")}
         with contextlib.suppress(OSError):
             self.note.write_text(json.dumps(note), encoding="utf-8")
         return True
@@ -81,14 +86,19 @@ class NamedLock:
         self._lock.release(force=True)
 
     @contextlib.contextmanager
-    def held(self, what: str) -> Iterator[bool]:
+    def held(self, what: str, job: str = "") -> Iterator[bool]:
         """Try once without waiting; yields whether it is held (the with-block decides what to do if not)."""
-        got = self.acquire(what, wait=False)
+        got = self.acquire(what, wait=False, job=job)
         try:
             yield got
         finally:
             if got:
                 self.release()
+
+
+def job_message(holder: dict[str, Any]) -> Message:
+    """The job a lock note names, in words: "a check" (so a refused Save says what it waits for)."""
+    return enum_message("job_", holder.get("job") or "?")
 
 
 def gpu_lock(gpu: int) -> NamedLock:

@@ -15,10 +15,11 @@ from sdprep import derive
 from sdprep.config import RuntimeDefaults, make_config
 from sdprep.config_load import ConfigError, read_config
 from sdprep.config_write import config_to_write, write_configs
-from sdprep.engine_files import by_relative, fingerprint, variant_id
-from sdprep.locks import model_lock
-from sdprep.manifest import read_manifest_or_empty, trusted_record
+from sdprep.engine_files import fingerprint, variant_id
+from sdprep.locks import job_message, model_lock
+from sdprep.manifest import trusted_record
 from sdprep.messages import Message, Problem, has_errors, msg, os_reason
+from sdprep.model_folder import CONFIG_NAME, CONFIGS_DIR, by_relative, outside, records_or_empty
 from sdprep.params import BakedParams
 from sdprep.runtime import Runtime
 from sdprep.validate import validate
@@ -46,11 +47,16 @@ def save_config(params: BakedParams, runtime: RuntimeDefaults, loaded: Runtime |
     config = make_config(params, runtime)
     folder = derive.engine_dir(params)
     variant = variant_id(derive.variant_name(params), config)
-    config_path = folder / "config.yaml"
+    config_path = folder / CONFIG_NAME
+    root = Path(params.engines_dir)
+    if outside(root, folder) or outside(root, folder / CONFIGS_DIR):  # a link out of the engines folder: not followed
+        return SaveResult("refused", msg("save_outside", folder=folder, root=root), problems=problems)
     lock = model_lock(folder)
-    with lock.held(f"save of {config_path}") as got:
+    with lock.held(f"save of {config_path}", job="save") as got:
         if not got:
-            return SaveResult("busy", msg("save_busy", what=lock.holder().get("what") or "?"), problems=problems)
+            holder = lock.holder()
+            busy = msg("save_busy", job=job_message(holder), what=holder.get("what") or "?")
+            return SaveResult("busy", busy, problems=problems)
         notes = [replaced_note(config_path, config)]
         notes.append(msg("save_engines_ready") if engines_ready(folder, variant) else msg("save_builds_at_load"))
         try:
@@ -86,15 +92,15 @@ def replaced_note(config_path: Path, config: dict[str, object]) -> Message | Non
 
 def _variant_of(folder: Path, config: dict[str, object]) -> str:
     wanted = fingerprint(config)
-    manifest = read_manifest_or_empty(folder)
+    manifest = records_or_empty(folder)
     return next((name for name, record in manifest.variants.items() if record.fingerprint == wanted), "?")
 
 
 def engines_ready(folder: Path, variant: str) -> bool:
     """Whether a recorded build of exactly this variant left all its engines, unchanged."""
-    record = read_manifest_or_empty(folder).variants.get(variant)
+    manifest = records_or_empty(folder)
+    record = manifest.variants.get(variant)
     if record is None or record.stale:
         return False
-    manifest = read_manifest_or_empty(folder)
     on_disk = by_relative(folder)
     return all(rel in on_disk and trusted_record(manifest, on_disk[rel]) is not None for rel in record.engines)

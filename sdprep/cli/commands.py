@@ -25,7 +25,7 @@ from sdprep.jobs.environment import probe as probe_environment
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.jobs.pipeline import build_and_check
 from sdprep.jobs.process import ChildSpec
-from sdprep.messages import Problem, has_errors
+from sdprep.messages import Problem, has_errors, msg
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
 from sdprep.runtime import Runtime, load_config
 from sdprep.save import save_config
@@ -247,4 +247,8 @@ def listing(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err
         print(printer.word(model.headline()), file=out)
         for variant in model.variants:
             print(f"    {printer.word(variant.headline())}", file=out)
+        if model.config_outside:
+            print(f"    {printer.word(msg('lib_config_outside'))}", file=out)
+        if model.skipped:
+            print(f"    {printer.word(msg('lib_skipped', reasons='; '.join(model.skipped)))}", file=out)
     return 0

@@ -7,14 +7,19 @@ weights), times only from the same engines on the same GPU, and how a GPU did ag
 
 from __future__ import annotations
 
-import os
+import logging
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdprep import model_folder
 from sdprep.estimate.reference import Shape, table_seconds
+from sdprep.manifest import BYTES, PIXELS, SECONDS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ def gpu_speed(history: Iterable[PastBuild], gpu: str | None) -> tuple[float, int
 
 @dataclass
 class _HistoryCache:
-    stamps: tuple[tuple[str, int, int], ...] = ()
+    stamps: tuple[tuple[str, model_folder.Stamp | None], ...] = ()
     builds: tuple[PastBuild, ...] = field(default_factory=tuple)
 
 
@@ -140,58 +145,95 @@ _CACHE: dict[str, _HistoryCache] = {}
 
 def load_history(root: Path) -> tuple[PastBuild, ...]:
     """Every earlier build recorded under an engines folder (each model folder's build.json), cached until one of
-    those files changes (the preview asks on every change of the form)."""
-    from sdprep.manifest import MANIFEST_NAME, read_manifest_or_empty
-
+    those files changes (the preview asks on every change of the form). A record out of bounds is left out and named
+    once in the log; it never reaches the estimate."""
     root = Path(root)
-    try:
-        folders = sorted(entry.path for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False))
-    except OSError:
-        return ()
-    stamps: list[tuple[str, int, int]] = []
-    for folder in folders:
-        try:
-            stat = os.stat(os.path.join(folder, MANIFEST_NAME))
-        except OSError:
-            continue
-        stamps.append((folder, stat.st_mtime_ns, stat.st_size))
+    folders = [folder for folder in model_folder.model_folders(root) if not model_folder.outside(root, folder)]
+    stamps = tuple((str(folder), model_folder.stamp(folder / model_folder.MANIFEST_NAME)) for folder in folders)
     cached = _CACHE.get(str(root))
-    if cached is not None and cached.stamps == tuple(stamps):
+    if cached is not None and cached.stamps == stamps:
         return cached.builds
     builds: list[PastBuild] = []
-    for path, _, _ in stamps:
-        manifest = read_manifest_or_empty(Path(path))
-        for name, record in manifest.variants.items():
-            past = past_build(f"{Path(path).name}/{name}", record.environment.get("gpu"), record.actual)
+    for folder in folders:
+        for name, record in model_folder.records_or_empty(folder).variants.items():
+            where = f"{folder.name}/{name}"
+            try:
+                past = read_past_build(where, record.environment.get("gpu"), record.actual)
+            except ValueError as problem:
+                model_folder.name_once(f"{where}: build.json: an earlier build is left out of the estimate: {problem}")
+                continue
             if past is not None:
                 builds.append(past)
-    _CACHE[str(root)] = _HistoryCache(tuple(stamps), tuple(builds))
+    _CACHE[str(root)] = _HistoryCache(stamps, tuple(builds))
     return tuple(builds)
 
 
+def _number(item: dict[str, Any], key: str, kind: type[int] | type[float], bounds: tuple[float, float]) -> Any:
+    """item[key] as a finite int or float within bounds; ValueError naming the key otherwise."""
+    value = item.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} is {type(value).__name__}, not a number")
+    if not math.isfinite(value) or not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{key} is {value:.6g}, outside {bounds[0]:g}-{bounds[1]:g}")
+    if kind is int and value != int(value):
+        raise ValueError(f"{key} is {value:.6g}, not a whole number")
+    return kind(value)
+
+
+def _flag(item: dict[str, Any], key: str) -> bool:
+    value = item.get(key)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} is {type(value).__name__}, not true or false")
+    return value
+
+
+def _text(item: dict[str, Any], key: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is {type(value).__name__}, not text")
+    return value
+
+
+def past_engine(item: Any) -> PastEngine:
+    """One engine of VariantRecord.actual, typed and bounded; ValueError naming what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError("an engine is not a mapping")
+    seconds = item.get("seconds")
+    return PastEngine(
+        slot=_text(item, "slot"),
+        kind=_text(item, "kind"),
+        family=_text(item, "family"),
+        fp8=_flag(item, "fp8"),
+        static_shapes=_flag(item, "static_shapes"),
+        opt_level=_number(item, "opt_level", int, (0, 5)),
+        tiny_vae=_flag(item, "tiny_vae"),
+        width=_number(item, "width", int, PIXELS),
+        height=_number(item, "height", int, PIXELS),
+        batch=_number(item, "batch", int, (1, 1024)),
+        bytes=_number(item, "bytes", int, BYTES),
+        seconds=None if seconds is None else _number(item, "seconds", float, SECONDS),
+        controlnet=item.get("controlnet") if isinstance(item.get("controlnet"), str) else None,
+    )
+
+
 def past_build(name: str, gpu: Any, actual: dict[str, Any] | None) -> PastBuild | None:
-    """A VariantRecord.actual as a PastBuild; None for records without one or of another shape."""
-    if not isinstance(actual, dict):
-        return None
+    """A VariantRecord.actual as a PastBuild; None for a record without one, of another shape or out of bounds."""
     try:
-        engines = tuple(
-            PastEngine(
-                slot=str(item["slot"]),
-                kind=str(item["kind"]),
-                family=str(item["family"]),
-                fp8=bool(item["fp8"]),
-                static_shapes=bool(item["static_shapes"]),
-                opt_level=int(item["opt_level"]),
-                tiny_vae=bool(item["tiny_vae"]),
-                width=int(item["width"]),
-                height=int(item["height"]),
-                batch=int(item["batch"]),
-                bytes=int(item["bytes"]),
-                seconds=float(item["seconds"]) if isinstance(item.get("seconds"), (int, float)) else None,
-                controlnet=item.get("controlnet") if isinstance(item.get("controlnet"), str) else None,
-            )
-            for item in actual.get("engines") or []
-        )
-        return PastBuild(gpu if isinstance(gpu, str) else None, float(actual["seconds"]), engines, name)
-    except (KeyError, TypeError, ValueError):
+        return read_past_build(name, gpu, actual)
+    except ValueError:
         return None
+
+
+def read_past_build(name: str, gpu: Any, actual: dict[str, Any] | None) -> PastBuild | None:
+    """A VariantRecord.actual as a PastBuild; None for a record without one; ValueError for one of another shape or
+    out of bounds (a width of Infinity, a time of NaN, 1e20 bytes: none of it may reach the estimate)."""
+    if actual is None:
+        return None
+    if not isinstance(actual, dict):
+        raise ValueError("actual is not a mapping")
+    engines = actual.get("engines") or []
+    if not isinstance(engines, list):
+        raise ValueError("actual.engines is not a list")
+    past = tuple(past_engine(item) for item in engines)
+    seconds = _number(actual, "seconds", float, SECONDS)
+    return PastBuild(gpu if isinstance(gpu, str) else None, seconds, past, name)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sdprep.engine_files import ASIDE_DIR, EngineFile, EngineSlot
-from sdprep.manifest import CONFIGS_DIR, LOGS_DIR, Manifest, trusted_record
+from sdprep.engine_files import EngineFile, EngineSlot
+from sdprep.manifest import Manifest, trusted_record
+from sdprep.model_folder import ASIDE_DIR, CONFIGS_DIR, LOGS_DIR
 
 # A temp file of an atomic write older than this was left by a killed process (a live write takes milliseconds).
 STALE_TEMP_SECONDS = 600.0

@@ -18,7 +18,7 @@ from typing import Any
 from sdprep import derive
 from sdprep.config import RuntimeDefaults, make_config
 from sdprep.config_write import config_to_write, write_configs
-from sdprep.engine_files import EngineFile, EngineSlot, by_relative, expected_slots, fingerprint, slot_key, variant_id
+from sdprep.engine_files import EngineFile, EngineSlot, expected_slots, fingerprint, slot_key, variant_id
 from sdprep.estimate import (
     Estimate,
     disk_problem,
@@ -38,22 +38,18 @@ from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent, engine_message
 from sdprep.locks import gpu_lock, model_lock
-from sdprep.manifest import (
+from sdprep.manifest import EngineRecord, Manifest, ManifestUnreadable, VariantRecord, now_iso, trusted_record
+from sdprep.messages import Duration, Message, Problem, Size, has_errors, msg, os_reason
+from sdprep.model_folder import (
     CONFIGS_DIR,
     LOGS_DIR,
     MANIFEST_NAME,
-    EngineRecord,
-    Manifest,
-    ManifestUnreadable,
-    VariantRecord,
-    now_iso,
+    by_relative,
     read_manifest,
     read_manifest_or_empty,
     set_aside_unreadable,
-    trusted_record,
     write_manifest,
 )
-from sdprep.messages import Duration, Message, Problem, Size, has_errors, msg, os_reason
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import profile_of
@@ -93,6 +89,7 @@ class Build(Job[BuildResult]):
     """The state of one build; `run()` does it, step by step, each step proving one thing."""
 
     result_type = BuildResult
+    kind = "build"
 
     def __init__(
         self,

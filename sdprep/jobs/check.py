@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sdprep.config_load import ConfigError
-from sdprep.engine_files import EngineFile, by_relative
+from sdprep.engine_files import EngineFile
 from sdprep.engines import speed_message
 from sdprep.jobs.check_files import (
     find_variant,
@@ -33,8 +33,9 @@ from sdprep.jobs.job import ChildRun, Job, JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
 from sdprep.locks import gpu_lock, model_lock
-from sdprep.manifest import LOGS_DIR, CheckRecord, Manifest, now_iso, read_manifest_or_empty, write_manifest
+from sdprep.manifest import CheckRecord, Manifest, now_iso
 from sdprep.messages import Message, Size, msg, os_reason, to_json
+from sdprep.model_folder import LOGS_DIR, by_relative, read_manifest_or_empty, write_manifest
 from sdprep.paths import atomic_write_text
 
 DEFAULT_WARMUP = 10
@@ -104,6 +105,7 @@ class Check(Job[CheckResult]):
     """The state of one check; `run()` does it."""
 
     result_type = CheckResult
+    kind = "check"
 
     def __init__(
         self, config_path: Path, options: CheckOptions, on_event: Callable[[JobEvent], None], cancel: threading.Event

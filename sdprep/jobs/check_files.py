@@ -8,8 +8,9 @@ from typing import Any
 
 from sdprep.config_load import ConfigError, read_config
 from sdprep.engine_files import fingerprint
-from sdprep.manifest import CONFIGS_DIR, MANIFEST_NAME, Manifest
+from sdprep.manifest import Manifest
 from sdprep.messages import msg, shown
+from sdprep.model_folder import CONFIG_NAME, CONFIGS_DIR, holds_model
 
 
 def read_check_config(config_path: Path) -> dict[str, Any]:
@@ -35,9 +36,7 @@ def read_check_config(config_path: Path) -> dict[str, Any]:
 def model_folder(config_path: Path) -> Path:
     """The model's folder (build.json, logs): beside config.yaml, or above configs/<variant>.yaml."""
     folder = config_path.parent
-    if folder.name == CONFIGS_DIR and (
-        (folder.parent / MANIFEST_NAME).exists() or (folder.parent / "config.yaml").exists()
-    ):
+    if folder.name == CONFIGS_DIR and holds_model(folder.parent):
         return folder.parent
     return folder
 
@@ -59,7 +58,7 @@ def load_location(config: dict[str, Any], folder: Path) -> tuple[Path, Path]:
 
 def image_path_for(config_path: Path) -> Path:
     """check.png beside config.yaml; configs/<variant>.check.png for a variant's own config."""
-    if config_path.name == "config.yaml":
+    if config_path.name == CONFIG_NAME:
         return config_path.with_name("check.png")
     return config_path.with_name(f"{config_path.stem}.check.png")
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from sdprep.jobs.process import ChildProcess, ChildSpec, exit_message
 from sdprep.jobs.progress import JobEvent, Progress, raw_line
@@ -76,6 +76,7 @@ class Job(Generic[R]):
     """State shared by one job's steps; subclasses implement `run()` and name their `result_type`."""
 
     result_type: type[R]
+    kind: ClassVar[str] = ""  # what the lock notes name it: "build", "check" (a message words it: job_<kind>)
 
     def __init__(self, child: ChildSpec, on_event: Callable[[JobEvent], None], cancel: threading.Event) -> None:
         self.child = child
@@ -104,6 +105,7 @@ class Job(Generic[R]):
         if lock.acquire(
             what=what,
             wait=wait,
+            job=self.kind,
             should_stop=self.cancel.is_set,
             on_wait=lambda holder: self.progress.event("waiting", self._holder_message(waiting_code, holder, params)),
         ):

@@ -13,8 +13,8 @@ from sdprep.config import RuntimeDefaults
 from sdprep.jobs.build import BuildOptions, BuildResult, run_build
 from sdprep.jobs.check import CheckOptions, CheckResult, run_check
 from sdprep.jobs.progress import JobEvent
-from sdprep.manifest import read_manifest_or_empty
 from sdprep.messages import msg
+from sdprep.model_folder import records_or_empty
 from sdprep.params import BakedParams
 from sdprep.paths import inside
 
@@ -29,7 +29,7 @@ def recorded_check(build: BuildResult) -> CheckResult | None:
     if build.outcome != "up_to_date" or build.config_path is None or build.variant is None:
         return None
     folder = build.config_path.parent
-    record = read_manifest_or_empty(folder).variants.get(build.variant)
+    record = records_or_empty(folder).variants.get(build.variant)
     check = record.check if record else None
     if record is None or check is None or check.outcome != "passed" or check.checked_at < record.built_at:
         return None

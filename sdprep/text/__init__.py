@@ -37,14 +37,39 @@ def field_label(name: str, lang: str) -> str:
     return t(key, lang) if key in TABLE["en"] else name
 
 
+UNKNOWN_SHOWN = 40  # characters of an unknown value shown in "unknown (value)"
+
+
+def known(code: str) -> bool:
+    """Whether the table has a sentence for `code` (in any plural form)."""
+    return code in TABLE["en"] or f"{code}__many" in TABLE["en"]
+
+
+def enum_message(prefix: str, value: object) -> Message:
+    """The words for one value of a set this app knows (a profile, a check outcome, a job): Message(prefix + value);
+    a value this version does not know (a newer app wrote it into a shared engines folder) as "unknown (value)"."""
+    code = f"{prefix}{value}"
+    if isinstance(value, str) and known(code):
+        return Message(code)
+    return unknown_value(value)
+
+
+def unknown_value(value: object) -> Message:
+    text = str(value)
+    return Message("unknown_value", {"value": text if len(text) <= UNKNOWN_SHOWN else text[: UNKNOWN_SHOWN - 1] + "…"})
+
+
 def word(message: Message | str, lang: str = "en", namer: FieldNamer = field_label) -> str:
-    """The sentence for `message` in `lang` (English when a key or language is missing)."""
+    """The sentence for `message` in `lang` (English when a key or language is missing; "unknown (code)" for a code
+    no table has: a reason a newer version recorded in build.json)."""
     if isinstance(message, str):
         return message
     table = TABLE.get(lang, TABLE["en"])
     code = message.code
     if code not in TABLE["en"] and isinstance(message.params.get("count"), int):
         code = f"{code}__{plural_form(message.params['count'], lang)}"  # "{count} steps", "{count} шага", ...
+    if code not in TABLE["en"]:
+        return word(unknown_value(message.code), lang, namer)
     template = table.get(code) or TABLE["en"][code]
     values = {key: _render(value, lang, namer) for key, value in message.params.items()}
     # Always formatted: a template without fields may still write a brace as {{ }}; a field left without a value

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from sdprep.engines import DeleteRefused, PreparedModel, delete_model, list_models
+from sdprep.engines import DeleteRefused, PreparedModel, delete_model, find_model, list_models
 from sdprep.messages import msg, os_reason
 from sdprep.text import t
 from sdprep.ui import state
@@ -90,7 +90,8 @@ def refresh(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
 
 def select_model(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
-    model = _find(list_models(state.engines_root()), values.get(form.parts["lib_model"]))
+    slug = values.get(form.parts["lib_model"])
+    model = find_model(state.engines_root(), str(slug)) if slug else None
     choices = variant_choices(model, lang)
     return {
         form.parts["lib_variant"]: gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
@@ -101,7 +102,7 @@ def select_model(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
 def load(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
     slug = values.get(form.parts["lib_model"])
-    model = _find(list_models(state.engines_root()), slug)
+    model = find_model(state.engines_root(), str(slug)) if slug else None
     if model is None:
         return say(form, "lib_message", [msg("lib_choose")], lang)
     name = values.get(form.parts["lib_variant"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sdprep.engines import PreparedModel, Variant
 from sdprep.messages import Message, Size
-from sdprep.text import t, word
+from sdprep.text import enum_message, t, word
 from sdprep.ui.views.html import Markup, join, render
 from sdprep.ui.views.jobs import CHILD_ERRORS
 
@@ -41,7 +41,7 @@ def _row(variant: Variant, latest: bool, lang: str) -> Markup:
         latest=render(' <span class="sdprep-badge">$text</span>', text=t("lib_latest", lang)) if latest else Markup(""),
         status=variant_status(variant, lang),
         check=_check_summary(summary, lang) if summary else Markup(""),
-        profile=t(f"profile_{variant.profile}", lang) if variant.profile else "—",
+        profile=word(enum_message("profile_", variant.profile), lang) if variant.profile else "—",
         count=len(variant.engines),
         size=t("size_only", lang, size=Size(variant.size)),
         engines=join(engines),
@@ -61,7 +61,9 @@ def _check_summary(summary: Message, lang: str) -> Markup:
 
 
 def _card(model: PreparedModel, lang: str) -> Markup:
-    if model.unreadable:
+    if model.outside:
+        state = t("status_outside", lang)
+    elif model.unreadable:
         state = t("status_unreadable", lang, reason=model.unreadable)
     else:
         state = variant_status(model.latest, lang) if model.latest else t("lib_no_build", lang)
@@ -80,6 +82,12 @@ def _card(model: PreparedModel, lang: str) -> Markup:
         parts.append(
             render("<table><thead><tr>$heads</tr></thead><tbody>$rows</tbody></table>", heads=heads, rows=rows)
         )
+    notes = []
+    if model.config_outside:
+        notes.append(t("lib_config_outside", lang))
+    if model.skipped:
+        notes.append(t("lib_skipped", lang, reasons="; ".join(model.skipped)))
+    parts += [render('<p class="sdprep-error">$text</p>', text=note) for note in notes]
     if model.loose_engines:
         parts.append(render('<p class="sdprep-muted">$text</p>', text=t("lib_loose", lang, count=model.loose_engines)))
     return render(_CARD, slug=model.slug, state=state, body=join(parts))
