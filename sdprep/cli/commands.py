@@ -25,6 +25,7 @@ from sdprep.jobs.environment import probe as probe_environment
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.jobs.pipeline import build_and_check
 from sdprep.jobs.process import ChildSpec
+from sdprep.jobs.rehearsal import rehearse_by_default
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
 from sdprep.save import save_config
@@ -75,6 +76,14 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
     )
 
 
+def params_for(args: argparse.Namespace, printer: Printer) -> tuple[BakedParams | None, list[Problem]]:
+    """The parameters a command was given, from --from-config or the parameter flags, with their problems (None when
+    the config cannot be read; that is said already)."""
+    if args.from_config:
+        return _from_config(args, printer), []
+    return params_from_args(args)
+
+
 def _from_config(args: argparse.Namespace, printer: Printer) -> BakedParams | None:
     try:
         params, notes = load_params(Path(args.from_config))
@@ -97,14 +106,10 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     if args.config_only and args.check:
         printer.line("cli_check_needs_build", err)
         return EXIT_INVALID
-    problems: list[Problem] = []
-    if args.from_config:
-        loaded = _from_config(args, printer)
-        if loaded is None:
-            return EXIT_INVALID
-        params = loaded
-    else:
-        params, problems = params_from_args(args)
+    loaded, problems = params_for(args, printer)
+    if loaded is None:
+        return EXIT_INVALID
+    params = loaded
     problems += validate(params)
     if has_errors(problems):
         printer.problems(problems)
@@ -120,6 +125,7 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         wait_for_gpu=not args.no_wait,
         check=args.check,
         allow_low_disk=args.allow_low_disk,
+        rehearse=rehearse_by_default() and not args.no_rehearse,
     )
     built_code: list[int] = []  # the build's report, printed before its check starts
 

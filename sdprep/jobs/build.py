@@ -36,6 +36,7 @@ from sdprep.jobs.environment import WIDE_MAX_BATCH, Environment, ProbeError, pro
 from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent, engine_message
+from sdprep.jobs.rehearsal import Rehearsal, rehearse_by_default
 from sdprep.locks import gpu_lock, model_lock
 from sdprep.manifest import (
     CONFIGS_DIR,
@@ -74,6 +75,8 @@ class BuildOptions:
     # Build although the engines folder has less free space than the estimate asks (--allow-low-disk). Not --force:
     # that rebuilds up-to-date engines, a different risk, and a forced rebuild must keep the disk check.
     allow_low_disk: bool = False
+    # Rehearse these parameters with a tiny model first (jobs/rehearsal.py): seconds, remembered once passed.
+    rehearse: bool = field(default_factory=rehearse_by_default)
 
 
 @dataclass
@@ -265,6 +268,10 @@ class Build(Job[BuildResult]):
         logs = self.engine_dir / LOGS_DIR
         logs.mkdir(exist_ok=True)
         self.progress.open_file(logs / f"{self.guard.stamp}-{self.variant}.log")
+        if self.options.rehearse:
+            ended = self.rehearse(environment)
+            if ended is not None:
+                return ended
         restore_leftovers(self.engine_dir)
         remove_stale_temp_files(self.engine_dir)
 
@@ -316,6 +323,18 @@ class Build(Job[BuildResult]):
             )
         superseded = self.guard.put_back(superseded=set(fresh))
         return self.finish(manifest, environment, used, fresh, superseded, slots)
+
+    def rehearse(self, environment: Environment) -> BuildResult | None:
+        """The rehearsal as this build's first stage, in its log; None when it passed (or passed before)."""
+        rehearsal = Rehearsal(self.params, self.config, self.child, self.progress.on_event, self.cancel, environment)
+        rehearsal.progress = self.progress  # one log and one clock for the whole build
+        done = rehearsal.run()
+        if done.ok:
+            self.progress.event("log", done.reason)
+            return None
+        if done.outcome == "cancelled":
+            return self.result("cancelled", msg("build_cancelled"))
+        return self.result(done.outcome, msg("build_rehearsal_failed", reason=done.reason))
 
     def on_child_record(self, event: dict[str, Any]) -> None:
         if event.get("event") == "engine_written" and isinstance(event.get("bytes"), int):
