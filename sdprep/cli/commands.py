@@ -25,7 +25,6 @@ from sdprep.jobs.environment import probe as probe_environment
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.jobs.pipeline import build_and_check
 from sdprep.jobs.process import ChildSpec
-from sdprep.jobs.rehearsal import rehearse_by_default
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
 from sdprep.save import save_config
@@ -125,7 +124,7 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         wait_for_gpu=not args.no_wait,
         check=args.check,
         allow_low_disk=args.allow_low_disk,
-        rehearse=rehearse_by_default() and not args.no_rehearse,
+        rehearse=False if args.no_rehearse else None,
     )
     built_code: list[int] = []  # the build's report, printed before its check starts
 

@@ -75,8 +75,11 @@ class BuildOptions:
     # Build although the engines folder has less free space than the estimate asks (--allow-low-disk). Not --force:
     # that rebuilds up-to-date engines, a different risk, and a forced rebuild must keep the disk check.
     allow_low_disk: bool = False
-    # Rehearse these parameters with a tiny model first (jobs/rehearsal.py): seconds, remembered once passed.
-    rehearse: bool = field(default_factory=rehearse_by_default)
+    # Rehearse these parameters with a tiny model first (jobs/rehearsal.py): seconds, remembered once passed. None:
+    # as the process says when the build runs ($SDPREP_REHEARSE, on unless "0").
+    rehearse: bool | None = None
+    # Only the rehearsal, anew, holding the GPU: the page's Rehearse button (`doctor --rehearse` on the command line).
+    rehearse_only: bool = False
 
 
 @dataclass
@@ -146,12 +149,14 @@ class Build(Job[BuildResult]):
             return self.result("unavailable", problem.message)
         self.progress.event("log", environment.machine_line())
         missing = environment.missing()
-        if missing:
+        if missing and not self.options.rehearse_only:  # a rehearsal says itself how far this machine gets
             return self.result("unavailable", msg("env_cannot_build", missing=missing))
         problems += check_unet_batch(self.params, environment.max_unet_batch())
         problems += environment.refusals(self.params)
         if has_errors(problems):
             return self.result("refused", msg("build_refused_fork"), problems=problems)
+        if self.options.rehearse_only:
+            return self.rehearse_only(environment, problems)
         model = model_lock(self.engine_dir)
         ended = self.acquire(
             model, f"build of {self.params.model} ({self.variant})", self.options.wait_for_gpu, "model_waiting"
@@ -268,7 +273,7 @@ class Build(Job[BuildResult]):
         logs = self.engine_dir / LOGS_DIR
         logs.mkdir(exist_ok=True)
         self.progress.open_file(logs / f"{self.guard.stamp}-{self.variant}.log")
-        if self.options.rehearse:
+        if rehearse_by_default() if self.options.rehearse is None else self.options.rehearse:
             ended = self.rehearse(environment)
             if ended is not None:
                 return ended
@@ -323,6 +328,23 @@ class Build(Job[BuildResult]):
             )
         superseded = self.guard.put_back(superseded=set(fresh))
         return self.finish(manifest, environment, used, fresh, superseded, slots)
+
+    def rehearse_only(self, environment: Environment, problems: list[Problem]) -> BuildResult:
+        """The rehearsal alone, run anew (a remembered pass is what the button is pressed to doubt), on the GPU."""
+        gpu = gpu_lock(self.options.child.gpu)
+        what = f"rehearsal of {self.params.model} ({self.variant})"
+        ended = self.acquire(gpu, what, self.options.wait_for_gpu, "gpu_waiting", gpu=self.options.child.gpu)
+        if ended is not None:
+            return ended
+        try:
+            rehearsal = Rehearsal(
+                self.params, self.config, self.child, self.progress.on_event, self.cancel, environment, use_cache=False
+            )
+            rehearsal.progress = self.progress
+            done = rehearsal.run()
+        finally:
+            gpu.release()
+        return self.result(done.outcome, done.reason, problems=[*problems, *done.problems])
 
     def rehearse(self, environment: Environment) -> BuildResult | None:
         """The rehearsal as this build's first stage, in its log; None when it passed (or passed before)."""
