@@ -244,6 +244,18 @@ def test_a_failed_rehearsal_stops_the_build_before_any_engine(tmp_path: Path, mo
     assert not any(stage.startswith("Rehearsal:") for stage in stages)
 
 
+def test_a_tiny_model_that_cannot_be_made_does_not_refuse_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiny model is the rehearsal's own machinery: a diffusers that rejects it is said, and the build goes on."""
+    monkeypatch.setenv("STANDIN_DIFFUSERS_REJECTS", "1")
+    result, _ = build(make(tmp_path))
+    assert result.outcome == "built", said(result.reason)
+    assert result.log_path is not None
+    log = result.log_path.read_text(encoding="utf-8")
+    assert "could not make its tiny model, so the build goes on without it" in log and "block_out_channels" in log
+
+
 def test_cancel_stops_the_rehearsal_and_everything_it_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pidfile = tmp_path / "grandchild.pid"
     monkeypatch.setenv("STANDIN_GRANDCHILD_PIDFILE", str(pidfile))

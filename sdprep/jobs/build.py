@@ -354,6 +354,10 @@ class Build(Job[BuildResult]):
         if done.ok:
             self.progress.event("log", done.reason)
             return None
+        if done.failed_stage == "tiny_model":
+            # Making the tiny model is the rehearsal's own machinery, not this build's path: said, not a refusal.
+            self.say("rehearsal_not_made", reason=done.reason)
+            return None
         if done.outcome == "cancelled":
             return self.result("cancelled", msg("build_cancelled"))
         return self.result(done.outcome, msg("build_rehearsal_failed", reason=done.reason))

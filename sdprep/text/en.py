@@ -643,6 +643,7 @@ TEXT: dict[str, str] = {
     "rehearsal_cancelled": "Rehearsal cancelled.",
     "rehearsal_exit": "The rehearsal process {how}.",
     "stopping_rehearsal": "Stopping the rehearsal.",
+    "rehearsal_not_made": "The rehearsal could not make its tiny model, so the build goes on without it: {reason}",
     "doctor_python": "Build Python: {python} ({source})",
     "cli_setup": "set up the build Python (.venv-build: CUDA torch, TensorRT, a StreamDiffusion fork) and self-test it",
     "cli_setup_target": "where to make it (default: .venv-build beside the app)",

@@ -644,6 +644,7 @@ TEXT: dict[str, str] = {
     "rehearsal_cancelled": "Репетиция отменена.",
     "rehearsal_exit": "Процесс репетиции {how}.",
     "stopping_rehearsal": "Останавливаю репетицию.",
+    "rehearsal_not_made": "Репетиция не смогла сделать крошечную модель, поэтому сборка идёт без неё: {reason}",
     "doctor_python": "Python сборки: {python} ({source})",
     "cli_setup": "установить Python сборки (.venv-build: CUDA-сборка torch, TensorRT, форк StreamDiffusion) и проверить его",
     "cli_setup_target": "куда ставить (по умолчанию .venv-build рядом с приложением)",

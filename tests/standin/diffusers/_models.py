@@ -26,7 +26,15 @@ class _ConfigMixin:
 
 
 class UNet2DConditionModel(_ConfigMixin):
-    pass
+    def __init__(self, **config: Any) -> None:
+        # STANDIN_DIFFUSERS_REJECTS=1: a diffusers whose UNet rejects the rehearsal's tiny config (its own check's text).
+        if os.environ.get("STANDIN_DIFFUSERS_REJECTS") == "1":
+            raise ValueError(
+                "Must provide the same number of `block_out_channels` as `down_block_types`. "
+                f"`block_out_channels`: {config.get('block_out_channels')}. "
+                f"`down_block_types`: {config.get('down_block_types')}."
+            )
+        super().__init__(**config)
 
 
 class AutoencoderKL(_ConfigMixin):
