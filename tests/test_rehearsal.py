@@ -113,6 +113,7 @@ def test_every_combination_the_form_allows_passes(tmp_path: Path, params: BakedP
     result = run_child(chosen, tmp_path)
     assert result["passed"] is True, (chosen, result)
     assert result["engines"].count("cnet.engine") == controlnets
+    assert ("preprocessors" in result["left_out"]) == bool(controlnets)  # canny: passed through, and said
 
 
 @pytest.mark.parametrize(

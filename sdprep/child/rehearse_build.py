@@ -20,9 +20,10 @@ The stages, in order, each announced by a "stage" event (the parent words them):
                        loading rewrites none of them
   rehearse_frame       one frame through the loaded wrapper
 The config is the user's with only these changed: model_id, vae_id and the ControlNets' model_id point at the tiny
-parts, engine_dir at work_dir; the safety checker, IP-Adapter and LoRAs are left out (their weights are downloads;
-"left_out" in the result says so). Without TensorRT installed a stand-in module takes its place so the path runs up
-to the builder, and the rehearsal stops there saying so (tensorrt_missing).
+parts, engine_dir at work_dir; the safety checker, IP-Adapter, LoRAs and ControlNet preprocessors are left out (their
+weights are downloads, and none changes an engine's shape but IP-Adapter's; "left_out" in the result says so).
+Without TensorRT installed a stand-in module takes its place so the path runs up to the builder, and the rehearsal
+stops there saying so (tensorrt_missing).
 
 Events (protocol.emit): stage (stage=<code>); result, always, also when a stage failed (the exit code is 0 whenever
 this script worked): passed, failed_stage (None when passed), reached (the stages that finished), seconds
@@ -351,8 +352,11 @@ def make_tiny_model(config: dict[str, Any], work: Path) -> tuple[dict[str, Any],
             )
             place = Path("models") / f"controlnet-{index}"
             controlnet.save_pretrained(place)
-            rehearsed["controlnets"].append({**item, "model_id": place.as_posix()})
+            # A preprocessor changes no engine, and some download their own model: the rehearsal passes images through.
+            rehearsed["controlnets"].append({**item, "model_id": place.as_posix(), "preprocessor": "passthrough"})
     left_out = []
+    if any(str(item.get("preprocessor") or "passthrough") != "passthrough" for item in items):
+        left_out.append("preprocessors")
     if rehearsed.pop("lora_dict", None):
         left_out.append("loras")
     if rehearsed.get("use_safety_checker"):

@@ -632,6 +632,7 @@ TEXT: dict[str, str] = {
     "rehearse_part_loras": "LoRAs",
     "rehearse_part_safety_checker": "the safety checker",
     "rehearse_part_ipadapter": "IP-Adapter",
+    "rehearse_part_preprocessors": "the ControlNet preprocessors",
     "rehearsal_passed": "Rehearsal passed in {seconds} s: these parameters imported, exported, built tiny TensorRT engines, loaded them and ran a frame.",
     "rehearsal_passed_partly": "Rehearsal passed in {seconds} s: these parameters imported, exported, built tiny TensorRT engines, loaded them and ran a frame. Not rehearsed (their weights are downloads): {parts}.",
     "rehearsal_remembered": "Rehearsed with these parameters in this build environment at {when}; not repeated.",

@@ -633,6 +633,7 @@ TEXT: dict[str, str] = {
     "rehearse_part_loras": "LoRA",
     "rehearse_part_safety_checker": "фильтр безопасности",
     "rehearse_part_ipadapter": "IP-Adapter",
+    "rehearse_part_preprocessors": "препроцессоры ControlNet",
     "rehearsal_passed": "Репетиция прошла за {seconds} с: с этими параметрами всё импортировалось, экспортировалось, крошечные движки TensorRT собрались, загрузились и выдали кадр.",
     "rehearsal_passed_partly": "Репетиция прошла за {seconds} с: с этими параметрами всё импортировалось, экспортировалось, крошечные движки TensorRT собрались, загрузились и выдали кадр. Не репетировалось (их веса скачиваются): {parts}.",
     "rehearsal_remembered": "С этими параметрами в этом окружении сборки репетиция уже прошла ({when}); не повторяется.",
