@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 
 from sdprep.config import RuntimeDefaults, make_config
 from sdprep.jobs.build import BuildOptions, BuildResult, run_build
+from sdprep.jobs.environment import Environment, probe
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
-from sdprep.jobs.rehearsal import RehearsalResult, run_rehearsal
+from sdprep.jobs.rehearsal import Rehearsal, RehearsalResult, run_rehearsal
 from sdprep.messages import has_errors
 from sdprep.params import BakedParams, params_from_values
 from sdprep.validate import validate
@@ -204,6 +205,25 @@ def test_a_failure_says_the_stage_what_got_through_and_the_fix(tmp_path: Path) -
     text = said(result.reason)
     assert result.outcome == "failed" and result.failed_stage == "imports"
     assert "failed at the imports stage" in text and "diffusers_ipadapter" in text and "setup --upgrade" in text
+
+
+def test_it_shows_the_diffusers_warning_for_the_users_cfg_type(tmp_path: Path) -> None:
+    """A diffusers the fork does not pin fails cfg_type full at run time: the rehearsal says so, and still passes."""
+    probed = probe(SPEC)
+    pypi = {"installed": True, "version": "0.35.1", "url": None, "commit": None, "wanted": None}
+    environment = Environment({**probed.report, "diffusers": pypi})
+    params = make(tmp_path, cfg_type="full")
+    events: list[JobEvent] = []
+    job = Rehearsal(params, make_config(params, RUNTIME), SPEC, events.append, threading.Event(), environment)
+    result = job.run()
+    assert result.outcome == "passed", said(result.reason)
+    assert [problem.field for problem in result.problems] == ["cfg_type"]
+    assert "cfg_type full fails at run time" in said(result.problems[0].message)
+    assert any("cfg_type full fails" in said(e.message) for e in events if e.kind == "log")
+    plain = Rehearsal(
+        make(tmp_path), make_config(make(tmp_path), RUNTIME), SPEC, events.append, threading.Event(), environment
+    )
+    assert plain.run().problems == [], "cfg_type self works with it"
 
 
 def test_without_tensorrt_the_job_is_unavailable_and_says_how_far(tmp_path: Path) -> None:
