@@ -82,6 +82,8 @@ def child_env(state: Path) -> dict[str, str]:
             "SDPREP_CACHE_DIR": str(state / "cache"),
             "SDPREP_LOCK_DIR": str(state / "locks"),
             "SDPREP_ALLOW_LOW_DISK": "1",
+            # The builds measured are builds alone; the rehearsal is measured by itself (rehearsal.py).
+            "SDPREP_REHEARSE": "0",
             "GRADIO_ANALYTICS_ENABLED": "False",  # no telemetry requests from any app
             "HF_HUB_DISABLE_TELEMETRY": "1",
         }
@@ -96,6 +98,7 @@ def use_state_here(state: Path) -> None:
             "SDPREP_CACHE_DIR": str(state / "cache"),
             "SDPREP_LOCK_DIR": str(state / "locks"),
             "SDPREP_ALLOW_LOW_DISK": "1",
+            "SDPREP_REHEARSE": "0",
         }
     )
 

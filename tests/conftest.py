@@ -42,6 +42,9 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     # The estimate is for real engines (gigabytes); the stand-in's are bytes, and a test machine's free disk must not
     # decide unrelated tests. Tests of the disk refusal remove this.
     monkeypatch.setenv("SDPREP_ALLOW_LOW_DISK", "1")
+    # A Build rehearses first (jobs/rehearsal.py); the tests of other things build without it, so their stand-in
+    # behaviours strike in the build they test. tests/test_rehearsal.py turns it on.
+    monkeypatch.setenv("SDPREP_REHEARSE", "0")
     for name in list(os.environ):
         if name.startswith("STANDIN_"):
             monkeypatch.delenv(name)

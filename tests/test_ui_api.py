@@ -79,6 +79,7 @@ def test_every_page_event_is_a_named_endpoint(api: Api) -> None:
         "/load_config",
         "/load_config_upload",
         "/build",
+        "/rehearse",
         "/cancel",
         "/follow",
         "/probe_environment",
@@ -337,6 +338,30 @@ def test_build_then_up_to_date_then_forced(api: Api, engines: Path) -> None:
 
     forced = api.call("/build", force=True, check=False)
     assert started(forced), forced
+
+
+def test_rehearse_button_rehearses_only_and_build_rehearses_first_when_asked(api: Api, engines: Path) -> None:
+    rehearsed = api.call("/rehearse", check=False)
+    assert started(rehearsed, t("out_passed")), rehearsed
+    assert "Rehearsal passed" in rehearsed["build-result"]
+    assert f"==> {t('stage_rehearse_export')}" in rehearsed["build-log"]
+    assert not list(engines.rglob("*.engine")) and not list(engines.rglob("config.yaml")), "a rehearsal builds nothing"
+    built = api.call("/build", check=False, rehearse=True)
+    assert started(built), built
+    # The Rehearse button's pass is remembered: the build says so instead of rehearsing again.
+    assert t("stage_rehearse_export") not in built["build-log"] and "not repeated" in built["build-log"]
+    plain = api.call("/build", check=False, force=True, rehearse=False)
+    assert started(plain) and "Rehears" not in plain["build-log"]
+
+
+def test_a_failing_rehearsal_names_its_stage_and_cancel_stops_it(api: Api, engines: Path) -> None:
+    failed = api.call("/rehearse", model="standin/fallback-model", check=False)
+    assert started(failed, t("out_failed")), failed
+    assert "The rehearsal failed at the TensorRT builder stage" in failed["build-result"]
+    job = api.submit("/rehearse", model="standin/hang-model", check=False)
+    api.wait_for(job, "/rehearse", lambda out: t("stage_rehearse_export") in out["build-log"])
+    cancelled = api.call("/cancel")
+    assert started(cancelled, t("out_cancelled")), cancelled
 
 
 def test_force_rebuilds_the_engines(api: Api) -> None:

@@ -118,6 +118,8 @@ def running_app(
             "SDPREP_CACHE_DIR": str(workdir / "cache"),
             "GRADIO_ANALYTICS_ENABLED": "False",
             "SDPREP_ALLOW_LOW_DISK": os.environ.get("SDPREP_ALLOW_LOW_DISK", ""),
+            # Builds do not rehearse unless a test asks (the page's Rehearse first box, or extra_env).
+            "SDPREP_REHEARSE": "0",
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }

@@ -53,6 +53,7 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
     build.add_argument("--allow-low-disk", action="store_true", help=t("cli_allow_low_disk", lang))
     build.add_argument("--no-wait", action="store_true", help=t("cli_no_wait", lang))
     build.add_argument("--check", action="store_true", help=t("cli_check_after", lang))
+    build.add_argument("--no-rehearse", action="store_true", help=t("cli_no_rehearse", lang))
     add_check_flags(build, lang)
     add_child_flags(build, lang)
     build.add_argument("--debug", action="store_true", help=t("cli_debug", lang))

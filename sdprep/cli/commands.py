@@ -76,6 +76,24 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
     )
 
 
+def params_for(args: argparse.Namespace, printer: Printer) -> tuple[BakedParams | None, list[Problem]]:
+    """The parameters a command was given, from --from-config or the parameter flags, with their problems (None when
+    the config cannot be read; that is said already)."""
+    params, _runtime, problems = _params_and_runtime(args, printer)
+    return params, problems
+
+
+def _params_and_runtime(
+    args: argparse.Namespace, printer: Printer
+) -> tuple[BakedParams | None, Runtime | None, list[Problem]]:
+    """params_for, with the runtime values of --from-config (which the written config keeps)."""
+    if args.from_config:
+        loaded = _from_config(args, printer)
+        return (None, None, []) if loaded is None else (loaded[0], loaded[1], [])
+    params, problems = params_from_args(args)
+    return params, None, problems
+
+
 def _from_config(args: argparse.Namespace, printer: Printer) -> tuple[BakedParams, Runtime] | None:
     """The parameters of --from-config and its runtime values, which the written config keeps."""
     try:
@@ -99,15 +117,10 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     if args.config_only and args.check:
         printer.line("cli_check_needs_build", err)
         return EXIT_INVALID
-    problems: list[Problem] = []
-    loaded: Runtime | None = None
-    if args.from_config:
-        from_config = _from_config(args, printer)
-        if from_config is None:
-            return EXIT_INVALID
-        params, loaded = from_config
-    else:
-        params, problems = params_from_args(args)
+    params_or_none, loaded, problems = _params_and_runtime(args, printer)
+    if params_or_none is None:
+        return EXIT_INVALID
+    params = params_or_none
     problems += validate(params)
     if has_errors(problems):
         printer.problems(problems)
@@ -124,6 +137,7 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         check=args.check,
         allow_low_disk=args.allow_low_disk,
         runtime_from=loaded,
+        rehearse=False if args.no_rehearse else None,
     )
     built_code: list[int] = []  # the build's report, printed before its check starts
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, TextIO
 
-from sdprep.cli.args import add_child_flags
-from sdprep.cli.commands import child_spec, run_cancellable
+from sdprep.cli.args import add_child_flags, add_param_flags
+from sdprep.cli.commands import EXIT_INVALID, child_spec, params_for, run_cancellable
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
 from sdprep.jobs.process import build_venv
@@ -38,6 +38,10 @@ def add_parsers(
     doctor = sub.add_parser("doctor", parents=[common], help=t("cli_doctor", lang))
     add_child_flags(doctor, lang)
     doctor.add_argument("--debug", action="store_true", help=t("cli_debug", lang))
+    doctor.add_argument("--rehearse", action="store_true", help=t("cli_rehearse", lang))
+    doctor.add_argument("--from-config", metavar="PATH", help=t("cli_rehearse_from_config", lang))
+    doctor.add_argument("--again", action="store_true", help=t("cli_rehearse_again", lang))
+    add_param_flags(doctor, lang)
 
 
 def setup(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
@@ -67,9 +71,16 @@ def setup(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
 
 
 def doctor(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    printer = Printer(args.lang, out, err, args.debug)
+    if args.rehearse or args.from_config:
+        return rehearse(args, runtime, printer)
+    return self_test(args, printer)
+
+
+def self_test(args: argparse.Namespace, printer: Printer) -> int:
     from sdprep.setup.doctor import run_doctor
 
-    printer = Printer(args.lang, out, err, args.debug)
+    out, err = printer.out, printer.err
     spec = child_spec(args)
     interpreter, source = spec.choice()
     printer.line("doctor_python", python=interpreter, source=t(f"python_chosen_{source}", args.lang))
@@ -92,3 +103,33 @@ def print_checks(result: DoctorResult, printer: Printer) -> None:
         detail = passed_line(report) if report.ok else report.reason
         name = t(f"check_{report.name}", printer.lang)
         print(f"  {mark} {name:28} {printer.word(detail) if detail else ''}", file=printer.out)
+
+
+def rehearse(args: argparse.Namespace, runtime: RuntimeDefaults, printer: Printer) -> int:
+    """`doctor --rehearse`: the self-test, then the rehearsal of the given parameters; the first failure's code."""
+    from sdprep.config import make_config
+    from sdprep.jobs.rehearsal import run_rehearsal
+    from sdprep.messages import has_errors
+    from sdprep.validate import validate
+
+    params, problems = params_for(args, printer)
+    if params is None:
+        return EXIT_INVALID
+    problems += validate(params)
+    printer.problems(problems)
+    if has_errors(problems):
+        return EXIT_INVALID
+    tested = self_test(args, printer)
+    spec = child_spec(args)
+    result = run_cancellable(
+        lambda cancel: run_rehearsal(
+            params, make_config(params, runtime), spec, printer.event_printer(), cancel, use_cache=not args.again
+        ),
+        lambda: printer.line("cancelling", printer.err),
+    )
+    if not result.ok:
+        printer.failure(result)
+        return tested or result.exit_code
+    printer.problems(result.problems)
+    print(printer.word(result.reason), file=printer.out)
+    return tested

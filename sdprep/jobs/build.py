@@ -37,6 +37,7 @@ from sdprep.jobs.environment import WIDE_MAX_BATCH, Environment, ProbeError, pro
 from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent, engine_message
+from sdprep.jobs.rehearsal import Rehearsal, rehearse_by_default
 from sdprep.locks import gpu_lock, model_lock
 from sdprep.manifest import EngineRecord, Manifest, ManifestUnreadable, VariantRecord, now_iso, trusted_record
 from sdprep.messages import Duration, Message, Problem, Size, has_errors, msg, os_reason
@@ -75,6 +76,11 @@ class BuildOptions:
     # The runtime values of the config being rebuilt or loaded (--from-config, Load config): they win over those of
     # the model folder's config.yaml (sdprep/runtime.py says the order).
     runtime_from: Runtime | None = None
+    # Rehearse these parameters with a tiny model first (jobs/rehearsal.py): seconds, remembered once passed. None:
+    # as the process says when the build runs ($SDPREP_REHEARSE, on unless "0").
+    rehearse: bool | None = None
+    # Only the rehearsal, anew, holding the GPU: the page's Rehearse button (`doctor --rehearse` on the command line).
+    rehearse_only: bool = False
 
 
 @dataclass
@@ -148,12 +154,14 @@ class Build(Job[BuildResult]):
             return self.result("unavailable", problem.message)
         self.progress.event("log", environment.machine_line())
         missing = environment.missing()
-        if missing:
+        if missing and not self.options.rehearse_only:  # a rehearsal says itself how far this machine gets
             return self.result("unavailable", msg("env_cannot_build", missing=missing))
         problems += check_unet_batch(self.params, environment.max_unet_batch())
         problems += environment.refusals(self.params)
         if has_errors(problems):
             return self.result("refused", msg("build_refused_fork"), problems=problems)
+        if self.options.rehearse_only:
+            return self.rehearse_only(environment, problems)
         model = model_lock(self.engine_dir)
         ended = self.acquire(
             model, f"build of {self.params.model} ({self.variant})", self.options.wait_for_gpu, "model_waiting"
@@ -270,6 +278,10 @@ class Build(Job[BuildResult]):
         logs = self.engine_dir / LOGS_DIR
         logs.mkdir(exist_ok=True)
         self.progress.open_file(logs / f"{self.guard.stamp}-{self.variant}.log")
+        if rehearse_by_default() if self.options.rehearse is None else self.options.rehearse:
+            ended = self.rehearse(environment)
+            if ended is not None:
+                return ended
         restore_leftovers(self.engine_dir)
         remove_stale_temp_files(self.engine_dir)
 
@@ -321,6 +333,39 @@ class Build(Job[BuildResult]):
             )
         superseded = self.guard.put_back(superseded=set(fresh))
         return self.finish(manifest, environment, used, fresh, superseded, slots)
+
+    def rehearse_only(self, environment: Environment, problems: list[Problem]) -> BuildResult:
+        """The rehearsal alone, run anew (a remembered pass is what the button is pressed to doubt), on the GPU."""
+        gpu = gpu_lock(self.options.child.gpu)
+        what = f"rehearsal of {self.params.model} ({self.variant})"
+        ended = self.acquire(gpu, what, self.options.wait_for_gpu, "gpu_waiting", gpu=self.options.child.gpu)
+        if ended is not None:
+            return ended
+        try:
+            rehearsal = Rehearsal(
+                self.params, self.config, self.child, self.progress.on_event, self.cancel, environment, use_cache=False
+            )
+            rehearsal.progress = self.progress
+            done = rehearsal.run()
+        finally:
+            gpu.release()
+        return self.result(done.outcome, done.reason, problems=[*problems, *done.problems])
+
+    def rehearse(self, environment: Environment) -> BuildResult | None:
+        """The rehearsal as this build's first stage, in its log; None when it passed (or passed before)."""
+        rehearsal = Rehearsal(self.params, self.config, self.child, self.progress.on_event, self.cancel, environment)
+        rehearsal.progress = self.progress  # one log and one clock for the whole build
+        done = rehearsal.run()
+        if done.ok:
+            self.progress.event("log", done.reason)
+            return None
+        if done.failed_stage == "tiny_model":
+            # Making the tiny model is the rehearsal's own machinery, not this build's path: said, not a refusal.
+            self.say("rehearsal_not_made", reason=done.reason)
+            return None
+        if done.outcome == "cancelled":
+            return self.result("cancelled", msg("build_cancelled"))
+        return self.result(done.outcome, msg("build_rehearsal_failed", reason=done.reason))
 
     def on_child_record(self, event: dict[str, Any]) -> None:
         if event.get("event") == "engine_written" and isinstance(event.get("bytes"), int):

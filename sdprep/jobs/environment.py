@@ -249,14 +249,15 @@ def _capability(text: str | None) -> tuple[int, int] | None:
         return None
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where the probe's answers (and what is kept beside them, such as passed rehearsals) are cached."""
     configured = os.environ.get(CACHE_DIR_ENV)
     return Path(configured) if configured else Path.home() / ".cache" / "sdprep"
 
 
 def _cache_file(spec: ChildSpec) -> Path:
     identity = json.dumps([spec.interpreter(), spec.source_dir(), spec.gpu, os.environ.get("PYTHONPATH")])
-    return _cache_dir() / f"probe-{hashlib.sha1(identity.encode()).hexdigest()[:16]}.json"
+    return cache_dir() / f"probe-{hashlib.sha1(identity.encode()).hexdigest()[:16]}.json"
 
 
 def _watched_files(report: dict[str, Any]) -> list[str]:

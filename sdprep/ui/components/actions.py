@@ -1,4 +1,5 @@
-"""The buttons: Build, Cancel, Save config only (+ Force rebuild, Check after build), and Load config (a path inside
+"""The buttons: Build, Rehearse, Cancel, Save config only (+ Force rebuild, Rehearse first, Check after build), and
+Load config (a path inside
 the engines folder, or an upload of at most a megabyte).
 
 Build and Cancel are wired in build.py; this module wires saving and loading.
@@ -14,6 +15,7 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.config_load import ConfigError
+from sdprep.jobs.rehearsal import rehearse_by_default
 from sdprep.messages import Message, has_errors, msg
 from sdprep.paths import inside, user_path
 from sdprep.runtime import load_config, summary
@@ -34,10 +36,15 @@ def render(form: Form, build_enabled: bool) -> None:
         form.part(
             "build", gr.Button(label("btn_build"), variant="primary", interactive=build_enabled, elem_id="build-button")
         )
+        form.part(
+            "rehearse_now",
+            gr.Button(label("btn_rehearse"), elem_id="rehearse-button"),
+        )
         form.part("cancel", gr.Button(label("btn_cancel"), variant="stop", interactive=False, elem_id="cancel-button"))
         form.part("save", gr.Button(label("btn_save"), interactive=build_enabled, elem_id="save-button"))
     with gr.Row():
         form.part("force", gr.Checkbox(value=False, label=label("f_force"), elem_id="force"))
+        form.part("rehearse", gr.Checkbox(value=rehearse_by_default(), label=label("f_rehearse"), elem_id="rehearse"))
         form.part("check", gr.Checkbox(value=True, label=label("f_check"), elem_id="check"))
     with form.part("load_box", gr.Accordion(label("btn_load"), open=False, elem_id="load-box")):
         with gr.Row(equal_height=True):

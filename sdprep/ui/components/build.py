@@ -147,11 +147,14 @@ def refused_view(form: Form, values: dict[Block, Any], result: BuildResult, lang
     return updates
 
 
-async def start(form: Form, values: dict[Block, Any], owner: str) -> AsyncIterator[dict[Block, Any]]:
+async def start(
+    form: Form, values: dict[Block, Any], owner: str, rehearse_only: bool = False
+) -> AsyncIterator[dict[Block, Any]]:
+    """Build (or, with `rehearse_only`, only rehearse) the form's parameters in the board, and follow it."""
     lang = form.language(values)
     params = form.params(values)
     problems = check(params)
-    blocked = build_blocked(state.last_environment(), lang)
+    blocked = "" if rehearse_only else build_blocked(state.last_environment(), lang)
     if has_errors(problems) or blocked:
         reason = msg("build_invalid") if not blocked else msg("build_blocked_env")
         yield refused_view(form, values, BuildResult("refused", reason, problems=problems), lang)
@@ -159,8 +162,10 @@ async def start(form: Form, values: dict[Block, Any], owner: str) -> AsyncIterat
     options = BuildOptions(
         child=state.child_spec(),
         force=bool(values.get(form.parts["force"])),
-        check=bool(values.get(form.parts["check"])),
+        check=bool(values.get(form.parts["check"])) and not rehearse_only,
         runtime_from=form.loaded(values),
+        rehearse=bool(values.get(form.parts["rehearse"])),
+        rehearse_only=rehearse_only,
     )
     try:
         job = state.job_board().submit(params, form.runtime, options, owner=owner)
@@ -222,6 +227,12 @@ def listen(form: Form) -> None:
             yield {**said, **update}
             said = {}
 
+    async def rehearse(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
+        said: dict[Block, Any] = {form.parts["message"]: "", form.parts["message_said"]: []}
+        async for update in start(form, values, owner=request.session_hash or "", rehearse_only=True):
+            yield {**said, **update}
+            said = {}
+
     def cancel_build(values: dict[Block, Any]) -> dict[Block, Any]:
         return cancel(form, values)
 
@@ -229,11 +240,21 @@ def listen(form: Form) -> None:
         async for update in follow_on_load(form, values):
             yield update
 
+    build_inputs = {*form.inputs(), form.parts["force"], form.parts["check"], form.parts["rehearse"], form.parts["job"]}
     build_event = form.get("build", gr.Button).click(
         build,
-        inputs={*form.inputs(), form.parts["force"], form.parts["check"], form.parts["job"]},
+        inputs=build_inputs,
         outputs=[*outputs(form), form.parts["message"], form.parts["message_said"]],
         api_name="build",
+        concurrency_limit=FOLLOWERS,
+        concurrency_id="builds",
+        show_progress="hidden",
+    )
+    rehearse_event = form.get("rehearse_now", gr.Button).click(
+        rehearse,
+        inputs=build_inputs,
+        outputs=[*outputs(form), form.parts["message"], form.parts["message_said"]],
+        api_name="rehearse",
         concurrency_limit=FOLLOWERS,
         concurrency_id="builds",
         show_progress="hidden",
@@ -251,12 +272,12 @@ def listen(form: Form) -> None:
         cancel_build,
         inputs={form.parts["job"], *lang_input},
         outputs=outputs(form),
-        cancels=[build_event, follow_event],
+        cancels=[build_event, rehearse_event, follow_event],
         api_name="cancel",
         concurrency_limit=None,
         concurrency_id="cancel",
     )
-    form.events.update(build=build_event, follow=follow_event, cancel=cancel_event)
+    form.events.update(build=build_event, rehearse=rehearse_event, follow=follow_event, cancel=cancel_event)
     form.get("log", gr.Textbox).change(None, js=FOLLOW_LOG_JS, show_progress="hidden", queue=False)
     if form.lang is not None:
 

@@ -122,6 +122,8 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
         form.parts["command"]: view_params.command_text(params, problems, lang, shell_of(form, values)),
         form.parts["build"]: gr.Button(interactive=not has_errors(problems) and not blocked),
         form.parts["save"]: gr.Button(interactive=not has_errors(problems)),
+        # A machine that cannot build may still rehearse: the rehearsal says how far the build path gets there.
+        form.parts["rehearse_now"]: gr.Button(interactive=not has_errors(problems)),
     }
     routed = view_params.route_problems(problems, {name: fields for name, (fields, _, _) in form.sections.items()})
     hints = view_params.section_hints(params, lang)
@@ -153,7 +155,7 @@ def _runtime_scales(form: Form, target: ConfigToWrite | None) -> dict[Block, Any
 
 def outputs(form: Form) -> list[Block]:
     """Every component `live` may update (Gradio wants them declared)."""
-    names = ("banner", "summary", "derived", "yaml", "estimate", "command", "build", "save")
+    names = ("banner", "summary", "derived", "yaml", "estimate", "command", "build", "save", "rehearse_now")
     blocks: list[Block] = [form.parts[name] for name in names]
     for _, problems_box, hint_box in form.sections.values():
         blocks += [problems_box, hint_box]

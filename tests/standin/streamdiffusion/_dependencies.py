@@ -1,7 +1,7 @@
 """The third-party imports the real package makes at import time, reduced to the one a test asks to break.
 
 STANDIN_SD_BROKEN_DEP=<module>: ``import streamdiffusion`` imports that module first. A module that is not
-installed raises ModuleNotFoundError naming it (``controlnet_aux``, ``diffusers``, ...); the stand-in
+installed raises ModuleNotFoundError naming it (``controlnet_aux``, ``mediapipe``, ...); the stand-in
 ``transformers`` (tests/standin/transformers) is installed but fails inside itself with transformers' own
 dependency-version message. Either way the traceback ends in the dependency, not in streamdiffusion.
 """

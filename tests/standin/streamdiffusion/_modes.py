@@ -8,6 +8,7 @@ lets one test pick a behaviour per job without touching the environment.
   slow             sleep STANDIN_SLOW_SECONDS per engine (in STANDIN_SLOW_STEPS steps),
                    printing "[slow] <stage> <engine> k/n" progress lines to stdout
   exception        RuntimeError("CUDA error: an illegal memory access was encountered")
+  exporterror      the UNet's ONNX export fails with the tensor size mismatch seen on a GPU (FACTS §13)
   crash            the process kills itself with SIGSEGV (os.abort() on Windows)
   oomkill          the process kills itself with SIGKILL (as the Linux OOM killer does)
   hang             start a sleeping grandchild (pid -> STANDIN_GRANDCHILD_PIDFILE),
@@ -46,6 +47,7 @@ MODES = (
     "success",
     "slow",
     "exception",
+    "exporterror",
     "crash",
     "oomkill",
     "hang",
@@ -56,6 +58,7 @@ MODES = (
 )
 
 ILLEGAL_ACCESS = "CUDA error: an illegal memory access was encountered"
+SIZE_MISMATCH = "The size of tensor a (8192) must match the size of tensor b (4096) at non-singleton dimension 1"
 
 
 def _seconds(name: str, default: float) -> float:
@@ -114,6 +117,8 @@ class Behaviour:
             for k in range(1, steps + 1):
                 time.sleep(pause)
                 print(f"[slow] {verb} {kind} {k}/{steps}", flush=True)
+        if self.mode == "exporterror" and kind == "unet" and stage == "export":
+            raise RuntimeError(SIZE_MISMATCH)
         if self.mode == "fallback" and kind == "unet" and stage == "optimize":
             import torch
 

@@ -46,6 +46,12 @@ int64 = dtype("int64", 8, is_floating_point=False)
 
 __version__: str = _machine.torch_version()
 
+
+def manual_seed(seed: int) -> None:
+    """Seeds the (absent) generators; the stand-in has nothing random to seed."""
+    int(seed)
+
+
 __all__ = [
     "Tensor",
     "__version__",
@@ -62,6 +68,7 @@ __all__ = [
     "float64",
     "half",
     "int64",
+    "manual_seed",
     "tensor",
     "uint8",
     "version",

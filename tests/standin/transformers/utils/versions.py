@@ -26,9 +26,12 @@ def _parse(version: str) -> tuple[int, ...]:
 
 
 def installed_version(name: str) -> str:
-    """What the simulated venv has installed; only tokenizers is simulated (STANDIN_TOKENIZERS_VERSION)."""
+    """What the simulated venv has installed; only tokenizers is simulated (STANDIN_TOKENIZERS_VERSION). A venv whose
+    transformers a test breaks (STANDIN_SD_BROKEN_DEP=transformers) has the too-new 0.23.2 unless told; any other has
+    one in range, so code that imports transformers for itself (the rehearsal's tiny model) works."""
     if name == "tokenizers":
-        return os.environ.get("STANDIN_TOKENIZERS_VERSION") or "0.23.2"
+        broken = os.environ.get("STANDIN_SD_BROKEN_DEP") == "transformers"
+        return os.environ.get("STANDIN_TOKENIZERS_VERSION") or ("0.23.2" if broken else "0.21.4")
     return "0"
 
 
