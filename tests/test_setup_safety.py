@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ from sdprep.setup.failures import explain
 from sdprep.setup.pins import CUDA_VARIANTS, FORKS
 from sdprep.setup.plan import SetupRequest, steps
 from sdprep.text import word
-from tests.conftest import run_cli
+from tests.conftest import ROOT, STANDIN, run_cli
 
 
 def held(path: str = "x") -> PermissionError:
@@ -342,3 +344,45 @@ def test_a_second_setup_of_a_target_is_busy_with_who_holds_it(tmp_path: Path) ->
     assert busy.returncode == 4, busy.stdout + busy.stderr
     assert "Another setup of" in busy.stderr and "setup of the page" in busy.stderr
     assert f"process {os.getpid()}" in busy.stderr and not target.exists()
+
+
+def test_a_cli_build_waits_while_setup_replaces_its_environment(tmp_path: Path) -> None:
+    """Across processes: the gate held (as setup holds it while swapping) keeps a build from starting its child."""
+    environment = environment_of(sys.executable)
+    if environment is None:
+        pytest.skip("the tests' Python is not in a virtual environment")
+    gate = environment_gate(environment)
+    assert gate.acquire("setup of the test", wait=False)
+    env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN), "PYTHONUNBUFFERED": "1"}
+    build = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "gradio_prepare.py"),
+            "build",
+            "--engines-dir",
+            str(tmp_path / "engines"),
+            "--python",
+            sys.executable,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert build.stdout is not None
+        said = []
+        for line in build.stdout:
+            said.append(line)
+            if "setup is replacing the build environment" in line:
+                break
+        assert build.poll() is None and not list((tmp_path / "engines").glob("*/config.yaml"))
+        gate.release()
+        rest, _ = build.communicate(timeout=120)
+    finally:
+        gate.release()
+        if build.poll() is None:
+            build.kill()
+            build.wait()
+    assert build.returncode == 0, "".join(said) + rest
+    assert list((tmp_path / "engines").glob("*/config.yaml"))

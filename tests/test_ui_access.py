@@ -66,8 +66,8 @@ def model(app: RunningApp) -> Path:
 def test_loopback_and_logged_in_are_the_owner() -> None:
     for host in ("127.0.0.1", "127.4.5.6", "::1", "::ffff:127.0.0.1", "[::1]"):
         assert is_loopback(host), host
-    for host in ("203.0.113.7", "192.168.1.5", "::ffff:10.0.0.1", "localhost", "", None, "testclient"):
-        assert not is_loopback(host), host
+    for other in ("203.0.113.7", "192.168.1.5", "::ffff:10.0.0.1", "localhost", "", None, "testclient"):
+        assert not is_loopback(other), other
     assert not is_owner(None)
 
 

@@ -298,7 +298,7 @@ class Setup(Job[SetupResult]):
         nothing starts meanwhile); the earlier one goes only after that, and comes back if the new one cannot take
         its place. None when done, else the result that ends setup."""
         gate = environment_gate(self.target)
-        ended = self.acquire(gate, f"setup of {self.target}", True, "setup_waiting", target=self.target)
+        ended = self.acquire(gate, f"setup of {self.target}", True, "setup_gate_waiting", target=self.target)
         if ended is not None:
             return ended
         try:

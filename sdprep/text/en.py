@@ -581,6 +581,7 @@ TEXT: dict[str, str] = {
     "setup_see_log": "see the log above for uv's message.",
     "setup_waiting": "Another setup of {target} is running: {what} (process {pid}, since {since}). Waiting for it to finish.",
     "setup_waiting_busy": "Another setup of {target} is running: {what} (process {pid}, since {since}).",
+    "setup_gate_waiting": "Waiting a moment: {what} (process {pid}) is starting from {target}; it is replaced right after.",
     "setup_users_waiting": "Waiting to replace {target}: {count} build, check or self-test run(s) from it, such as {what} (process {pid}, since {since}). It is replaced as soon as they end; Cancel keeps the earlier one.",
     "setup_users_busy": "{target} is in use: {count} build, check or self-test run(s) from it, such as {what} (process {pid}, since {since}). Run setup when they have finished.",
     "environment_waiting": "Waiting: setup is replacing the build environment {environment} (process {pid}, since {since}); this starts from the new one.",
