@@ -386,3 +386,20 @@ def test_a_cli_build_waits_while_setup_replaces_its_environment(tmp_path: Path) 
             build.wait()
     assert build.returncode == 0, "".join(said) + rest
     assert list((tmp_path / "engines").glob("*/config.yaml"))
+
+
+def test_with_no_wait_a_build_running_from_the_target_refuses_setup_before_any_install(
+    setup: setup_job.Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to reach the check")
+    monkeypatch.setattr(setup_job, "disk_free", lambda path: 500 * 1024**3)
+    use = environment_use(setup.target)
+    assert use.acquire("check of m/config.yaml", wait=False)
+    try:
+        setup.wait = False
+        busy = setup.prerequisites(FORKS["forkni"])
+    finally:
+        use.release()
+    assert busy is not None and busy.outcome == "busy" and "check of m/config.yaml" in word(busy.reason)
+    assert setup.prerequisites(FORKS["forkni"]) is None

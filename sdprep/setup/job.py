@@ -177,8 +177,9 @@ class Setup(Job[SetupResult]):
                 return self.result(
                     "refused", msg("setup_cache_disk", free=Size(free), needed=Size(CACHE_NEEDED), folder=cache)
                 )
-        if not self.wait and environment_users(self.target):
-            return self.result("busy", self.users_message("setup_users_busy", environment_users(self.target)))
+        users = environment_users(self.target) if not self.wait else []
+        if users:  # --no-wait: refused now, not after the install
+            return self.result("busy", self.users_message("setup_users_busy", users))
         return None
 
     def up_to_date(self, record: dict[str, Any]) -> SetupResult | None:
