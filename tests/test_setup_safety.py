@@ -102,7 +102,7 @@ def test_the_earlier_environment_comes_back_when_the_new_one_cannot_take_its_pla
     ended = setup.put_in_place()
     assert ended is not None and ended.outcome == "failed" and ended.reason.code == "setup_swap_restored"
     assert (setup.target / "old.txt").read_text() == "the earlier one", "the earlier one is back, unchanged"
-    assert "put back and is unchanged" in word(ended.reason)
+    assert "is in place, unchanged" in word(ended.reason)
     assert calls.count((".venv-build.partial", ".venv-build")) == folders.TRIES, "retried before giving up"
     assert not list(setup.target.parent.glob(".venv-build.old-*"))
 
@@ -119,9 +119,10 @@ def test_when_the_earlier_one_cannot_come_back_the_message_says_where_it_is(
 
 
 def test_a_failed_first_rename_changes_nothing(setup: setup_job.Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows: a program outside the app runs from the environment (or holds a file in it) for longer than the retries.
     failing_replace(monkeypatch, lambda source, destination: source.name == ".venv-build")
-    with pytest.raises(OSError):
-        setup.put_in_place()  # Setup.run turns it into "cannot write ...: the earlier one is unchanged"
+    ended = setup.put_in_place()
+    assert ended is not None and ended.reason.code == "setup_swap_restored" and "virus scanner" in word(ended.reason)
     assert (setup.target / "old.txt").is_file() and setup.partial.is_dir()
 
 

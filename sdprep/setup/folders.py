@@ -79,12 +79,16 @@ class SwapFailed(Exception):
 
 
 def swap_in(new: Path, target: Path, aside: Path) -> bool:
-    """Put `new` at `target`; an existing target is renamed to `aside` first and removed after. If `new` cannot
-    take its place, the old one is renamed back (SwapFailed says whether that worked). Returns whether the old one
+    """Put `new` at `target`; an existing target is renamed to `aside` first and removed after. If either rename
+    fails (after its retries), the old one is renamed back where needed (SwapFailed says whether the target is as
+    it was). Returns whether the old one
     is gone entirely (False: a held file kept part of `aside`, which the next setup need not care about)."""
     had_old = target.exists()
     if had_old:
-        rename(target, aside)  # a failure here changed nothing: raised as it is
+        try:
+            rename(target, aside)
+        except OSError as problem:  # nothing has changed yet
+            raise SwapFailed(problem, restored=True, aside=None) from problem
     try:
         rename(new, target)
     except OSError as problem:
