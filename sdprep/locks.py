@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -109,3 +110,57 @@ def model_lock(folder: Path) -> NamedLock:
     """The lock of one model folder, by its resolved path (the lock file lives outside it: it may be deleted)."""
     resolved = str(folder.expanduser().resolve()).encode("utf-8", errors="surrogateescape")
     return NamedLock(f"model-{hashlib.sha1(resolved).hexdigest()[:16]}")
+
+
+# --- a build environment: many users at once, or one setup replacing it ---------------------------------------
+# Builds, checks and self-tests run a child from a build environment; setup replaces that environment with a
+# renamed one. Each running child holds a lock of its own ("use"), registered through the environment's gate;
+# setup holds the gate while it waits for the uses to end and swaps the folders, so no child starts from an
+# environment that is being replaced and none is running when it goes. Two setups of one target exclude each other
+# on a lock of their own for the whole run (the install takes minutes; only the swap needs the gate).
+_uses = itertools.count()
+
+
+def _folder_key(folder: Path) -> str:
+    resolved = str(folder.expanduser().resolve()).encode("utf-8", errors="surrogateescape")
+    return hashlib.sha1(resolved).hexdigest()[:16]
+
+
+def environment_of(python: str) -> Path | None:
+    """The virtual environment an interpreter belongs to (`<env>/bin/python`, `<env>\\Scripts\\python.exe`), or
+    None for one outside any (a system Python: no setup replaces it). The link a venv's python is, is not followed."""
+    executable = Path(os.path.abspath(os.path.expanduser(python)))
+    folder = executable.parent.parent
+    if executable.parent.name not in ("bin", "Scripts") or not (folder / "pyvenv.cfg").is_file():
+        return None
+    return folder
+
+
+def setup_lock(target: Path) -> NamedLock:
+    """One setup per target folder, across processes."""
+    return NamedLock(f"setup-{_folder_key(target)}")
+
+
+def environment_gate(environment: Path) -> NamedLock:
+    """Held by setup while it replaces `environment`; taken briefly by each child that starts from it."""
+    return NamedLock(f"envgate-{_folder_key(environment)}")
+
+
+def environment_use(environment: Path) -> NamedLock:
+    """A new lock that says "a child runs from `environment`" while held (one per child, never shared)."""
+    return NamedLock(f"envuse-{_folder_key(environment)}-{os.getpid()}-{next(_uses)}")
+
+
+def environment_users(environment: Path) -> list[dict[str, Any]]:
+    """Who runs a child from `environment` now (their notes); leftovers of ended processes are removed.
+    Call it holding the environment's gate, so no new user registers meanwhile."""
+    users = []
+    for path in sorted(lock_dir().glob(f"envuse-{_folder_key(environment)}-*.lock")):
+        use = NamedLock(path.name.removesuffix(".lock"))
+        if use.acquire("setup", wait=False):  # its holder has ended: nobody uses it
+            use.release()
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        users.append(use.holder())
+    return users

@@ -432,6 +432,32 @@ def test_environment_tab(page: Any) -> None:
     shot(page, "10-environment")
 
 
+def test_a_remote_page_shows_setup_and_delete_disabled_with_the_reason(
+    browser: Any, app: RunningApp, engines: Path
+) -> None:
+    """A client on another machine, presented as a proxy on this machine presents one (tests/test_ui_access.py)."""
+    write_config(engines / "stabilityai--sd-turbo" / "config.yaml")
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1000}, locale="en-US", extra_http_headers={"X-Forwarded-For": "203.0.113.7"}
+    )
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    try:
+        page.goto(app.url)
+        page.get_by_role("tab", name="Environment").click()
+        expect(page.locator("#setup-access")).to_contain_text(t("access_setup_owner_only"))
+        expect(button(page, "Set up the build environment")).to_be_disabled()
+        expect(button(page, "Run the self-test")).to_be_enabled()
+        shot(page, "22-remote-setup-disabled")
+        page.get_by_role("tab", name="Engines library").click()
+        expect(page.locator("#library")).to_contain_text("stabilityai--sd-turbo")
+        expect(page.locator("#library-access")).to_contain_text(t("access_delete_owner_only"))
+        expect(button(page, "Delete")).to_be_disabled()
+        expect(button(page, "Load into form")).to_be_enabled()
+    finally:
+        context.close()
+
+
 # --- language ---------------------------------------------------------------------------------------------------
 # What counts as an English sentence on a Russian page: a run of 3+ ASCII words with at least one common English
 # function word, in visible text outside code, the YAML preview, the log and file paths.

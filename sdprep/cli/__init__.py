@@ -22,6 +22,7 @@ from typing import TextIO
 
 from sdprep.cli import commands, setup_commands
 from sdprep.cli.args import LANG_CHOICES, add_check_flags, add_child_flags, add_param_flags, set_lang
+from sdprep.cli.output import never_fail
 from sdprep.config import RuntimeDefaults
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.params import DEFAULTS
@@ -105,6 +106,7 @@ def main(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
+    never_fail(out, err, sys.stdout, sys.stderr)  # before the first word: a code page must never end a command
     lang = language(argv)
     set_lang(lang)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help") and not argv[0].startswith("--lang")):

@@ -33,6 +33,7 @@ def add_parsers(
     setup.add_argument("--find-links", action="append", default=[], metavar="DIR", help=t("cli_setup_find_links", lang))
     setup.add_argument("--no-index", action="store_true", help=t("cli_setup_no_index", lang))
     setup.add_argument("--gpu", type=int, default=0, help=t("cli_gpu", lang))
+    setup.add_argument("--no-wait", action="store_true", help=t("cli_setup_no_wait", lang))
     setup.add_argument("--debug", action="store_true", help=t("cli_debug", lang))
 
     doctor = sub.add_parser("doctor", parents=[common], help=t("cli_doctor", lang))
@@ -60,7 +61,8 @@ def setup(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         gpu=args.gpu,
     )
     result = run_cancellable(
-        lambda cancel: run_setup(request, printer.event_printer(), cancel), lambda: printer.line("cancelling", err)
+        lambda cancel: run_setup(request, printer.event_printer(), cancel, wait=not args.no_wait),
+        lambda: printer.line("cancelling", err),
     )
     if not result.ok:
         printer.failure(result)

@@ -8,6 +8,7 @@ cancelled 130.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from sdprep.jobs.process import ChildProcess, ChildSpec, exit_message
 from sdprep.jobs.progress import JobEvent, Progress, raw_line
-from sdprep.locks import NamedLock
+from sdprep.locks import NamedLock, environment_gate, environment_of, environment_use
 from sdprep.messages import Message, Problem, msg
 from sdprep.text import word
 
@@ -132,9 +133,41 @@ class Job(Generic[R]):
         on_record: Callable[[dict[str, Any]], None] = lambda event: None,
         stop_code: str = "stopping_child",
     ) -> ChildRun:
-        """Run a child script in the build Python, streaming its stages and log, until it ends or Cancel."""
-        child = ChildProcess.start(self.child, script, list(args), cwd=cwd)
-        return self.follow_child(child, on_record, stop_code)
+        """Run a child script in the build Python, streaming its stages and log, until it ends or Cancel. While it
+        runs, setup does not replace the environment it runs from (and while setup replaces it, it does not start)."""
+        use = self.enter_environment(script)
+        if use is None:
+            return ChildRun(cancelled=True)
+        try:
+            child = ChildProcess.start(self.child, script, list(args), cwd=cwd)
+            return self.follow_child(child, on_record, stop_code)
+        finally:
+            if isinstance(use, NamedLock):
+                use.release()
+                with contextlib.suppress(OSError):
+                    use.path.unlink()
+
+    def enter_environment(self, script: str) -> NamedLock | bool | None:
+        """Say "a child runs from this build environment" (sdprep.locks): its held lock; True for an interpreter
+        outside any environment; None when cancelled while setup was replacing it."""
+        environment = environment_of(self.child.interpreter())
+        if environment is None:
+            return True
+        gate = environment_gate(environment)
+        if not gate.acquire(
+            what=script,
+            should_stop=self.cancel.is_set,
+            on_wait=lambda holder: self.progress.event(
+                "waiting", self._holder_message("environment_waiting", holder, {"environment": environment})
+            ),
+        ):
+            return None
+        try:
+            use = environment_use(environment)
+            use.acquire(f"{script} ({type(self).__name__.lower()})", wait=False)
+            return use
+        finally:
+            gate.release()
 
     def follow_child(
         self, child: ChildProcess, on_record: Callable[[dict[str, Any]], None], stop_code: str = "stopping_child"

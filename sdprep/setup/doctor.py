@@ -114,9 +114,11 @@ class Doctor(Job[DoctorResult]):
         on_event: Callable[[JobEvent], None],
         cancel: threading.Event,
         skip_streamdiffusion: bool = False,
+        timeout: float = SELF_TEST_TIMEOUT,
     ) -> None:
         super().__init__(child, on_event, cancel)
         self.skip_streamdiffusion = skip_streamdiffusion
+        self.timeout = timeout
         self.reports: list[CheckReport] = []
 
     def on_record(self, event: dict[str, Any]) -> None:
@@ -149,7 +151,7 @@ class Doctor(Job[DoctorResult]):
             expired.set()
             self.cancel.set()
 
-        watchdog = threading.Timer(SELF_TEST_TIMEOUT, expire)
+        watchdog = threading.Timer(self.timeout, expire)
         watchdog.daemon = True
         watchdog.start()
         with tempfile.TemporaryDirectory(prefix="sdprep-doctor-") as folder:
@@ -167,7 +169,7 @@ class Doctor(Job[DoctorResult]):
         if run.cancelled:
             if expired.is_set():
                 return self.result(
-                    "failed", msg("doctor_timeout", seconds=int(SELF_TEST_TIMEOUT)), checks=self.reports, python=python
+                    "failed", msg("doctor_timeout", seconds=int(self.timeout)), checks=self.reports, python=python
                 )
             return self.result("cancelled", msg("doctor_cancelled"), checks=self.reports, python=python)
         if run.result is None:

@@ -25,7 +25,32 @@ def _known(pattern: str, reason: str, fix: str) -> KnownFailure:
 
 
 KNOWN_FAILURES: tuple[KnownFailure, ...] = (
-    _known(r"No space left on device|os error 28|disk full", "fail_disk_full", "fix_free_disk"),
+    # Linux, then Windows (ERROR_DISK_FULL 112, as uv and Python print it).
+    _known(
+        r"No space left on device|os error 28\b|disk full|not enough space on the disk|os error 112\b|WinError 112\b",
+        "fail_disk_full",
+        "fix_free_disk",
+    ),
+    # Windows file errors: a path over 260 characters, a file held by another program, access refused.
+    _known(
+        r"os error 206\b|WinError 206\b|filename or extension is too long|File name too long",
+        "fail_path_too_long",
+        "fix_path_too_long",
+    ),
+    _known(
+        r"os error 32\b|WinError 32\b|being used by another process|os error 33\b|WinError 33\b",
+        "fail_file_in_use",
+        "fix_file_in_use",
+    ),
+    _known(r"os error 5\b|WinError 5\b|Access is denied", "fail_access_denied", "fix_access_denied"),
+    # uv on a folder an earlier try left behind (setup removes it first; a held file can keep it).
+    _known(r"A directory already exists at|already exists.{0,80}--clear", "fail_folder_exists", "fix_folder_exists"),
+    # A company proxy or antivirus that inspects HTTPS: its certificate is in the system's store, not in uv's own.
+    _known(
+        r"invalid peer certificate|UnknownIssuer|certificate verify failed|self[- ]signed certificate",
+        "fail_tls_certificate",
+        "fix_tls_certificate",
+    ),
     # git missing: uv's own words, and a shell's.
     _known(
         r"git executable (?:not found|could not be found)|git: (?:command )?not found|Git not found",

@@ -107,7 +107,8 @@ def steps(request: SetupRequest, variant: CudaVariant, fork: Fork, partial: Path
         base.append("--upgrade")
     cuda_version = f"{variant.name[2:4]}.{variant.name[4:]}"  # cu128 -> 12.8
     return [
-        Step("venv", [*uv(), "venv", str(partial), "--python", request.python, "--relocatable"]),
+        # --clear: a leftover of an earlier try (a file a virus scanner held while it was removed) never blocks this.
+        Step("venv", [*uv(), "venv", str(partial), "--clear", "--python", request.python, "--relocatable"]),
         Step(
             "torch",
             [*base, "--torch-backend", variant.name, f"torch=={variant.torch}", f"torchvision=={variant.torchvision}"],

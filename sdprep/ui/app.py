@@ -20,6 +20,7 @@ from sdprep.config import RuntimeDefaults
 from sdprep.messages import has_errors
 from sdprep.params import DEFAULTS
 from sdprep.text import system_language, t
+from sdprep.ui import state
 from sdprep.ui.components import (
     actions,
     build,
@@ -152,7 +153,10 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
         print(f"{t('sev_error', lang)}: {problem}", file=sys.stderr)  # the message names --auth itself
         return 2
     if host in ("0.0.0.0", "::", "") and credentials is None:
-        print(t("warn_open_server", lang, host=host or "0.0.0.0", port=port), file=sys.stderr, flush=True)
+        engines = state.engines_root()
+        print(t("warn_open_server", lang, host=host or "0.0.0.0", port=port, engines=engines), file=sys.stderr)
+    # Who may do what (sdprep.ui.access), the same on every start: the page enforces it request by request.
+    print(t("access_policy_auth" if credentials else "access_policy", lang), file=sys.stderr, flush=True)
     if open_browser is None:
         open_browser = os.environ.get(OPEN_BROWSER_ENV, "") not in ("", "0")
     # Not on a hot reload (launch() then runs in the reloader's thread): one tab per start is enough.

@@ -1,7 +1,8 @@
 """The Environment tab: which build Python is used and why, what it can do (GPU, VRAM, CUDA, torch, TensorRT,
 StreamDiffusion and its features), what is missing, and the two buttons that fix and prove it: "Set up the build
 environment" (the `setup` command) and "Run the self-test" (`doctor`). Both stream their log with stages and elapsed
-time and can be cancelled; they run in the server (one at a time) and a reopened page follows them.
+time and can be cancelled; they run in the server (one at a time) and a reopened page follows them. Setup installs
+software, so only the machine's own user may start it (sdprep.ui.access); others see it disabled with the reason.
 
 Probing runs a child Python, so it happens only on request; page load shows the cached answer when there is one.
 """
@@ -19,12 +20,14 @@ from sdprep.jobs.background import BackgroundJob, internal_error, run_in_backgro
 from sdprep.jobs.environment import ProbeError, cached, probe
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.process import build_venv
+from sdprep.messages import Message, msg
 from sdprep.setup.doctor import run_doctor
 from sdprep.setup.job import run_setup
 from sdprep.setup.pins import CUDA_CHOICES, DEFAULT_FORK, FORKS
 from sdprep.setup.plan import SetupRequest
-from sdprep.text import t
+from sdprep.text import t, word
 from sdprep.ui import state
+from sdprep.ui.access import is_owner, owner_only
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views import environment as view_environment
@@ -48,7 +51,7 @@ def render(form: Form) -> None:
             gr.Dropdown(
                 list(FORKS),
                 value=DEFAULT_FORK,
-                allow_custom_value=True,
+                allow_custom_value=False,  # a fork by git URL: the command line's setup --fork (sdprep.ui.access)
                 label=label("f_setup_fork"),
                 info=label("i_setup_fork"),
                 elem_id="setup-fork",
@@ -61,6 +64,7 @@ def render(form: Form) -> None:
         form.part(
             "setup_cancel", gr.Button(label("btn_cancel"), variant="stop", interactive=False, elem_id="setup-cancel")
         )
+    form.part("setup_access", gr.Markdown("", visible=False, elem_id="setup-access"))
     form.part("setup_progress", gr.Markdown("", elem_id="setup-progress"))
     form.part(
         "setup_log",
@@ -116,22 +120,42 @@ def start_job(kind: str, values: dict[Block, Any], form: Form) -> BackgroundJob[
     return job
 
 
-def job_view(form: Form, job: BackgroundJob[JobResult], lang: str) -> dict[Block, Any]:
+def refusal(values: dict[Block, Any], form: Form, request: gr.Request | None) -> Message | None:
+    """Why this request may not start setup: not the machine's own user, or a fork the page does not offer."""
+    fork = str(values.get(form.parts["setup_fork"]) or DEFAULT_FORK)
+    if fork not in FORKS:
+        return msg("setup_fork_not_offered", names=list(FORKS))
+    return owner_only("setup", request)
+
+
+def access_view(form: Form, owner: bool, lang: str, running: bool = False) -> dict[Block, Any]:
+    """The setup controls as this client may use them: disabled, with the reason, for anyone but the owner."""
+    reason = None if owner else owner_only("setup", None)
+    return {
+        form.parts["setup"]: gr.Button(interactive=owner and not running),
+        form.parts["setup_cuda"]: gr.Dropdown(interactive=owner),
+        form.parts["setup_fork"]: gr.Dropdown(interactive=owner),
+        form.parts["setup_upgrade"]: gr.Checkbox(interactive=owner),
+        form.parts["setup_access"]: gr.Markdown(word(reason, lang) if reason else "", visible=reason is not None),
+    }
+
+
+def job_view(form: Form, job: BackgroundJob[JobResult], lang: str, owner: bool) -> dict[Block, Any]:
     return {
         form.parts["setup_progress"]: view_environment.job_progress(job, lang),
         form.parts["setup_log"]: view_environment.job_log(job, lang),
         form.parts["setup_cancel"]: gr.Button(interactive=job.running),
-        form.parts["setup"]: gr.Button(interactive=not job.running),
+        form.parts["setup"]: gr.Button(interactive=owner and not job.running),
         form.parts["doctor"]: gr.Button(interactive=not job.running),
     }
 
 
-async def follow(form: Form, job: BackgroundJob[JobResult], lang: str) -> AsyncIterator[dict[Block, Any]]:
+async def follow(form: Form, job: BackgroundJob[JobResult], lang: str, owner: bool) -> AsyncIterator[dict[Block, Any]]:
     async for _ in job.afollow():
-        yield job_view(form, job, lang)
+        yield job_view(form, job, lang, owner)
     # The machine changed (or was proven): probe it again so the tab, the banner and Build follow at once.
     environment = await asyncio.to_thread(show, lang, True)
-    yield {**job_view(form, job, lang), form.parts["environment"]: environment}
+    yield {**job_view(form, job, lang, owner), form.parts["environment"]: environment}
 
 
 def outputs(form: Form) -> list[Block]:
@@ -167,30 +191,39 @@ def listen(form: Form) -> None:
             fn, inputs=lang_input, outputs=output, api_name=name, concurrency_limit=1, concurrency_id="probe"
         )
 
-    async def set_up(values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
-        async for update in follow(form, start_job("setup", values, form), form.language(values)):
+    async def set_up(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
+        lang = form.language(values)
+        refused = refusal(values, form, request)
+        if refused is not None:  # the page disables the button; this is for requests sent without it
+            yield {form.parts["setup_progress"]: word(refused, lang)}
+            return
+        async for update in follow(form, start_job("setup", values, form), lang, owner=True):
             yield update
 
-    async def self_test(values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
-        async for update in follow(form, start_job("doctor", values, form), form.language(values)):
+    async def self_test(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
+        async for update in follow(form, start_job("doctor", values, form), form.language(values), is_owner(request)):
             yield update
 
-    def cancel_job(values: dict[Block, Any]) -> dict[Block, Any]:
+    def cancel_job(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
         job = state.environment_job()
         if job is None:
             return {form.parts["setup_progress"]: t("cancel_none", form.language(values))}
         job.cancel()
         for _ in job.follow(interval=0.2):
             pass
-        return job_view(form, job, form.language(values))
+        return job_view(form, job, form.language(values), is_owner(request))
 
-    async def follow_running(values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
+    async def follow_running(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
         job = state.environment_job()
         if job is not None and job.running:
-            async for update in follow(form, job, form.language(values)):
+            async for update in follow(form, job, form.language(values), is_owner(request)):
                 yield update
         else:
             yield {form.parts["setup_cancel"]: gr.Button(interactive=False)}
+
+    def access(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        job = state.environment_job()
+        return access_view(form, is_owner(request), form.language(values), job is not None and job.running)
 
     setup_inputs = {form.parts["setup_cuda"], form.parts["setup_fork"], form.parts["setup_upgrade"], *lang_input}
     setup_event = form.get("setup", gr.Button).click(
@@ -238,6 +271,27 @@ def listen(form: Form) -> None:
         concurrency_limit=1,
         concurrency_id="probe",
     )
+    access_names = ("setup", "setup_cuda", "setup_fork", "setup_upgrade", "setup_access")
+    access_outputs = [form.parts[name] for name in access_names]
+    form.events["page_load"].then(
+        access,
+        inputs=lang_input,
+        outputs=access_outputs,
+        api_name="setup_access",
+        api_visibility="undocumented",
+        show_progress="hidden",
+        concurrency_limit=None,
+    )
+    if form.lang is not None:
+        form.lang.change(
+            access,
+            inputs=lang_input,
+            outputs=access_outputs,
+            api_name="setup_access_redraw",
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
     form.events["page_load"].then(
         follow_running,
         inputs=lang_input,

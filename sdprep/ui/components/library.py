@@ -1,6 +1,7 @@
 """The engines library: every prepared model under the server's engines folder, its variants (status, profile,
 engines and sizes, when and on which GPU / TensorRT they were built, the measured speed); load one into the form, or
-delete a model's folder (only inside the engines folder, only after "I am sure", never while it builds).
+delete a model's folder (only inside the engines folder, only after "I am sure", never while it builds, and only
+for the machine's own user: sdprep.ui.access).
 
 The folder is the server's (--engines-dir); a request names a model by its folder name only.
 """
@@ -14,8 +15,9 @@ from gradio.blocks import Block
 
 from sdprep.engines import DeleteRefused, PreparedModel, delete_model, find_model, list_models
 from sdprep.messages import msg, os_reason
-from sdprep.text import t
+from sdprep.text import t, word
 from sdprep.ui import state
+from sdprep.ui.access import is_owner, owner_only
 from sdprep.ui.components.actions import fill_outputs, load_into_form
 from sdprep.ui.components.common import message_box, redraw_on_language, say
 from sdprep.ui.form import Form
@@ -53,6 +55,7 @@ def render(form: Form) -> None:
             "lib_delete",
             gr.Button(label("btn_lib_delete"), variant="stop", interactive=False, elem_id="library-delete"),
         )
+    form.part("lib_access", gr.Markdown("", visible=False, elem_id="library-access"))
     message_box(form, "lib_message", "library-message")
 
 
@@ -67,7 +70,8 @@ def variant_choices(model: PreparedModel | None, lang: str) -> list[tuple[str, s
     return choices + [(variant.name, variant.name) for variant in model.variants]
 
 
-def refresh(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
+def refresh(form: Form, values: dict[Block, Any], owner: bool) -> dict[Block, Any]:
+    """The listing and the controls; Delete (and "I am sure") only for the machine's own user, else the reason."""
     lang = form.language(values)
     root = state.engines_root()
     models = list_models(root)
@@ -78,13 +82,15 @@ def refresh(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     variant = values.get(form.parts["lib_variant"])
     variant = variant if variant in [value for _, value in choices] else (choices[0][1] if choices else None)
     some = bool(models)
+    reason = None if owner else owner_only("delete", None)
     return {
         form.parts["library"]: library_html(models, root, lang),
         form.parts["lib_model"]: gr.Dropdown(choices=slugs, value=selected, interactive=some),
         form.parts["lib_variant"]: gr.Dropdown(choices=choices, value=variant, interactive=some),
         form.parts["lib_load"]: gr.Button(interactive=bool(choices)),
-        form.parts["lib_sure"]: gr.Checkbox(value=False, interactive=some),
-        form.parts["lib_delete"]: gr.Button(interactive=some),
+        form.parts["lib_sure"]: gr.Checkbox(value=False, interactive=some and owner),
+        form.parts["lib_delete"]: gr.Button(interactive=some and owner),
+        form.parts["lib_access"]: gr.Markdown(word(reason, lang) if reason else "", visible=reason is not None),
     }
 
 
@@ -114,9 +120,12 @@ def load(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     return {**updates, **say(form, "lib_message", messages, lang)}
 
 
-def delete(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
+def delete(form: Form, values: dict[Block, Any], request: gr.Request | None) -> dict[Block, Any]:
     lang = form.language(values)
     sure = form.parts["lib_sure"]
+    not_owner = owner_only("delete", request)
+    if not_owner is not None:  # the page disables the button; this is for requests sent without it
+        return {**say(form, "lib_message", [not_owner], lang), sure: False}
     slug = values.get(form.parts["lib_model"])
     if not slug:
         return say(form, "lib_message", [msg("lib_choose")], lang)
@@ -135,12 +144,12 @@ def delete(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
 
 def listen(form: Form) -> None:
     lang_input = {form.lang} if form.lang is not None else set()
-    names = ("library", "lib_model", "lib_variant", "lib_load", "lib_sure", "lib_delete")
+    names = ("library", "lib_model", "lib_variant", "lib_load", "lib_sure", "lib_delete", "lib_access")
     listing = [form.parts[name] for name in names]
     refresh_inputs = {form.parts["lib_model"], form.parts["lib_variant"], *lang_input}
 
-    def list_library(values: dict[Block, Any]) -> dict[Block, Any]:
-        return refresh(form, values)
+    def list_library(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        return refresh(form, values, is_owner(request))
 
     def variants(values: dict[Block, Any]) -> dict[Block, Any]:
         return select_model(form, values)
@@ -148,8 +157,8 @@ def listen(form: Form) -> None:
     def load_variant(values: dict[Block, Any]) -> dict[Block, Any]:
         return load(form, values)
 
-    def delete_selected(values: dict[Block, Any]) -> dict[Block, Any]:
-        return delete(form, values)
+    def delete_selected(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        return delete(form, values, request)
 
     def quiet_refresh(dependency: Any, name: str) -> None:
         dependency.then(
