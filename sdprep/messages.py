@@ -123,7 +123,10 @@ def from_json(value: Any) -> Any:
     return value
 
 
-def cut(text: str, limit: int = 2000) -> str:
+LINE_LIMIT = 2000  # characters of one line a page or a result shows; the log file keeps the rest
+
+
+def cut(text: str, limit: int = LINE_LIMIT) -> str:
     """`text`, or its first `limit` characters and how many more there were: a line from a log or another program
     has no bound of its own, and a page (or a terminal) should not receive a megabyte of one line."""
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more)"

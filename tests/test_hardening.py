@@ -797,3 +797,70 @@ def test_the_login_page_shows_nothing_of_the_api(tmp_path: Path) -> None:
     with running_app(tmp_path / "app", command=command) as app:
         page = httpx.get(app.url).text
         assert "library_delete" not in page and "save_config" not in page
+
+
+# --- text from outside is text (issue 16) -----------------------------------------------------------------------
+# A build log line of three backticks once closed the result's log block (the lines after it rendered as Markdown
+# and HTML: an outbound image, a phishing link); a LoRA id with a backtick and a tag rendered as HTML in the derived
+# values; a model folder named m`<b>X broke the progress line's code span; a 1,000,000-character log line reached
+# the page whole on every redraw.
+INJECTED = ["```", '<img src="http://127.0.0.1:9/leak.png">', "[Log in again](http://evil.example/)", "<b>bold</b>"]
+HUGE_LINE = "x" * 1_000_000
+
+
+@pytest.fixture(scope="module")
+def printing_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An app whose stand-in StreamDiffusion prints the file `<workdir>/printed.txt` once a model is loaded."""
+    workdir = tmp_path_factory.mktemp("hardening-text")
+    with running_app(workdir, {"STANDIN_PRINT_FILE": str(workdir / "printed.txt")}) as app:
+        yield app
+
+
+def elements(markdown: str) -> set[str]:
+    """The HTML elements Markdown renders into (CommonMark with HTML and tables, as gr.Markdown reads it)."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    found: set[str] = set()
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.add(tag)
+
+    Tags().feed(MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown))
+    return found
+
+
+def test_log_lines_reach_the_page_as_text_and_cut(printing_app: Any) -> None:
+    (printing_app.workdir / "printed.txt").write_text("\n".join([*INJECTED, HUGE_LINE]) + "\n", encoding="utf-8")
+    try:
+        out = Api(printing_app.url).call("/build", model="standin/exception-model", check=False)
+    finally:
+        (printing_app.workdir / "printed.txt").unlink()
+    result, log = out["build-result"], out["build-log"]
+    assert "```" in result and "leak.png" in result, result[:3000]  # the lines are there, as text
+    assert not {"img", "a", "b"} & elements(result), result[:3000]
+    assert len(result) < 20_000 and len(log) < 50_000, (len(result), len(log))
+    assert "more)" in result and "more)" in log
+    logs = list(engines_of(printing_app).glob("**/*.log"))
+    assert any(HUGE_LINE in path.read_text(encoding="utf-8") for path in logs), logs  # the file keeps it whole
+    note("text", "build log: ``` <img> [link](…) and a 1,000,000-character line", f"result {len(result)} chars")
+
+
+def test_a_lora_id_and_a_model_folder_with_markup_are_shown_as_written(printing_app: Any, tmp_path: Path) -> None:
+    api = Api(printing_app.url)
+    lora = json.dumps({"own`er/<b>X</b>": 0.5, "![x](http://127.0.0.1:9/leak.png)": 0.2})
+    out = api.call("/preview", lora_json=lora)
+    for name in ("derived", "hint-lora"):
+        assert "own`er/" in out[name] and not {"b", "img"} & elements(out[name]), (name, out[name])
+    folder = tmp_path / "m`<b>X"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}", encoding="utf-8")
+    built = api.call("/build", model=str(folder), check=False)
+    progress = built["build-progress"]
+    assert "m`<b>X" in progress and "b" not in elements(progress), progress
+    assert "b" not in elements(built["build-result"]), built["build-result"]
+    derived = api.call("/preview", model=str(folder))["derived"]
+    assert "b" not in elements(derived), derived
+    note("text", "LoRA id own`er/<b>X</b>, model folder m`<b>X", progress.splitlines()[-1], tmp_path)

@@ -209,7 +209,7 @@ def test_the_page_shows_the_lock_the_estimate_and_the_command(tmp_path: Path) ->
             assert out["estimate"].startswith("#### Estimate before building")
             assert "**Build time:** " in out["estimate"] and "reference table" in out["estimate"]
             assert out["command-line"] == (
-                f"python gradio_prepare.py build --steps 2 --engines-dir {(tmp_path / 'app' / 'engines').resolve()}"
+                f"python gradio_prepare.py build --steps=2 --engines-dir={(tmp_path / 'app' / 'engines').resolve()}"
             )
             russian = api.call("/preview", lang="ru")
             assert russian["estimate"].startswith("#### Оценка перед сборкой")

@@ -176,6 +176,24 @@ def test_bad_lora_json_shows_the_error_and_disables_build_and_save(page: Any) ->
     expect(page.locator("#hint-lora")).to_contain_text('Final lora_dict: {"owner/lora": 0.8}')
 
 
+def test_markup_in_a_lora_id_and_a_model_folder_is_shown_as_text(page: Any, tmp_path: Path) -> None:
+    """Issue 16: a LoRA id with a backtick and tags, and a model folder named m`<b>X, once rendered as elements in
+    the derived values, the hints and the build's progress line; now they show as the characters typed."""
+    lora = '{"own`er/<b id=inj>X</b>": 0.5, "<img id=inj-img src=http://127.0.0.1:9/leak.png>": 0.2}'
+    field(page, "lora_json").fill(lora)
+    expect(page.locator("#derived")).to_contain_text("own`er/<b id=inj>X</b>")
+    expect(page.locator("#hint-lora")).to_contain_text("<img id=inj-img")
+    folder = tmp_path / "m`<b id=inj>X"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}", encoding="utf-8")
+    type_into(page, "model", str(folder))
+    expect(page.locator("#derived")).to_contain_text("m-b-id-inj-X")
+    button(page, "Build").click()
+    expect(page.locator("#build-progress")).to_contain_text("m`<b id=inj>X", timeout=BUILD_TIMEOUT)
+    shot(page, "16-markup-as-text")
+    assert page.locator("#inj, #inj-img, #derived b, #build-progress b").count() == 0
+
+
 def test_width_2000_ends_in_one_consistent_state(page: Any, app: RunningApp) -> None:
     """Issue 12 point 3: the box, the preview and the problem under Width agree; Build is disabled; no traceback."""
     type_into(page, "width", "2000")

@@ -18,7 +18,7 @@ from typing import Any
 
 from sdprep import derive
 from sdprep.jobs.process import ChildProcess, ChildSpec, InterpreterSource
-from sdprep.messages import Message, Problem, Quote, Size, error, msg, os_reason, warning
+from sdprep.messages import Message, Problem, Quote, Size, cut, error, msg, os_reason, warning
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import FP8_MIN_COMPUTE_CAPABILITY, PROFILES
@@ -339,7 +339,7 @@ def _run_probe(spec: ChildSpec, timeout: float) -> Environment:
             if line.event and line.event.get("event") == "result":
                 report = line.event.get("report")
             elif not line.event:
-                tail = [*tail[-9:], line.text]
+                tail = [*tail[-9:], cut(line.text)]
         child.wait(timeout=5)
     finally:
         child.stop(grace=1.0)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from sdprep.messages import Message, msg
+from sdprep.messages import LINE_LIMIT, Message, cut, msg
 from sdprep.text import word
 
 EventKind = Literal["stage", "log", "raw", "waiting"]
@@ -51,6 +51,16 @@ def stage_message(stage: str) -> Message:
     return msg(f"stage_{stage}")
 
 
+def _cut_values(message: Message) -> Message:
+    """The message with its long texts cut: an event reaches a page (and every redraw of it), a log line may be a
+    megabyte long (the log file keeps it whole)."""
+    if not any(isinstance(value, str) and len(value) > LINE_LIMIT for value in message.params.values()):
+        return message
+    return Message(
+        message.code, {key: cut(value) if isinstance(value, str) else value for key, value in message.params.items()}
+    )
+
+
 def without_tracebacks(lines: list[str]) -> list[str]:
     """Log lines for people: traceback frames dropped, the final exception line kept (tracebacks: --debug)."""
     return [line for line in lines if not _TRACEBACK_LINE.match(line)]
@@ -80,7 +90,7 @@ class Progress:
     def _emit(self, kind: EventKind, message: Message, stage: str | None) -> None:
         text = word(message)
         self.log(text if kind == "raw" else f"[{kind}] {text}")
-        self.on_event(JobEvent(kind, self.elapsed(), message, stage))
+        self.on_event(JobEvent(kind, self.elapsed(), _cut_values(message), stage))
 
     def close_stage(self) -> None:
         if self._stage:
@@ -89,7 +99,8 @@ class Progress:
             self._stage = None
 
     def log(self, line: str) -> None:
-        self.lines.append(line)
+        """The line whole into the log file; cut (messages.cut) in memory, where the tail a person sees comes from."""
+        self.lines.append(cut(line))
         if self._file is None:
             return
         try:

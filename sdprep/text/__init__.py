@@ -64,16 +64,24 @@ def word(message: Message | str, lang: str = "en", namer: FieldNamer = field_lab
     no table has: a reason a newer version recorded in build.json)."""
     if isinstance(message, str):
         return message
+    if not known(message.code):
+        return word(unknown_value(message.code), lang, namer)
+    values = {key: _render(value, lang, namer) for key, value in message.params.items()}
+    return fill(template_for(message, lang), values)
+
+
+def template_for(message: Message, lang: str) -> str:
+    """The table's template for `message` in `lang` (its plural form where the code has them; English if missing)."""
     table = TABLE.get(lang, TABLE["en"])
     code = message.code
     if code not in TABLE["en"] and isinstance(message.params.get("count"), int):
         code = f"{code}__{plural_form(message.params['count'], lang)}"  # "{count} steps", "{count} шага", ...
-    if code not in TABLE["en"]:
-        return word(unknown_value(message.code), lang, namer)
-    template = table.get(code) or TABLE["en"][code]
-    values = {key: _render(value, lang, namer) for key, value in message.params.items()}
-    # Always formatted: a template without fields may still write a brace as {{ }}; a field left without a value
-    # stays as written rather than failing the whole sentence.
+    return table.get(code) or TABLE["en"][code]
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """The template with its fields filled. Always formatted: a template without fields may still write a brace
+    as {{ }}; a field left without a value stays as written rather than failing the whole sentence."""
     return template.format_map(_Unfilled(values))
 
 
@@ -98,6 +106,11 @@ def t(key: str, lang: str = "en", /, **values: Any) -> str:
 
 def placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def render_value(value: Any, lang: str, namer: FieldNamer = field_label) -> str:
+    """One value of a message in words, as word() writes it into its sentence."""
+    return _render(value, lang, namer)
 
 
 def _render(value: Any, lang: str, namer: FieldNamer) -> str:

@@ -12,9 +12,9 @@ from gradio.components import Component
 
 from sdprep.messages import Message
 from sdprep.params import SPECS
-from sdprep.text import word
 from sdprep.ui.form import Form, on
 from sdprep.ui.i18n import label
+from sdprep.ui.views.html import page_word
 
 
 def heading(key: str) -> gr.Markdown:
@@ -43,7 +43,7 @@ def message_box(form: Form, name: str, elem_id: str) -> gr.Markdown:
 def say(form: Form, name: str, messages: list[Message], lang: str) -> dict[Block, Any]:
     """Updates that show `messages` (one per line) in the box `name`, replacing what it said before."""
     return {
-        form.parts[name]: "  \n".join(word(message, lang) for message in messages),
+        form.parts[name]: "  \n".join(page_word(message, lang) for message in messages),
         form.parts[f"{name}_said"]: list(messages),
     }
 

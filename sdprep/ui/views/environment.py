@@ -7,14 +7,14 @@ import time
 from sdprep.jobs.background import BackgroundJob
 from sdprep.jobs.environment import Environment, chosen_by
 from sdprep.jobs.job import JobResult
-from sdprep.messages import Message
+from sdprep.messages import Message, cut
 from sdprep.text import TABLE, human_duration, human_size, t, word
-from sdprep.ui.views.html import prose
+from sdprep.ui.views.html import code, page_t, page_word, text
 
 
 def environment_markdown(environment: Environment | None, error: Message | None, lang: str) -> str:
     if error is not None:
-        return t("env_error", lang, error=prose(word(error, lang)))
+        return page_t("env_error", lang, error=error)
     if environment is None:
         return t("env_not_checked", lang)
     summary = environment.summary()
@@ -22,18 +22,18 @@ def environment_markdown(environment: Environment | None, error: Message | None,
     source = chosen_by(environment) or "app"
     interpreter = environment.python.get("interpreter") or environment.python.get("executable")
     rows = [
-        ("env_python", f"`{interpreter}` — {t(f'python_chosen_{source}', lang)}" if interpreter else none),
-        ("env_gpu", summary.get("gpu") or none),
+        ("env_python", f"{_path(interpreter)} — {t(f'python_chosen_{source}', lang)}" if interpreter else none),
+        ("env_gpu", text(str(summary["gpu"])) if summary.get("gpu") else none),
         ("env_vram", human_size(summary["vram_total"], lang) if summary.get("vram_total") else "—"),
-        ("env_cc", summary.get("compute_capability") or "—"),
-        ("env_cuda", summary.get("cuda") or none),
-        ("env_torch", summary.get("torch") or none),
-        ("env_tensorrt", summary.get("tensorrt") or none),
-        ("env_python_version", summary.get("python") or "—"),
-        ("env_sd", summary.get("streamdiffusion") or (none if environment.streamdiffusion.get("error") else "—")),
+        ("env_cc", _probed(summary.get("compute_capability"), "—")),
+        ("env_cuda", _probed(summary.get("cuda"), none)),
+        ("env_torch", _probed(summary.get("torch"), none)),
+        ("env_tensorrt", _probed(summary.get("tensorrt"), none)),
+        ("env_python_version", _probed(summary.get("python"), "—")),
+        ("env_sd", _probed(summary.get("streamdiffusion"), none if environment.streamdiffusion.get("error") else "—")),
         (
             "env_sd_location",
-            f"`{summary['streamdiffusion_location']}`" if summary.get("streamdiffusion_location") else none,
+            _path(summary.get("streamdiffusion_location")) or none,
         ),
     ]
     lines = [f"| {t('env_item', lang)} | {t('env_value', lang)} |", "|---|---|"]
@@ -47,21 +47,31 @@ def environment_markdown(environment: Environment | None, error: Message | None,
             "|---|---|",
         ]
         for name, supported in environment.features.items():
-            feature = t(f"feat_{name}", lang) if f"feat_{name}" in TABLE["en"] else f"`{name}`"
+            feature = t(f"feat_{name}", lang) if f"feat_{name}" in TABLE["en"] else code(name, cell=True)
             mark = {True: f"✔ {t('yes', lang)}", False: f"✘ {t('no', lang)}"}.get(supported, t("unknown", lang))
             lines.append(f"| {feature} | {mark} |")
     missing = environment.missing()
     lines.append("")
     mismatch = environment.diffusers_mismatch()
     if mismatch is not None:
-        lines += [f"⚠ {prose(word(mismatch, lang))}", ""]
+        lines += [f"⚠ {page_word(mismatch, lang)}", ""]
     if missing:
-        lines += [f"**{t('env_missing', lang)}**", ""] + [f"- {prose(word(line, lang))}" for line in missing]
+        lines += [f"**{t('env_missing', lang)}**", ""] + [f"- {page_word(line, lang)}" for line in missing]
     else:
         lines.append(t("env_ready", lang))
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(environment.probed_at))
     lines += ["", t("env_checked_at", lang, when=when)]
     return "\n".join(lines)
+
+
+def _path(value: object) -> str:
+    """A path the build Python reported, as code in a table cell ("" when none)."""
+    return code(str(value), cell=True) if value else ""
+
+
+def _probed(value: object, otherwise: str) -> str:
+    """A version or name the build Python reported: its own words, escaped (otherwise when it reported none)."""
+    return text(str(value)) if value else otherwise
 
 
 def banner_markdown(environment: Environment | None, lang: str) -> str:
@@ -71,7 +81,7 @@ def banner_markdown(environment: Environment | None, lang: str) -> str:
     missing = environment.missing()
     if not missing:
         return ""
-    items = "\n".join(f"- {prose(word(line, lang))}" for line in missing)
+    items = "\n".join(f"- {page_word(line, lang)}" for line in missing)
     return f"{t('banner_cannot_build', lang)}\n\n{items}\n\n{t('banner_setup', lang)}"
 
 
@@ -86,21 +96,20 @@ def job_progress(job: BackgroundJob[JobResult], lang: str) -> str:
     """Where a setup or self-test is: its running stage and time, or how it ended and why."""
     elapsed = human_duration(time.time() - job.created, lang)
     if job.result is not None:
-        ended = t(
+        ended = page_t(
             "prog_finished",
             lang,
             outcome=t(f"out_{job.result.outcome}", lang),
             elapsed=human_duration(job.result.duration, lang),
         )
-        return f"{ended}  \n{prose(word(job.result.reason, lang))}"
+        return f"{ended}  \n{page_word(job.result.reason, lang)}"
     stages = [event for event in job.events if event.kind == "stage"]
     if not stages:
         return t("prog_starting", lang, elapsed=elapsed)
     last = stages[-1]
-    return t(
-        "prog_running", lang, stage=word(last.message, lang), since=human_duration(last.elapsed, lang), elapsed=elapsed
-    )
+    return page_t("prog_running", lang, stage=last.message, since=human_duration(last.elapsed, lang), elapsed=elapsed)
 
 
 def job_log(job: BackgroundJob[JobResult], lang: str) -> str:
-    return "\n".join(f"[{event.elapsed:7.1f}s] {word(event.message, lang)}" for event in job.events[-400:])
+    """The log box (plain text), each line cut for the page (the log file keeps it whole)."""
+    return "\n".join(cut(f"[{event.elapsed:7.1f}s] {word(event.message, lang)}") for event in job.events[-400:])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import itertools
 import time
 
@@ -12,16 +11,17 @@ from sdprep.jobs.build import BuildResult
 from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent, stage_message
-from sdprep.messages import Message, Size
+from sdprep.messages import Message, Size, cut
 from sdprep.text import field_label, human_duration, t, word
-from sdprep.ui.views.html import prose
+from sdprep.ui.views.html import code, code_block, page_t, page_word, text
 
 LOG_MAX_LINES = 400
 _MARKERS = {"stage": "==>", "log": "   ", "waiting": "...", "raw": "  |"}
 
 
 def log_line(event: JobEvent, lang: str) -> str:
-    return f"[{event.elapsed:7.1f}s] {_MARKERS.get(event.kind, '   ')} {word(event.message, lang)}"
+    """One line of the log box (plain text): a line longer than the page should carry is cut (the file has it)."""
+    return cut(f"[{event.elapsed:7.1f}s] {_MARKERS.get(event.kind, '   ')} {word(event.message, lang)}")
 
 
 def log_text(events: list[JobEvent], lang: str) -> str:
@@ -43,21 +43,19 @@ def stage_durations(events: list[JobEvent], until: float | None) -> list[tuple[s
 # Reasons that carry the build Python's own error text (an exception from torch, TensorRT or StreamDiffusion): it is
 # shown as it was written, as code, after a sentence in the page's language.
 CHILD_ERRORS = ("child_error", "check_child_error")
-FENCE = "`" * 3
 
 
 def reason_markdown(reason: Message | str, lang: str) -> str:
     """Why a job ended, for Markdown: worded and escaped; an error in the child's own words as a code block."""
     if not isinstance(reason, Message) or reason.code not in CHILD_ERRORS:
-        return prose(word(reason, lang))
+        return page_word(reason, lang)
     params = reason.params
-    lines = [f"{params.get('type') or 'Error'}: {params.get('detail') or ''}"]
+    lines = f"{params.get('type') or 'Error'}: {params.get('detail') or ''}".splitlines() or [""]
     lines += [f"- {item}" for item in params.get("items") or []]
-    block = "\n".join(line.replace(FENCE, "'" * 3) for line in lines)
-    parts = [t("res_child_error", lang), "", FENCE + "text", block, FENCE]
+    parts = [t("res_child_error", lang), "", code_block(lines)]
     hint = params.get("hint")
     if hint:
-        parts += ["", prose(word(hint, lang))]
+        parts += ["", page_word(hint, lang)]
     return "\n".join(parts)
 
 
@@ -66,7 +64,7 @@ def outcome_label(outcome: str, lang: str) -> str:
 
 
 def _stages_line(stages: list[tuple[str, float]], lang: str) -> str:
-    parts = [f"{word(stage_message(stage), lang)} {human_duration(seconds, lang)}" for stage, seconds in stages]
+    parts = [f"{page_word(stage_message(stage), lang)} {human_duration(seconds, lang)}" for stage, seconds in stages]
     return t("prog_stages", lang, stages=" · ".join(parts))
 
 
@@ -74,9 +72,9 @@ def progress_markdown(job: BuildJob, position: int, lang: str, now: float | None
     """Where the build is: queued (with its position), the running stage with times, or done; and what it builds."""
     elapsed = human_duration((now or time.time()) - job.created, lang)
     events, result = list(job.events), job.result
-    what = t("prog_what", lang, model=job.params.model, folder=derive.engine_dir(job.params))
+    what = page_t("prog_what", lang, model=job.params.model, folder=derive.engine_dir(job.params))
     if result is not None:
-        line = t(
+        line = page_t(
             "prog_finished",
             lang,
             outcome=outcome_label(result.outcome, lang),
@@ -92,10 +90,8 @@ def progress_markdown(job: BuildJob, position: int, lang: str, now: float | None
         return "  \n".join([t("prog_starting", lang, elapsed=elapsed), what])
     last = stages[-1]
     if last.kind == "waiting":
-        return "  \n".join([t("prog_waiting_gpu", lang, message=word(last.message, lang)), what])
-    line = t(
-        "prog_running", lang, stage=word(last.message, lang), since=human_duration(last.elapsed, lang), elapsed=elapsed
-    )
+        return "  \n".join([page_t("prog_waiting_gpu", lang, message=last.message), what])
+    line = page_t("prog_running", lang, stage=last.message, since=human_duration(last.elapsed, lang), elapsed=elapsed)
     finished = stage_durations(events, None)
     return "  \n".join([line, what, *([_stages_line(finished, lang)] if finished else [])])
 
@@ -105,7 +101,7 @@ def _problems_list(result: JobResult, lang: str) -> list[str]:
         return []
     lines = [f"**{t('res_problems', lang)}**", ""]
     for p in result.problems:
-        where, what = html.escape(field_label(p.field, lang)), prose(word(p.message, lang))
+        where, what = text(field_label(p.field, lang)), page_word(p.message, lang)
         lines.append(f"- {t('sev_' + p.severity, lang)}: **{where}**: {what}")
     return [*lines, ""]
 
@@ -117,21 +113,22 @@ def result_markdown(result: BuildResult | None, lang: str) -> str:
     if not result.ok:
         lines += _problems_list(result, lang)
         if result.outcome == "failed" and result.log_tail:
-            lines += [f"**{t('res_log_tail', lang)}**", "", "```text", *result.log_tail, "```", ""]
+            lines += [f"**{t('res_log_tail', lang)}**", "", code_block(result.log_tail), ""]
         if result.log_path:
-            lines.append(t("res_log_path", lang, path=result.log_path))
+            lines.append(page_t("res_log_path", lang, path=result.log_path))
         return "\n".join(lines)
     if result.config_path:
-        lines += [t("res_config", lang, path=result.config_path), ""]
+        lines += [page_t("res_config", lang, path=result.config_path), ""]
     if result.variant:
-        lines += [t("res_variant", lang, variant=result.variant, duration=human_duration(result.duration, lang)), ""]
+        lines += [page_t("res_variant", lang, variant=result.variant, duration=human_duration(result.duration, lang))]
+        lines.append("")
     if result.engines:
         lines += [f"**{t('res_engines', lang)}**", ""]
         for engine in result.engines:
             state = t("res_reused" if engine.get("reused") else "res_built", lang)
             kind = t(f"engine_{engine.get('kind')}", lang, name="")
             size = t("size_only", lang, size=Size(engine.get("size") or 0))
-            lines.append(f"- **{kind}** · {size} · {state}  \n  `{engine.get('path')}`")
+            lines.append(f"- **{kind}** · {size} · {state}  \n  {code(str(engine.get('path')))}")
         lines.append("")
     if result.stages:
         lines += [
@@ -141,7 +138,7 @@ def result_markdown(result: BuildResult | None, lang: str) -> str:
             "|---|---:|",
         ]
         lines += [
-            f"| {word(stage_message(stage), lang)} | {human_duration(seconds, lang)} |"
+            f"| {page_word(stage_message(stage), lang)} | {human_duration(seconds, lang)} |"
             for stage, seconds in result.stages.items()
         ]
     return "\n".join(lines)
@@ -152,14 +149,14 @@ def check_markdown(check: CheckResult | None, lang: str) -> str:
     if check is None:
         return ""
     lines = [f"#### {t('chk_heading', lang)}: {t('chk_' + check.outcome, lang)}", ""]
-    headline = prose(word(check.speed, lang)) if check.speed else reason_markdown(check.reason, lang)
-    lines += [headline, "", html.escape("; ".join(word(part, lang) for part in check.numbers())), ""]
+    headline = page_word(check.speed, lang) if check.speed else reason_markdown(check.reason, lang)
+    lines += [headline, "", "; ".join(page_word(part, lang) for part in check.numbers()), ""]
     if not check.ok:
         if check.speed:
             lines += [reason_markdown(check.reason, lang), ""]
-        lines += [f"- `{name}`" for name in check.rebuilt + check.missing]
+        lines += [f"- {code(name)}" for name in check.rebuilt + check.missing]
         if check.log_tail and check.outcome == "failed":
-            lines += ["", f"**{t('res_log_tail', lang)}**", "", "```text", *check.log_tail[-8:], "```"]
+            lines += ["", f"**{t('res_log_tail', lang)}**", "", code_block(check.log_tail[-8:])]
     if check.log_path:
-        lines += ["", t("res_log_path", lang, path=check.log_path)]
+        lines += ["", page_t("res_log_path", lang, path=check.log_path)]
     return "\n".join(lines)

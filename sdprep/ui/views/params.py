@@ -21,7 +21,7 @@ from sdprep.params import BakedParams
 from sdprep.profiles import profile_of, profile_values
 from sdprep.runtime import Runtime, summary
 from sdprep.text import field_label, t, word
-from sdprep.ui.views.html import join, prose, render
+from sdprep.ui.views.html import code, html_word, join, page_t, page_word, render
 
 if TYPE_CHECKING:
     from sdprep.jobs.environment import Environment
@@ -35,7 +35,7 @@ def problems_html(problems: Iterable[Problem], lang: str) -> str:
             severity=problem.severity,
             label=t(f"sev_{problem.severity}", lang),
             field=field_label(problem.field, lang),
-            text=prose(word(problem.message, lang)),
+            text=html_word(problem.message, lang),
         )
         for problem in sorted(problems, key=lambda p: p.severity != "error")
     ]
@@ -79,15 +79,15 @@ def derived_markdown(params: BakedParams, lang: str, runtime: str = "") -> str:
     """The derived values as a table; `runtime`: where the config's runtime values come from (runtime_text)."""
     missing = t("d_unavailable", lang)
     rows = [
-        (t("d_t_index", lang), f"`{_safe(lambda: derive.t_index_list(params), missing)}`"),
+        (t("d_t_index", lang), code(str(_safe(lambda: derive.t_index_list(params), missing)), cell=True)),
         (t("d_unet_batch", lang), f"{_safe(lambda: derive.unet_batch(params), missing)}"),
         (t("d_scheduler", lang), f"{_safe(lambda: derive.scheduler(params), missing)}"),
         (t("d_family", lang), _family_text(params)),
         (t("d_profile", lang), t(f"profile_{profile_of(params)}", lang)),
-        (t("d_lora_dict", lang), f"`{_safe(lambda: json.dumps(derive.lora_dict(params)), missing)}`"),
-        (t("d_engine_dir", lang), f"`{_safe(lambda: derive.engine_dir(params), missing)}`"),
-        (t("d_config_path", lang), f"`{_safe(lambda: derive.config_path(params), missing)}`"),
-        (t("d_variant", lang), f"`{_safe(lambda: derive.variant_name(params), missing)}`"),
+        (t("d_lora_dict", lang), code(str(_safe(lambda: json.dumps(derive.lora_dict(params)), missing)), cell=True)),
+        (t("d_engine_dir", lang), code(str(_safe(lambda: derive.engine_dir(params), missing)), cell=True)),
+        (t("d_config_path", lang), code(str(_safe(lambda: derive.config_path(params), missing)), cell=True)),
+        (t("d_variant", lang), code(str(_safe(lambda: derive.variant_name(params), missing)), cell=True)),
         *([(t("d_runtime", lang), runtime)] if runtime else []),
     ]
     lines = [f"| {t('d_name', lang)} | {t('d_value', lang)} |", "|---|---|"]
@@ -118,7 +118,7 @@ def runtime_text(target: ConfigToWrite | None, lang: str) -> str:
         return ""
     notes = [summary(target.runtime), *target.notes]
     # In a Markdown table cell: a "|" in a file name would end the cell.
-    return "<br>".join(str(prose(word(note, lang))).replace("|", "&#124;") for note in notes)
+    return "<br>".join(str(page_word(note, lang)).replace("|", "&#124;") for note in notes)
 
 
 def config_preview(target: ConfigToWrite | None, problems: list[Problem], lang: str) -> str:
@@ -134,11 +134,11 @@ def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
     detected = FAMILY_LABELS.get(guess.family, guess.family)
     source = t(f"family_source_{guess.source}", lang)
     if params.model_family == "auto":
-        checkpoint = t("hint_family", lang, family=detected, source=source)
+        checkpoint = page_t("hint_family", lang, family=detected, source=source)
     else:
-        checkpoint = t("hint_family_set", lang, family=_family_text(params), detected=detected)
+        checkpoint = page_t("hint_family_set", lang, family=_family_text(params), detected=detected)
     sampling = _safe(
-        lambda: t(
+        lambda: page_t(
             "hint_sampling",
             lang,
             t_index=str(derive.t_index_list(params)),  # as a list, the way config.yaml writes it
@@ -149,29 +149,29 @@ def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
     )
     consistency = _safe(lambda: derive.consistency_lora_id(params), None)
     lora_lines = [
-        t("hint_consistency", lang, lora=consistency, scale=derive.CONSISTENCY_LORA_SCALE)
+        page_t("hint_consistency", lang, lora=consistency, scale=derive.CONSISTENCY_LORA_SCALE)
         if consistency
         else t("hint_no_consistency", lang),
-        _safe(lambda: t("hint_final_loras", lang, loras=json.dumps(derive.lora_dict(params))), ""),
+        _safe(lambda: page_t("hint_final_loras", lang, loras=json.dumps(derive.lora_dict(params))), ""),
     ]
     return {
         "checkpoint": checkpoint,
         "sampling": sampling,
         "resolution": _safe(
-            lambda: t(
+            lambda: page_t(
                 "hint_resolution", lang, width=params.width, height=params.height, variant=derive.variant_name(params)
             ),
             "",
         ),
         "lora": "  \n".join(line for line in lora_lines if line),
-        "controlnet": t("hint_controlnet", lang, count=len(params.controlnets))
+        "controlnet": page_t("hint_controlnet", lang, count=len(params.controlnets))
         if params.use_controlnet
         else t("hint_controlnet_off", lang),
-        "ipadapter": t("hint_ipadapter", lang, type=params.ipadapter_type, tokens=params.ipadapter_tokens)
+        "ipadapter": page_t("hint_ipadapter", lang, type=params.ipadapter_type, tokens=params.ipadapter_tokens)
         if params.use_ipadapter
         else t("hint_ipadapter_off", lang),
         "profile": t(f"hint_profile_{profile_of(params)}", lang),
-        "output": _safe(lambda: t("hint_output", lang, config=derive.config_path(params)), ""),
+        "output": _safe(lambda: page_t("hint_output", lang, config=derive.config_path(params)), ""),
     }
 
 
@@ -186,11 +186,11 @@ def estimate_markdown(
         return f"{t('est_heading', lang)}\n\n{t('est_unavailable', lang)}"
     items = [t("est_heading", lang), ""]
     for row in estimate_lines(estimate, free_disk, free_vram, folder):
-        value = html.escape(word(row.value, lang))
+        value = page_word(row.value, lang)
         shown = f"**⚠ {value}**" if row.alarm else value
         items += [
             f"**{html.escape(t(row.label, lang))}:** {shown}  ",
-            f"<small>{html.escape(word(row.source, lang))}</small>",
+            f"<small>{page_word(row.source, lang)}</small>",
             "",
         ]
     items.append(f"<small>{html.escape(t('est_assumes', lang))}</small>")

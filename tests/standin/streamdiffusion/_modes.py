@@ -30,6 +30,9 @@ Which fork it imitates (STANDIN_SD_FORK):
   livepeer          the loader drops those keys (a fixed whitelist) and the builder
                     writes no build_stats.json (profile_facts §2, §4)
 
+STANDIN_PRINT_FILE: a file whose text is printed to stdout, as it is, once the model is loaded (what a library
+prints of its own: any bytes, any line length); nothing when the file does not exist.
+
 STANDIN_FP8_QDQ_LAYERS: the Q/DQ layer count an FP8 build reports in build_stats.json
 (default 1848); "none" = the quantise stage failed and no count is written.
 """
@@ -101,6 +104,10 @@ class Behaviour:
 
     # -- points the wrapper calls -------------------------------------------------
     def after_model_load(self) -> None:
+        printed = os.environ.get("STANDIN_PRINT_FILE")
+        if printed and os.path.isfile(printed):
+            with open(printed, encoding="utf-8", errors="replace") as handle:
+                print(handle.read(), flush=True)
         if self.mode == "exception":
             raise RuntimeError(ILLEGAL_ACCESS)
         if self.fail_stage != "build":
