@@ -10,7 +10,8 @@ Gradio app (startup.py); the real app driven as a browser drives it: zero-work b
 (builds.py), "up to date" answers (up_to_date.py), form changes (form_change.py), a slow build's log lines on
 arrival (streaming.py); the minimal app's round trip; in this process, the preview's server time and handler, a
 child's start, line latency, the up-to-date answer of `run_build` and of the CLI; and form changes and Cancel with
-80 builds waiting (waiting_builds.py). Results go to docs/performance.md and bench/results/<date>.json.
+80 builds waiting (waiting_builds.py); a library of 306 builds: a local model's form changes, the library's
+list and load (records.py). Results go to docs/performance.md and bench/results/<date>.json.
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # packages and no module here can shadow one of the standard library's.
 sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench")]
 
-from bench import builds, first_start, form_change, report, startup, streaming, up_to_date, waiting_builds  # noqa: E402
+from bench import (  # noqa: E402
+    builds,
+    first_start,
+    form_change,
+    records,
+    report,
+    startup,
+    streaming,
+    up_to_date,
+    waiting_builds,
+)
 from bench.common import app_server, fmt, median  # noqa: E402
 from tests.page_client import PageClient  # noqa: E402
 
@@ -72,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args.client_calls = 10 if args.quick else 30
     args.uptodate_rounds = 3 if args.quick else 5
     args.cancels = 5 if args.quick else 10
+    args.listings = 20 if args.quick else 60
     # No telemetry from gradio_client or an in-process server (only loopback traffic here).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -99,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         data["up_to_date"] = up_to_date.measure(args.uptodate_rounds, state)
         say("80 builds waiting: form changes and Cancel")
         data["waiting_builds"] = waiting_builds.measure(state, args.previews, args.cancels, say)
+        say(f"a library of {records.MODELS} models: a local model's form changes, the library's list and load")
+        data["records"] = records.measure(state, args.previews, args.listings)
         if args.first_start:
             say("a fresh clone's first start: run.sh (uv) and pip, empty caches")
             data["first_start"] = first_start.measure(say)
