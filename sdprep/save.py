@@ -48,7 +48,7 @@ def save_config(params: BakedParams, runtime: RuntimeDefaults) -> SaveResult:
     config_path, variant_path = folder / CONFIG_NAME, folder / CONFIGS_DIR / f"{variant}.yaml"
     root = Path(params.engines_dir)
     if outside(root, folder) or outside(root, variant_path.parent):  # a link out of the engines folder: not followed
-        return SaveResult("refused", msg("save_outside", folder=folder, root=root), problems=problems)
+        return SaveResult("refused", msg("model_folder_outside", folder=folder, root=root), problems=problems)
     lock = model_lock(folder)
     with lock.held(f"save of {config_path}", job="save") as got:
         if not got:

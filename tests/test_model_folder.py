@@ -289,6 +289,18 @@ def test_save_refuses_a_model_folder_that_resolves_outside(tmp_path: Path) -> No
     assert saved.outcome == "refused" and list(outside.iterdir()) == [], saved
 
 
+def test_a_build_refuses_a_model_folder_that_resolves_outside(tmp_path: Path) -> None:
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (engines / "stabilityai--sd-turbo").symlink_to(outside, target_is_directory=True)
+    done = cli("build", "--engines-dir", str(engines), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "points outside the engines folder" in done.stdout + done.stderr
+    assert list(outside.iterdir()) == []
+
+
 @pytest.mark.parametrize("value", ["5", "[engines, other]", "{a: 1}", "true"])
 def test_build_from_config_refuses_an_engine_dir_that_is_not_text(value: str, tmp_path: Path) -> None:
     config = tmp_path / "hand.yaml"
