@@ -147,11 +147,14 @@ def stamp(path: Path) -> Stamp | None:
 
 
 class StampCache(Generic[V]):
-    """Values parsed from files, kept until the file's stamp changes; the least recently used go past `size`."""
+    """Values parsed from files, kept until the file's stamp changes. Bounded by entries and by the bytes of the
+    files behind them (a parsed file takes a few times its size in memory); the least recently used go first."""
 
-    def __init__(self, size: int = 512) -> None:
+    def __init__(self, size: int = 512, file_bytes: int = 32 * 1024 * 1024) -> None:
         self.size = size
+        self.file_bytes = file_bytes
         self._entries: OrderedDict[str, tuple[Stamp, V]] = OrderedDict()
+        self._held = 0  # the bytes of the files behind the entries
         self._lock = threading.Lock()
 
     def get(self, path: Path, parse: Callable[[Path], V], missing: V) -> V:
@@ -169,15 +172,19 @@ class StampCache(Generic[V]):
         if time.time_ns() - current[0] < RACY_NS:
             return value  # written just now: a second write in the same clock tick could keep this stamp
         with self._lock:
+            old = self._entries.pop(key, None)
+            self._held -= old[0][1] if old else 0
             self._entries[key] = (current, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            self._held += current[1]
+            while len(self._entries) > self.size or (self._held > self.file_bytes and len(self._entries) > 1):
+                _, (gone, _) = self._entries.popitem(last=False)
+                self._held -= gone[1]
         return value
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._held = 0
 
 
 def _current_umask() -> int:
