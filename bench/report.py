@@ -48,6 +48,7 @@ def metrics(data: dict[str, Any]) -> list[Metric]:
         *_up_to_date(data),
         *_rehearsal(data),
         *_waiting(data),
+        *_records(data),
         *_first_start(data),
     ]
 
@@ -315,6 +316,43 @@ def _waiting(data: dict[str, Any]) -> list[Metric]:
     ]
 
 
+def _records(data: dict[str, Any]) -> list[Metric]:
+    records = data.get("records")
+    if not records:
+        return []
+    local, hub = records["local_form_change_server_ms"], records["hub_form_change_server_ms"]
+    listed, loaded = records["list_ms"], records["load_ms"]
+    where = f"{records['builds']} builds in {records['models']} models"
+    return [
+        Metric(
+            f"Form change of a local model with {records['local_builds']} recorded builds: server time (`preview`)",
+            "p95 < 30 ms",
+            "ms",
+            local,
+            percentile(local, 95) < 30,
+            f"p50 {p(local, 50)} ms, **p95 {p(local, 95)} ms**; its build.json {records['local_manifest_kb']:.0f} KB, "
+            f"the engines folder {where}; a hub model alternating with it: p95 {p(hub, 95)} ms",
+        ),
+        Metric(
+            f"Engines library list with {where}: round trip (`library_list`)",
+            "p95 < 200 ms",
+            "ms",
+            listed,
+            percentile(listed, 95) < 200,
+            f"p50 {p(listed, 50)} ms, **p95 {p(listed, 95)} ms** (Gradio's duration of the handler: p95 "
+            f"{p(records['list_handler_ms'], 95)} ms); every recorded engine checked, the HTML of all builds",
+        ),
+        Metric(
+            f"Engines library load of a build into the form with {where}: round trip (`library_load`)",
+            "p95 < 200 ms",
+            "ms",
+            loaded,
+            percentile(loaded, 95) < 200,
+            f"p50 {p(loaded, 50)} ms, **p95 {p(loaded, 95)} ms** (handler p95 {p(records['load_handler_ms'], 95)} ms)",
+        ),
+    ]
+
+
 def render(data: dict[str, Any], rows: list[Metric]) -> str:
     info = data["machine"]
     load = data.get("load", {})
@@ -406,6 +444,11 @@ def render(data: dict[str, Any], rows: list[Metric]) -> str:
         "reason), so 80 wait, each page following its own as a page does. A fresh page then times form changes as "
         "above; then pages press Cancel on their waiting build one after another (request → the answer that "
         "shows it cancelled), and last the hung build is cancelled.",
+        "- **Library at scale** (`bench/records.py`): one stand-in build's build.json record copied into 20 model "
+        "folders (19 of 14 builds, one local model of 40), each build with its own three engine files, all ready. "
+        "The page is served from the bench process on that folder: form changes alternate between the local model "
+        "and a hub id (server time as above); then the library's list and a load of one build, round trips over "
+        "HTTP, each model in turn, after one warm-up listing.",
         "- **First start** (`bench/first_start.py`, only with `--first-start`: it downloads from PyPI): a `git "
         "clone` of HEAD, then `bash run.sh` (a venv, uv into it, the requirements with uv) until `GET /` first "
         "answers 200; and the same clone with pip (`python -m venv`, `pip install -r requirements.txt`, start), "

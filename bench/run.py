@@ -10,8 +10,8 @@ Gradio app (startup.py); the real app driven as a browser drives it: zero-work b
 (builds.py), "up to date" answers (up_to_date.py), form changes (form_change.py), a slow build's log lines on
 arrival (streaming.py); the minimal app's round trip; in this process, the preview's server time and handler, a
 child's start, line latency, the up-to-date answer of `run_build` and of the CLI, the rehearsal (rehearsal.py); and
-form changes and Cancel with
-80 builds waiting (waiting_builds.py). Results go to docs/performance.md and bench/results/<date>.json.
+form changes and Cancel with 80 builds waiting (waiting_builds.py); a library of 306 builds: a local model's form
+changes, the library's list and load (records.py). Results go to docs/performance.md and bench/results/<date>.json.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from bench import (  # noqa: E402
     builds,
     first_start,
     form_change,
+    records,
     rehearsal,
     report,
     startup,
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args.client_calls = 10 if args.quick else 30
     args.uptodate_rounds = 3 if args.quick else 5
     args.cancels = 5 if args.quick else 10
+    args.listings = 20 if args.quick else 60
     # No telemetry from gradio_client or an in-process server (only loopback traffic here).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         data["rehearsal"] = rehearsal.measure(args.rounds, state)
         say("80 builds waiting: form changes and Cancel")
         data["waiting_builds"] = waiting_builds.measure(state, args.previews, args.cancels, say)
+        say(f"a library of {records.MODELS} models: a local model's form changes, the library's list and load")
+        data["records"] = records.measure(state, args.previews, args.listings)
         if args.first_start:
             say("a fresh clone's first start: run.sh (uv) and pip, empty caches")
             data["first_start"] = first_start.measure(say)

@@ -16,21 +16,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdprep.locks import job_message, model_lock
-from sdprep.manifest import CheckRecord, ManifestUnreadable, trusted_record
+from sdprep.manifest import CheckRecord, ManifestUnreadable
 from sdprep.messages import Message, Size, from_json, msg
 from sdprep.model_folder import (
     CONFIG_NAME,
     CONFIGS_DIR,
     MANIFEST_NAME,
     config_model,
-    engine_file,
+    engine_kind,
+    engine_names,
+    engine_stamp,
     holds_model,
+    link_outside,
     model_folders,
-    outside,
     records,
-    scan_engines,
+    safe_relative,
 )
-from sdprep.paths import inside
 from sdprep.text import enum_message
 
 Status = Literal["ready", "missing", "changed", "stale"]
@@ -172,17 +173,14 @@ class PreparedModel:
 
 def read_model(root: Path, folder: Path) -> PreparedModel | None:
     """One model folder of the engines folder `root`, as the library shows it; None when it holds nothing prepared."""
-    if outside(root, folder):
+    if link_outside(root, folder):
         return PreparedModel(folder.name, folder, "?", None, None, outside=True)
     config: Path | None = None
-    config_outside = False
-    if (folder / CONFIG_NAME).exists():
-        if outside(root, folder / CONFIG_NAME):  # Load would fill the form from a file outside: not read
-            config_outside = True
-        else:
-            config = folder / CONFIG_NAME
+    config_outside = link_outside(root, folder / CONFIG_NAME)  # Load would fill the form from a file outside
+    if not config_outside and (folder / CONFIG_NAME).exists():
+        config = folder / CONFIG_NAME
     model_of_config = config_model(folder) if config is not None else None
-    if outside(root, folder / MANIFEST_NAME):
+    if link_outside(root, folder / MANIFEST_NAME):
         return PreparedModel(folder.name, folder, model_of_config or "?", config, None, outside=True)
     try:
         manifest = records(folder)
@@ -194,20 +192,22 @@ def read_model(root: Path, folder: Path) -> PreparedModel | None:
     recorded: set[str] = set()
     variants: list[Variant] = []
     for name, record in manifest.variants.items():
-        variant_config = folder / (record.config or f"{CONFIGS_DIR}/{name}.yaml")
-        if not inside(folder, variant_config):  # the page loads it: nothing outside the model's folder
+        relative_config = record.config or f"{CONFIGS_DIR}/{name}.yaml"
+        variant_config = folder / relative_config
+        if not safe_relative(relative_config):  # the page loads it: nothing outside (links: checked at load)
             reason = f"build.json.variants.{name}.config lies outside {folder}"
             return PreparedModel(folder.name, folder, model_of_config or "?", None, None, unreadable=reason)
         engines, missing, changed = [], [], []
         for relative in record.engines:
             recorded.add(relative)
-            engine = engine_file(folder, relative)
-            if engine is None:
+            found = engine_stamp(folder, relative)
+            if found is None:
                 missing.append(relative)
                 continue
-            if trusted_record(manifest, engine) is None:
+            written = manifest.engines.get(relative)
+            if written is None or (written.size, written.mtime_ns) != found:
                 changed.append(relative)
-            engines.append({"path": relative, "kind": engine.kind, "size": engine.size})
+            engines.append({"path": relative, "kind": engine_kind(relative), "size": found[0]})
         gpu, tensorrt = record.environment.get("gpu"), record.environment.get("tensorrt")
         variants.append(
             Variant(
@@ -226,7 +226,7 @@ def read_model(root: Path, folder: Path) -> PreparedModel | None:
             )
         )
     variants.sort(key=lambda v: v.built_at, reverse=True)
-    loose = [engine for engine in scan_engines(folder) if engine.relative not in recorded]
+    loose = set(engine_names(folder)) - recorded
     return PreparedModel(
         slug=folder.name,
         folder=folder,

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sdprep.paths import UnreadableFile, read_limited, too_long, user_path
+from sdprep.paths import StampCache, UnreadableFile, read_limited, too_long, user_path
 
 FAMILIES = ("sd1.5", "sd2.1", "sdxl")
 FAMILY_LABELS: dict[str, str] = {"sd1.5": "SD 1.5", "sd2.1": "SD 2.1", "sdxl": "SDXL"}
@@ -67,6 +67,7 @@ _IPADAPTER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^h94/IP-Adapter-FaceID/.*sdxl"), "sdxl"),
 )
 UNET_CONFIG_LIMIT = 256 * 1024  # a UNet config.json is a few KB
+_UNET_FAMILIES: StampCache[str | None] = StampCache()
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,14 @@ class FamilyGuess:
 
 
 def _family_from_unet_config(folder: Path) -> str | None:
+    # Asked several times on every form change of a local model: read once per change of the file.
+    return _UNET_FAMILIES.get(folder / "unet" / "config.json", _read_unet_family, None)
+
+
+def _read_unet_family(path: Path) -> str | None:
     try:
-        unet = json.loads(read_limited(folder / "unet" / "config.json", UNET_CONFIG_LIMIT).decode("utf-8"))
-    except (OSError, UnreadableFile, ValueError):
+        unet = json.loads(read_limited(path, UNET_CONFIG_LIMIT).decode("utf-8"))
+    except (OSError, UnreadableFile, ValueError, RecursionError):
         return None
     if not isinstance(unet, dict):
         return None

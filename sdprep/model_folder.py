@@ -22,16 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import stat as stat_mode
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, TypeVar
 
 from sdprep.engine_files import FILE_KINDS, EngineFile
 from sdprep.manifest import MANIFEST_LIMIT, Manifest, ManifestUnreadable, manifest_text, parse_manifest
-from sdprep.paths import UnreadableFile, atomic_write_text, inside, read_limited
+from sdprep.paths import StampCache, UnreadableFile, atomic_write_text, inside, read_limited
 
 CONFIG_NAME = "config.yaml"
 CONFIGS_DIR = "configs"
@@ -41,60 +37,12 @@ ASIDE_DIR = ".aside"
 ENGINE_SUFFIX = ".engine"
 MAX_WALK_DEPTH = 8  # engines sit two or three folders down (an HF id's owner, then the prefix)
 
-# A file changed this recently is parsed again next time: the file system's clock is coarser than mtime_ns
-# (milliseconds), so two writes of the same size in one tick could share a stamp (git calls this "racy").
-RACY_NS = 2_000_000_000
 log = logging.getLogger(__name__)
-V = TypeVar("V")
-Stamp = tuple[int, int, int]  # mtime_ns, size, inode: an atomic replace changes at least one
 
 
 def is_working(name: str) -> bool:
     """A working folder or file of this app (.aside, .config.yaml.x.tmp): never part of the model's contents."""
     return name.startswith(".")
-
-
-def stamp(path: Path) -> Stamp | None:
-    """The file's (mtime_ns, size, inode); None when it is not there (or not a regular file)."""
-    try:
-        found = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return (found.st_mtime_ns, found.st_size, found.st_ino) if stat_mode.S_ISREG(found.st_mode) else None
-
-
-class StampCache(Generic[V]):
-    """Values parsed from files, kept until the file's stamp changes; the least recently used go past `size`."""
-
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._entries: OrderedDict[str, tuple[Stamp, V]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: Path, parse: Callable[[Path], V], missing: V) -> V:
-        """parse(path) once per stamp; `missing` when there is no file. An exception from parse is not cached."""
-        current = stamp(path)
-        if current is None:
-            return missing
-        key = str(path)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0] == current:
-                self._entries.move_to_end(key)
-                return hit[1]
-        value = parse(path)
-        if time.time_ns() - current[0] < RACY_NS:
-            return value  # written just now: a second write in the same clock tick could keep this stamp
-        with self._lock:
-            self._entries[key] = (current, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 # --- build.json ----------------------------------------------------------------------------------------------------
@@ -228,6 +176,15 @@ def outside(root: Path, path: Path) -> bool:
     return not inside(root, path)
 
 
+def link_outside(root: Path, path: Path) -> bool:
+    """outside() for a path whose folder is known to lie inside: only a link can lead out (one lstat otherwise)."""
+    try:
+        is_link = stat_mode.S_ISLNK(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+    return is_link and outside(root, path)
+
+
 def model_folders(root: Path) -> list[Path]:
     """The model folders directly under the engines folder, by name: real folders, and links to folders (for the
     caller to check with `outside`); a link to another folder inside is that folder again and is left out; working
@@ -252,47 +209,80 @@ def model_folders(root: Path) -> list[Path]:
 # --- engine files --------------------------------------------------------------------------------------------------
 
 
-def engine_file(folder: Path, relative: str) -> EngineFile | None:
-    """The engine file at `relative` (POSIX, as build.json records it) if it is there; None otherwise, and for a
-    path that leaves the folder or goes through a working folder."""
+def safe_relative(relative: str) -> bool:
+    """Whether a path build.json records (POSIX, relative to the model folder) stays inside the folder's own files:
+    no "..", not absolute, not through a working folder. Cheap: checked for every recorded path on every listing."""
     parts = relative.split("/")
-    if not parts or any(part in ("", "..") or is_working(part) for part in parts) or "\\" in relative:
+    return (
+        bool(relative)
+        and "\\" not in relative
+        and all(part not in ("", "..") and not is_working(part) for part in parts)
+    )
+
+
+def engine_file(folder: Path, relative: str) -> EngineFile | None:
+    """The engine file at `relative` (as build.json records it) if it is there; None otherwise, and for a path that
+    leaves the folder or goes through a working folder."""
+    name = relative.rsplit("/", 1)[-1]
+    stem = name[: -len(ENGINE_SUFFIX)] if name.endswith(ENGINE_SUFFIX) else ""
+    if stem not in FILE_KINDS or not safe_relative(relative):
         return None
-    path = folder.joinpath(*parts)
-    stem = path.name[: -len(ENGINE_SUFFIX)] if path.name.endswith(ENGINE_SUFFIX) else ""
-    if stem not in FILE_KINDS:
-        return None
+    path = os.path.join(folder, *relative.split("/"))
     try:
         found = os.stat(path)
     except (OSError, ValueError):
         return None
     if not stat_mode.S_ISREG(found.st_mode):
         return None
-    cnet_folder = path.parent.name.split("--")[0] if stem == "cnet" else None
-    return EngineFile(path, relative, stem, cnet_folder, found.st_size, found.st_mtime_ns)
+    cnet_folder = os.path.basename(os.path.dirname(path)).split("--")[0] if stem == "cnet" else None
+    return EngineFile(Path(path), relative, stem, cnet_folder, found.st_size, found.st_mtime_ns)
+
+
+def engine_names(folder: Path) -> list[str]:
+    """The relative (POSIX) path of every engine file under a model's folder, outside its working folders (.aside),
+    configs and logs; nothing is opened or stat'ed. A folder that vanishes during the walk (a build moving engines)
+    is skipped; links are not followed."""
+    found: list[str] = []
+    pending = [(str(folder), "", 0)]
+    while pending:
+        current, prefix, depth = pending.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if is_working(name):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if depth < MAX_WALK_DEPTH and not (depth == 0 and name in (CONFIGS_DIR, LOGS_DIR)):
+                            pending.append((entry.path, f"{prefix}{name}/", depth + 1))
+                    elif name.endswith(ENGINE_SUFFIX) and name[: -len(ENGINE_SUFFIX)] in FILE_KINDS:
+                        found.append(prefix + name)
+        except OSError:  # gone, or not a folder any more
+            continue
+    return sorted(found)
+
+
+def engine_kind(relative: str) -> str:
+    """The FILE_KINDS key of an engine file by its name (unet.engine -> "unet")."""
+    return relative.rsplit("/", 1)[-1].removesuffix(ENGINE_SUFFIX)
+
+
+def engine_stamp(folder: Path, relative: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a recorded engine file (the library's check, cheaper than an EngineFile); None when it
+    is not there, or `relative` leaves the folder."""
+    if not safe_relative(relative):
+        return None
+    try:
+        found = os.stat(os.path.join(folder, *relative.split("/")))
+    except (OSError, ValueError):
+        return None
+    return (found.st_size, found.st_mtime_ns) if stat_mode.S_ISREG(found.st_mode) else None
 
 
 def scan_engines(folder: Path) -> list[EngineFile]:
-    """Every engine file under a model's folder, outside its working folders (.aside), configs and logs. Folders
-    that vanish during the walk (a build moving engines) are skipped."""
-    found: list[EngineFile] = []
-    top = str(folder)
-    for current, subfolders, files in os.walk(top):  # os.walk skips a folder it cannot list
-        relative_dir = os.path.relpath(current, top)
-        depth = 0 if relative_dir == "." else relative_dir.count(os.sep) + 1
-        subfolders[:] = sorted(
-            name
-            for name in subfolders
-            if not is_working(name) and depth < MAX_WALK_DEPTH and not (depth == 0 and name in (CONFIGS_DIR, LOGS_DIR))
-        )
-        for name in sorted(files):
-            if not name.endswith(ENGINE_SUFFIX) or is_working(name):
-                continue
-            relative = name if depth == 0 else Path(relative_dir, name).as_posix()
-            engine = engine_file(folder, relative)
-            if engine is not None:
-                found.append(engine)
-    return found
+    """Every engine file under a model's folder (see engine_names), with its size and time."""
+    engines = (engine_file(folder, relative) for relative in engine_names(folder))
+    return [engine for engine in engines if engine is not None]
 
 
 def by_relative(folder: Path) -> dict[str, EngineFile]:

@@ -8,7 +8,11 @@ import re
 import stat
 import tempfile
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _WEIGHT_SUFFIXES = (*MODEL_FILE_SUFFIXES, ".bin", ".pt", ".pth")
@@ -124,6 +128,63 @@ def read_limited(path: Path, limit: int, timeout: float = 5.0) -> bytes:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
+
+
+# A file changed this recently is parsed again next time: the file system's clock is coarser than mtime_ns
+# (milliseconds), so two writes of the same size in one tick could share a stamp (git calls this "racy").
+RACY_NS = 2_000_000_000
+V = TypeVar("V")
+Stamp = tuple[int, int, int]  # mtime_ns, size, inode: an atomic replace changes at least one
+
+
+def stamp(path: Path) -> Stamp | None:
+    """The file's (mtime_ns, size, inode); None when it is not there (or not a regular file)."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (found.st_mtime_ns, found.st_size, found.st_ino) if stat.S_ISREG(found.st_mode) else None
+
+
+class StampCache(Generic[V]):
+    """Values parsed from files, kept until the file's stamp changes. Bounded by entries and by the bytes of the
+    files behind them (a parsed file takes a few times its size in memory); the least recently used go first."""
+
+    def __init__(self, size: int = 512, file_bytes: int = 32 * 1024 * 1024) -> None:
+        self.size = size
+        self.file_bytes = file_bytes
+        self._entries: OrderedDict[str, tuple[Stamp, V]] = OrderedDict()
+        self._held = 0  # the bytes of the files behind the entries
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, parse: Callable[[Path], V], missing: V) -> V:
+        """parse(path) once per stamp; `missing` when there is no file. An exception from parse is not cached."""
+        current = stamp(path)
+        if current is None:
+            return missing
+        key = str(path)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] == current:
+                self._entries.move_to_end(key)
+                return hit[1]
+        value = parse(path)
+        if time.time_ns() - current[0] < RACY_NS:
+            return value  # written just now: a second write in the same clock tick could keep this stamp
+        with self._lock:
+            old = self._entries.pop(key, None)
+            self._held -= old[0][1] if old else 0
+            self._entries[key] = (current, value)
+            self._held += current[1]
+            while len(self._entries) > self.size or (self._held > self.file_bytes and len(self._entries) > 1):
+                _, (gone, _) = self._entries.popitem(last=False)
+                self._held -= gone[1]
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._held = 0
 
 
 def _current_umask() -> int:

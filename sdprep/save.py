@@ -50,7 +50,7 @@ def save_config(params: BakedParams, runtime: RuntimeDefaults, loaded: Runtime |
     config_path = folder / CONFIG_NAME
     root = Path(params.engines_dir)
     if outside(root, folder) or outside(root, folder / CONFIGS_DIR):  # a link out of the engines folder: not followed
-        return SaveResult("refused", msg("save_outside", folder=folder, root=root), problems=problems)
+        return SaveResult("refused", msg("model_folder_outside", folder=folder, root=root), problems=problems)
     lock = model_lock(folder)
     with lock.held(f"save of {config_path}", job="save") as got:
         if not got:

@@ -29,6 +29,7 @@ from sdprep.jobs.process import ChildSpec
 from sdprep.locks import model_lock
 from sdprep.manifest import parse_manifest
 from sdprep.params import BakedParams, params_from_values
+from sdprep.paths import StampCache
 from sdprep.save import save_config
 from sdprep.text import word
 from sdprep.ui.views.library import library_html
@@ -289,6 +290,18 @@ def test_save_refuses_a_model_folder_that_resolves_outside(tmp_path: Path) -> No
     assert saved.outcome == "refused" and list(outside.iterdir()) == [], saved
 
 
+def test_a_build_refuses_a_model_folder_that_resolves_outside(tmp_path: Path) -> None:
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (engines / "stabilityai--sd-turbo").symlink_to(outside, target_is_directory=True)
+    done = cli("build", "--engines-dir", str(engines), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "points outside the engines folder" in done.stdout + done.stderr
+    assert list(outside.iterdir()) == []
+
+
 @pytest.mark.parametrize("value", ["5", "[engines, other]", "{a: 1}", "true"])
 def test_build_from_config_refuses_an_engine_dir_that_is_not_text(value: str, tmp_path: Path) -> None:
     config = tmp_path / "hand.yaml"
@@ -327,3 +340,26 @@ def test_a_save_refused_during_a_check_names_the_check(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert model_lock(folder).acquire("test", wait=False)
+
+
+def test_the_stamp_cache_parses_once_per_change_and_stays_within_its_bytes(tmp_path: Path) -> None:
+    parsed: list[str] = []
+
+    def parse(path: Path) -> str:
+        parsed.append(path.name)
+        return path.read_text()
+
+    cache: StampCache[str | None] = StampCache(size=8, file_bytes=100)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for path in (first, second):
+        path.write_text("x" * 80)
+        age(path)
+    assert [cache.get(first, parse, None) for _ in range(3)] == ["x" * 80] * 3 and parsed == ["first"]
+    cache.get(second, parse, None)  # 160 bytes behind two entries: the first goes
+    cache.get(first, parse, None)
+    assert parsed == ["first", "second", "first"]
+    first.write_text("y" * 80)  # written just now: not kept, so a second write in the same tick is seen
+    assert cache.get(first, parse, None) == "y" * 80
+    first.write_text("z" * 80)
+    assert cache.get(first, parse, None) == "z" * 80
+    assert cache.get(tmp_path / "missing", parse, None) is None

@@ -565,6 +565,28 @@ def test_library_delete_refusal_is_shown(api: Api, engines: Path) -> None:
     assert out["library-message"].startswith(opening("lib_refused")) and "does not exist" in out["library-message"]
 
 
+def test_library_shows_links_out_of_the_engines_folder_and_never_loads_them(
+    api: Api, engines: Path, victim: Path
+) -> None:
+    """Issue 16 item 9: a model's config.yaml, or a build's configs/<variant>.yaml, that is a link out of the
+    engines folder is not listed as loadable and Load refuses it, as Load config refuses the same path."""
+    linked = engines / "linked-config"
+    linked.mkdir(parents=True)
+    (linked / "config.yaml").symlink_to(victim / "config.yaml")
+    built = engines / "linked-variant"
+    (built / "configs").mkdir(parents=True)
+    (built / "configs" / "v.yaml").symlink_to(victim / "config.yaml")
+    record = {"fingerprint": "f", "engine_key": "k", "config": "configs/v.yaml", "built_at": "2026", "engines": []}
+    (built / "build.json").write_text(json.dumps({"model": "a/b", "latest_variant": "v", "variants": {"v": record}}))
+    listed = api.call("/library_list")
+    assert "victim/model" not in listed["library"], listed["library"]
+    assert t("lib_config_outside") in listed["library"]
+    assert api.call("/library_variants", **{"library-model": "linked-variant"})["library-variant"]["choices"]
+    loaded = api.call("/library_load", **{"library-model": "linked-variant", "library-variant": "v"})
+    assert loaded["library-message"] == t("load_outside", root=engines.resolve()), loaded["library-message"]
+    assert loaded.get("model") != "victim/model"
+
+
 # --- hardening: the page touches nothing outside the server's engines folder (issue 10) ---------------------------
 @pytest.fixture
 def victim(app: RunningApp) -> Iterator[Path]:

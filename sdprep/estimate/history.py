@@ -18,6 +18,7 @@ from typing import Any
 from sdprep import model_folder
 from sdprep.estimate.reference import Shape, table_seconds
 from sdprep.manifest import BYTES, PIXELS, SECONDS
+from sdprep.paths import Stamp, stamp
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def gpu_speed(history: Iterable[PastBuild], gpu: str | None) -> tuple[float, int
 
 @dataclass
 class _HistoryCache:
-    stamps: tuple[tuple[str, model_folder.Stamp | None], ...] = ()
+    stamps: tuple[tuple[str, Stamp | None], ...] = ()
     builds: tuple[PastBuild, ...] = field(default_factory=tuple)
 
 
@@ -148,8 +149,8 @@ def load_history(root: Path) -> tuple[PastBuild, ...]:
     those files changes (the preview asks on every change of the form). A record out of bounds is left out and named
     once in the log; it never reaches the estimate."""
     root = Path(root)
-    folders = [folder for folder in model_folder.model_folders(root) if not model_folder.outside(root, folder)]
-    stamps = tuple((str(folder), model_folder.stamp(folder / model_folder.MANIFEST_NAME)) for folder in folders)
+    folders = [folder for folder in model_folder.model_folders(root) if not model_folder.link_outside(root, folder)]
+    stamps = tuple((str(folder), stamp(folder / model_folder.MANIFEST_NAME)) for folder in folders)
     cached = _CACHE.get(str(root))
     if cached is not None and cached.stamps == stamps:
         return cached.builds

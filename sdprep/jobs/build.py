@@ -46,6 +46,7 @@ from sdprep.model_folder import (
     LOGS_DIR,
     MANIFEST_NAME,
     by_relative,
+    outside,
     read_manifest,
     read_manifest_or_empty,
     set_aside_unreadable,
@@ -141,6 +142,9 @@ class Build(Job[BuildResult]):
             self.progress.close_file()
 
     def _run(self, problems: list[Problem]) -> BuildResult:
+        root = Path(self.params.engines_dir)
+        if outside(root, self.engine_dir):  # a model folder that links out of the engines folder: never written
+            return self.result("refused", msg("model_folder_outside", folder=self.engine_dir, root=root))
         # Before anything runs or is written: a build that cannot fit on the disk is refused now, unless it may be
         # up to date (that needs no space; the probe decides, and the space is checked after it).
         if self.options.force or not self.recorded():

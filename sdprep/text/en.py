@@ -431,7 +431,7 @@ TEXT: dict[str, str] = {
     "unknown_value": "unknown ({value})",
     "lib_config_outside": "config.yaml points outside the engines folder; it is not read.",
     "lib_skipped": "Build records left out (out of bounds or of the wrong shape): {reasons}",
-    "save_outside": "The model's folder {folder} points outside the engines folder ({root}); nothing was written.",
+    "model_folder_outside": "The model's folder {folder} points outside the engines folder ({root}); nothing was written.",
     "job_build": "a build",
     "job_check": "a check",
     "job_save": "a save",

@@ -15,6 +15,7 @@ from gradio.blocks import Block
 
 from sdprep.engines import DeleteRefused, PreparedModel, delete_model, find_model, list_models
 from sdprep.messages import msg, os_reason
+from sdprep.model_folder import outside
 from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
@@ -116,6 +117,8 @@ def load(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     path = variant.config if variant is not None else model.config
     if path is None:
         return say(form, "lib_message", [msg("lib_no_config", slug=slug)], lang)
+    if outside(state.engines_root(), path):  # a configs/<variant>.yaml that is a link out: Load config's rule
+        return say(form, "lib_message", [msg("load_outside", root=state.engines_root())], lang)
     updates, messages = load_into_form(form, path, shown_as=str(path))
     return {**updates, **say(form, "lib_message", messages, lang)}
 
