@@ -1,4 +1,4 @@
-"""sdprep/child/self_test.py against the stand-in torch/TensorRT/StreamDiffusion (PYTHONPATH=tests/standin).
+"""sdprep/child/environment_check.py against the stand-in torch/TensorRT/StreamDiffusion (PYTHONPATH=tests/standin).
 
 Each field failure the stand-ins can simulate (tests/standin/README.md) must show up as the right failing check,
 with the library's own error text, the module that broke, and the checks after it skipped; everything else must
@@ -22,7 +22,7 @@ from sdprep.setup.doctor import CheckReport, diagnose
 from sdprep.text import word
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "sdprep" / "child" / "self_test.py"
+SCRIPT = ROOT / "sdprep" / "child" / "environment_check.py"
 STANDIN = ROOT / "tests" / "standin"
 CODES = ["torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion", "build_path"]
 BEFORE_SD = CODES[: CODES.index("streamdiffusion")]
@@ -134,7 +134,7 @@ def test_a_matching_cuda_13_pair_passes() -> None:
 
 def test_the_script_imports_only_the_standard_library() -> None:
     code = (
-        f"import sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); import self_test; "
+        f"import sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); import environment_check; "
         "print(sorted(m for m in ('torch', 'tensorrt', 'streamdiffusion') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=os.environ)
@@ -311,9 +311,9 @@ def test_without_tensorrt_the_build_path_is_skipped() -> None:
 @pytest.fixture
 def self_test_module(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the script imports `protocol` as its sibling
-    import self_test  # type: ignore[import-not-found]
+    import environment_check  # type: ignore[import-not-found]
 
-    return self_test
+    return environment_check
 
 
 def test_failed_module_follows_the_traceback_into_site_packages(

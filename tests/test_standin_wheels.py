@@ -3,7 +3,7 @@
 This is the `setup` command's path end to end, without a network or a GPU: a wheelhouse of stand-in torch,
 TensorRT, transformers and placeholder pins (tests/standin_wheels.py), a local git repository of the stand-in
 StreamDiffusion built by its in-tree stdlib backend, `uv venv` + `uv pip install --no-index --find-links
---offline`, then sdprep/child/self_test.py run by the new venv's Python. Each field failure must surface the same
+--offline`, then sdprep/child/environment_check.py run by the new venv's Python. Each field failure must surface the same
 way it does with the plain stand-ins, now with real distributions and site-packages paths behind it.
 """
 
@@ -28,7 +28,7 @@ from sdprep.child.protocol import EVENT_PREFIX
 from tests.standin_wheels import build_wheelhouse, make_streamdiffusion_repo
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "sdprep" / "child" / "self_test.py"
+SCRIPT = ROOT / "sdprep" / "child" / "environment_check.py"
 TORCH_VERSIONS = ("2.5.1+cu124", "2.5.1+cpu", "2.9.0+cu130")
 TRT = "10.13.3.9"
 

@@ -1,2 +1,3 @@
 """`setup` and `doctor`: make the build Python (.venv-build: CUDA torch, TensorRT, a StreamDiffusion fork) with uv,
-and prove it in seconds with a self-test. Parent side only; the self-test itself runs in sdprep/child/self_test.py."""
+and prove it in seconds with a self-test. Parent side only; the self-test itself runs in
+sdprep/child/environment_check.py."""

@@ -1,6 +1,6 @@
-"""The self-test (`doctor`): run child/self_test.py in a build Python and say, check by check, what works and what
-broke, with the known cause and fix. Seconds, not minutes: it builds and runs a one-layer TensorRT network instead
-of a model.
+"""The self-test (`doctor`): run child/environment_check.py in a build Python and say, check by check, what works and
+what broke, with the known cause and fix. Seconds, not minutes: it builds and runs a one-layer TensorRT network
+instead of a model.
 """
 
 from __future__ import annotations
@@ -158,7 +158,9 @@ class Doctor(Job[DoctorResult]):
             job = Path(folder) / "job.json"
             job.write_text(json.dumps({"skip_streamdiffusion": self.skip_streamdiffusion}), encoding="utf-8")
             try:
-                run = self.run_child("self_test.py", [str(job)], on_record=self.on_record, stop_code="stopping_doctor")
+                run = self.run_child(
+                    "environment_check.py", [str(job)], on_record=self.on_record, stop_code="stopping_doctor"
+                )
             except OSError as problem:
                 return self.result(
                     "unavailable", msg("child_cannot_start", python=self.child.interpreter(), reason=os_reason(problem))

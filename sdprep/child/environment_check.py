@@ -1,6 +1,6 @@
 """Child script: prove in seconds that this Python can build and run TensorRT engines for StreamDiffusion.
 
-Run by path with the build Python: `python self_test.py [JOB.json]`; the optional job holds options, e.g.
+Run by path with the build Python: `python environment_check.py [JOB.json]`; the optional job holds options, e.g.
 {"skip_streamdiffusion": true}. Standard library at import time: torch, tensorrt and streamdiffusion are imported
 inside the checks, so a broken one is a finding, never a crash of this script.
 
