@@ -47,6 +47,7 @@ def metrics(data: dict[str, Any]) -> list[Metric]:
         *_streaming(data),
         *_up_to_date(data),
         *_waiting(data),
+        *_reprobes(data),
         *_first_start(data),
     ]
 
@@ -282,6 +283,24 @@ def _waiting(data: dict[str, Any]) -> list[Metric]:
     ]
 
 
+def _reprobes(data: dict[str, Any]) -> list[Metric]:
+    reprobes = data.get("reprobes")
+    if not reprobes:
+        return []
+    panel = reprobes["panel_s"]
+    return [
+        Metric(
+            f"A new page's environment panel with {reprobes['clicks']} “Probe again” clicks queued",
+            "< 1 s",
+            "s",
+            panel,
+            max(panel) < 1.0,
+            f"{len(panel)} new pages, max {fmt(max(panel), 's')}; all {reprobes['clicks']} clicks answered in "
+            f"{fmt(reprobes['all_clicks_s'], 's')} (one probe: {fmt(reprobes['probe_s'], 's')})",
+        )
+    ]
+
+
 def render(data: dict[str, Any], rows: list[Metric]) -> str:
     info = data["machine"]
     load = data.get("load", {})
@@ -373,6 +392,10 @@ def render(data: dict[str, Any], rows: list[Metric]) -> str:
         "reason), so 80 wait, each page following its own as a page does. A fresh page then times form changes as "
         "above; then pages press Cancel on their waiting build one after another (request → the answer that "
         "shows it cancelled), and last the hung build is cancelled.",
+        "- **Re-probes queued** (`bench/reprobes.py`): one page probes (the cache is then warm), 20 pages click "
+        "“Probe again” (queued, not followed), and new pages open one after another: each one's environment panel "
+        "(the page load's `cached_environment` event) is timed from request to answer; then every click is followed "
+        "to its answer (the server's probe lane runs one probe at a time and merges the clicks that wait).",
         "- **First start** (`bench/first_start.py`, only with `--first-start`: it downloads from PyPI): a `git "
         "clone` of HEAD, then `bash run.sh` (a venv, uv into it, the requirements with uv) until `GET /` first "
         "answers 200; and the same clone with pip (`python -m venv`, `pip install -r requirements.txt`, start), "

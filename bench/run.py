@@ -10,7 +10,8 @@ Gradio app (startup.py); the real app driven as a browser drives it: zero-work b
 (builds.py), "up to date" answers (up_to_date.py), form changes (form_change.py), a slow build's log lines on
 arrival (streaming.py); the minimal app's round trip; in this process, the preview's server time and handler, a
 child's start, line latency, the up-to-date answer of `run_build` and of the CLI; and form changes and Cancel with
-80 builds waiting (waiting_builds.py). Results go to docs/performance.md and bench/results/<date>.json.
+80 builds waiting (waiting_builds.py); a new page's environment panel with 20 re-probes queued (reprobes.py).
+Results go to docs/performance.md and bench/results/<date>.json.
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # packages and no module here can shadow one of the standard library's.
 sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench")]
 
-from bench import builds, first_start, form_change, report, startup, streaming, up_to_date, waiting_builds  # noqa: E402
+from bench import (  # noqa: E402
+    builds,
+    first_start,
+    form_change,
+    report,
+    reprobes,
+    startup,
+    streaming,
+    up_to_date,
+    waiting_builds,
+)
 from bench.common import app_server, fmt, median  # noqa: E402
 from tests.page_client import PageClient  # noqa: E402
 
@@ -99,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         data["up_to_date"] = up_to_date.measure(args.uptodate_rounds, state)
         say("80 builds waiting: form changes and Cancel")
         data["waiting_builds"] = waiting_builds.measure(state, args.previews, args.cancels, say)
+        say("20 re-probes queued: a new page's environment panel")
+        data["reprobes"] = reprobes.measure(state, say)
         if args.first_start:
             say("a fresh clone's first start: run.sh (uv) and pip, empty caches")
             data["first_start"] = first_start.measure(say)

@@ -864,3 +864,78 @@ def test_a_lora_id_and_a_model_folder_with_markup_are_shown_as_written(printing_
     derived = api.call("/preview", model=str(folder))["derived"]
     assert "b" not in elements(derived), derived
     note("text", "LoRA id own`er/<b>X</b>, model folder m`<b>X", progress.splitlines()[-1], tmp_path)
+
+
+# --- the probe: page loads answer from the cache, re-probes one at a time and merged (issue 16) -------------------
+def test_twenty_probe_again_clicks_cost_two_probes_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clicks while a probe runs share the next one; a request that any answer satisfies joins the running one;
+    a failed probe is every waiting request's answer. Once, 20 queued clicks ran 20 probes one after another."""
+    from concurrent.futures import Future
+
+    from sdprep.jobs import environment as env
+    from sdprep.jobs.process import ChildSpec
+
+    release, running, calls = threading.Event(), threading.Semaphore(0), []
+    at_once = [0, 0]  # now, most
+
+    def slow_probe(spec: Any, refresh: bool = False) -> Any:
+        at_once[0] += 1
+        at_once[1] = max(at_once)
+        calls.append(refresh)
+        running.release()
+        release.wait(10)
+        at_once[0] -= 1
+        if len(calls) == 2:
+            raise env.ProbeError(env.msg("no_output"))
+        return f"answer {len(calls)}"
+
+    monkeypatch.setattr(env, "probe", slow_probe)
+    lane, spec = env.ProbeLane(), ChildSpec()
+    first = lane.request(spec)
+    assert running.acquire(timeout=10)  # the first probe runs
+    clicks: list[Future[Any]] = [lane.request(spec, fresh=True) for _ in range(20)]
+    joined = lane.request(spec, fresh=False)
+    assert joined is first and len({id(click) for click in clicks}) == 1 and clicks[0] is not first
+    release.set()
+    assert first.result(10) == "answer 1"
+    with pytest.raises(env.ProbeError):
+        clicks[0].result(10)
+    assert calls == [True, True] and at_once[1] == 1 and not lane.busy()
+    assert lane.request(spec).result(10) == "answer 3"  # the lane starts again after it has drained
+
+
+def test_a_new_page_shows_the_environment_while_twenty_reprobes_wait(printing_app: Any) -> None:
+    """Page loads once shared the probe's one-at-a-time lane: 20 queued clicks made every new page wait for ~20
+    probes (22 s on the machine of the report). Now the panel comes from the cache before the clicks are answered."""
+    from tests.page_client import PageClient
+
+    first = PageClient(printing_app.url, deadline=120)
+    first.call("probe_environment")
+    clickers = [PageClient(printing_app.url, deadline=300) for _ in range(20)]
+    answered: list[float] = []
+
+    def follow(clicker: PageClient, event: str) -> None:
+        last = list(clicker.follow("reprobe_environment", event))[-1][1]
+        assert "GPU" in text_of(last)
+        answered.append(time.monotonic())
+
+    events = [(clicker, clicker.join("reprobe_environment")) for clicker in clickers]
+    page = PageClient(printing_app.url, deadline=60)
+    try:
+        with ThreadPoolExecutor(len(events)) as pool:
+            followed = [pool.submit(follow, clicker, event) for clicker, event in events]
+            started = time.monotonic()
+            panel = text_of(page.call("cached_environment")[0])
+            shown = time.monotonic()
+            for done in followed:
+                done.result(timeout=300)
+        assert "GPU" in panel, panel[:500]
+        assert shown < max(answered), "the new page waited for every queued probe"
+        FIGURES["reprobes"] = {
+            "queued": 20,
+            "new_page_panel_s": round(shown - started, 3),
+            "all_clicks_answered_s": round(max(answered) - started, 3),
+        }
+    finally:
+        for each in [first, page, *clickers]:
+            each.close()
