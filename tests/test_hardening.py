@@ -165,7 +165,8 @@ def test_cli_from_config_refuses_yaml_bombs_at_once(kind: str, tmp_path: Path) -
     line = one_clear_line(done, "--from-config", str(path), HOSTILE[kind])
     assert len(line) < 400, line
     assert not (tmp_path / "engines").exists()
-    note("special_files", f"--from-config {kind} ({path.stat().st_size} bytes)", f"{line} ({seconds:.2f} s)", tmp_path)
+    size = path.stat().st_size
+    note("special_files", f"--from-config {kind}", f"{line} ({size} bytes, {seconds:.2f} s)", tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -192,6 +193,50 @@ def test_special_files_are_refused_as_weights(flag: str, value: str, tmp_path: P
         line,
         tmp_path,
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "written"),
+    [
+        (["--profile", "fast", "--no-static-shapes"], "static_shapes: false"),  # once wrote true
+        (["--profile", "fast", "--opt-level", "3"], "builder_optimization_level: 3"),  # once wrote 2
+    ],
+)
+def test_a_flag_typed_beside_a_profile_is_written(flags: list[str], written: str, tmp_path: Path) -> None:
+    done = cli("build", "--config-only", *flags, "--engines-dir", str(tmp_path / "engines"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    config = Path(done.stdout.strip().splitlines()[-1]).read_text(encoding="utf-8")
+    assert written in config.splitlines(), config
+    note("messages", f"build {' '.join(flags)}", f"config.yaml: {written}")
+
+
+def test_a_flag_against_its_profile_is_refused_with_the_reason(tmp_path: Path) -> None:
+    done = cli("build", "--profile", "fp8", "--no-fp8", "--engines-dir", str(tmp_path / "engines"), cwd=tmp_path)
+    assert done.returncode == EXIT["refused"], done.stderr  # once: exit 0 and fp8: true written
+    line = one_clear_line(done, "--fp8", "--no-fp8", "--profile fp8")
+    assert not (tmp_path / "engines").exists()
+    note("messages", "build --profile fp8 --no-fp8", line)
+
+
+def test_the_copied_line_with_a_value_starting_with_a_dash_runs_in_a_real_shell(tmp_path: Path) -> None:
+    """Copy as command once wrote `--controlnet -lllyasviel/…` and `--ipadapter -h94/…`, which argparse read as
+    flags ("expected one argument"); now `--flag=value`, run here through bash itself."""
+    from sdprep.command_line import shell_command
+    from sdprep.params import ControlNetSlot
+    from sdprep.save import save_config
+
+    slot = ControlNetSlot("-lllyasviel/control_v11p_sd15_canny", "canny")
+    values = {"use_controlnet": True, "controlnets": [slot], "use_ipadapter": True}
+    params = make(tmp_path, **values, ipadapter_model_path="-h94/IP-Adapter", lora_json='{"owner/style-lora": 0.8}')
+    line = shell_command(params).replace("python gradio_prepare.py", f"{sys.executable} {APP}", 1)
+    env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
+    done = subprocess.run(["bash", "-c", line + " --config-only"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, (line, done.stderr)
+    written = Path(done.stdout.strip().splitlines()[-1]).read_bytes()
+    (tmp_path / "engines").rename(tmp_path / "by-cli")
+    saved = save_config(params, runtime_defaults())
+    assert saved.ok and saved.config_path is not None and saved.config_path.read_bytes() == written
+    note("messages", "copied line with --controlnet=-lllyasviel/…", "bash ran it: exit 0, config.yaml byte-identical")
 
 
 # --- 4. races ----------------------------------------------------------------------------------------------------
@@ -845,7 +890,12 @@ def test_log_lines_reach_the_page_as_text_and_cut(printing_app: Any) -> None:
     assert "more)" in result and "more)" in log
     logs = list(engines_of(printing_app).glob("**/*.log"))
     assert any(HUGE_LINE in path.read_text(encoding="utf-8") for path in logs), logs  # the file keeps it whole
-    note("text", "build log: ``` <img> [link](…) and a 1,000,000-character line", f"result {len(result)} chars")
+    note(
+        "text",
+        "build log: three backticks, an image tag, a link, a 1,000,000-character line",
+        f"shown as text in a longer fence; the long line cut to 2,000 characters and “… (N more)”; result "
+        f"{len(result):,} characters, log box {len(log):,}; the log file keeps the whole line",
+    )
 
 
 def test_a_lora_id_and_a_model_folder_with_markup_are_shown_as_written(printing_app: Any, tmp_path: Path) -> None:
@@ -863,7 +913,7 @@ def test_a_lora_id_and_a_model_folder_with_markup_are_shown_as_written(printing_
     assert "b" not in elements(built["build-result"]), built["build-result"]
     derived = api.call("/preview", model=str(folder))["derived"]
     assert "b" not in elements(derived), derived
-    note("text", "LoRA id own`er/<b>X</b>, model folder m`<b>X", progress.splitlines()[-1], tmp_path)
+    note("text", "LoRA id and model folder with a backtick and a tag", "shown as typed, no element rendered")
 
 
 # --- the probe: page loads answer from the cache, re-probes one at a time and merged (issue 16) -------------------

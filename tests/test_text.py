@@ -154,3 +154,17 @@ def test_prose_shows_code_spans_as_code_and_escapes_the_rest() -> None:
 def test_a_template_without_fields_writes_its_braces_once() -> None:
     assert word(msg("lora_not_object"), "en").endswith('like {"owner/lora": 0.8}.')
     assert "{{" not in word(msg("lora_not_object"), "ru")
+
+
+def test_values_from_outside_are_cut_before_they_are_written() -> None:
+    """A list read from a file is named by its first items and a count; a value quoted in a message is written
+    cut (reprlib), however many items it stands for; a line is cut with how much more there was."""
+    from sdprep.messages import cut, shown
+
+    sentence = word(msg("note_t_index", given=list(range(100_000)), steps=4, preset=[0, 16, 32, 45]))
+    assert "19, … (+99980) has" in sentence and len(sentence) < 300
+    nested: list[object] = [0] * 9
+    for _ in range(9):
+        nested = [nested] * 9  # 9**10 items once expanded, a few hundred objects in memory
+    assert len(shown(nested)) <= 80 and shown("x" * 10**6).endswith("more)")
+    assert cut("y" * 2500) == "y" * 2000 + "… (500 more)"
