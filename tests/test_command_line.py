@@ -193,3 +193,12 @@ def test_what_the_cli_cannot_say_is_named() -> None:
     empty: BakedParams = params_from_values({"use_controlnet": True, "engines_dir": "/e"})
     with pytest.raises(NotACommand):
         build_args(empty)
+
+
+def test_a_windows_server_offers_the_cmd_line_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdprep import command_line
+
+    monkeypatch.setattr(command_line.os, "name", "nt")
+    assert command_line.default_shell() == "cmd"
+    monkeypatch.setattr(command_line.os, "name", "posix")
+    assert command_line.default_shell() == "posix"
