@@ -924,6 +924,7 @@ def test_twenty_probe_again_clicks_cost_two_probes_one_at_a_time(monkeypatch: py
 
     from sdprep.jobs import environment as env
     from sdprep.jobs.process import ChildSpec
+    from sdprep.messages import Message
 
     release, running, calls = threading.Event(), threading.Semaphore(0), []
     at_once = [0, 0]  # now, most
@@ -936,12 +937,12 @@ def test_twenty_probe_again_clicks_cost_two_probes_one_at_a_time(monkeypatch: py
         release.wait(10)
         at_once[0] -= 1
         if len(calls) == 2:
-            raise env.ProbeError(env.msg("no_output"))
+            raise env.ProbeError(Message("no_output"))
         return f"answer {len(calls)}"
 
     monkeypatch.setattr(env, "probe", slow_probe)
     lane, spec = env.ProbeLane(), ChildSpec()
-    first = lane.request(spec)
+    first: Future[Any] = lane.request(spec)
     assert running.acquire(timeout=10)  # the first probe runs
     clicks: list[Future[Any]] = [lane.request(spec, fresh=True) for _ in range(20)]
     joined = lane.request(spec, fresh=False)
@@ -951,7 +952,8 @@ def test_twenty_probe_again_clicks_cost_two_probes_one_at_a_time(monkeypatch: py
     with pytest.raises(env.ProbeError):
         clicks[0].result(10)
     assert calls == [True, True] and at_once[1] == 1 and not lane.busy()
-    assert lane.request(spec).result(10) == "answer 3"  # the lane starts again after it has drained
+    again: Future[Any] = lane.request(spec)
+    assert again.result(10) == "answer 3"  # the lane starts again after it has drained
 
 
 def test_a_new_page_shows_the_environment_while_twenty_reprobes_wait(printing_app: Any) -> None:
