@@ -185,6 +185,59 @@ DEFECTS: list[tuple[str, str, str, str]] = [
         "the same",
         "",
     ),
+    # The second adversarial pass (issue 16).
+    (
+        "A 564-byte YAML alias chain (nine levels) froze the server: its message repr()'d billions of items",
+        "test_cli_from_config_refuses_yaml_bombs_at_once[alias-chain], "
+        "test_an_uploaded_yaml_bomb_is_not_a_config_and_the_server_goes_on (4 cases each)",
+        "every request stalled 7–10 s per upload; the CLI ended with MemoryError after 19–39 s",
+        "special_files:--from-config alias-chain",
+    ),
+    (
+        "… nesting 5,000 levels deep, an alias of itself, a 5,000-digit integer",
+        "…[5000-deep], …[self-alias], …[5000-digit-int]",
+        "`not valid YAML: maximum recursion depth…`; a value repr()'d as `[1, [...]]`; a ValueError traceback",
+        "special_files:--from-config 5000-deep",
+    ),
+    (
+        "A log line of three backticks closed the result's log block; a 1,000,000-character line reached the page",
+        "test_log_lines_reach_the_page_as_text_and_cut",
+        "the lines after it rendered as Markdown/HTML (an image request, a link); about 1 MB per redraw",
+        "text:build log: three backticks, an image tag, a link, a 1,000,000-character line",
+    ),
+    (
+        "A LoRA id with a backtick and a tag, a model folder named ``m`<b>X`` rendered as HTML",
+        "test_a_lora_id_and_a_model_folder_with_markup_are_shown_as_written, "
+        "test_markup_in_a_lora_id_and_a_model_folder_is_shown_as_text (Chromium)",
+        "a `<b>` element in the derived values and the progress line",
+        "text:LoRA id and model folder with a backtick and a tag",
+    ),
+    (
+        "20 queued “Probe again” clicks made every new page's environment panel wait",
+        "test_a_new_page_shows_the_environment_while_twenty_reprobes_wait, "
+        "test_twenty_probe_again_clicks_cost_two_probes_one_at_a_time",
+        "the panel came after all 20 probes (22 s in the report, 10.6 s here)",
+        "reprobes",
+    ),
+    (
+        "`--profile fast --no-static-shapes` wrote `static_shapes: true` (a flag equal to its default was lost)",
+        "test_a_flag_typed_beside_a_profile_is_written (2 cases)",
+        "`static_shapes: true`; `--profile fast --opt-level 3` wrote level 2",
+        "messages:build --profile fast --no-static-shapes",
+    ),
+    (
+        "`--profile fp8 --no-fp8` wrote `fp8: true`",
+        "test_a_flag_against_its_profile_is_refused_with_the_reason",
+        "exit 0, `fp8: true`",
+        "messages:build --profile fp8 --no-fp8",
+    ),
+    (
+        "The copied command with a ControlNet `-lllyasviel/…` or an IP-Adapter `-h94/…` failed; POSIX quoting only",
+        "test_the_copied_line_with_a_value_starting_with_a_dash_runs_in_a_real_shell; tests/test_command_line.py "
+        "(both shells, parsed back by their rules: hypothesis, 150 cases each)",
+        "`argument --controlnet: expected one argument`; a JSON LoRA list broke under Windows' rules",
+        "messages:copied line with --controlnet=-lllyasviel/…",
+    ),
 ]
 
 
@@ -368,6 +421,11 @@ def _now(hardening: dict[str, Any], key: str) -> str:
             f"{found['requests']} loads each answered “not a config file” within {found['all_answered_s']:.2f} s; "
             f"a form change right after: {found['preview_after_s'] * 1000:.0f} ms"
         )
+    if section == "reprobes":
+        return (
+            f"a new page's panel answered in {found['new_page_panel_s']:.2f} s, before the {found['queued']} clicks "
+            f"(all answered {found['all_clicks_answered_s']:.2f} s after it was asked)"
+        )
     if section == "upload_9mb":
         return f"refused in {found['seconds']:.2f} s: {short(found['answer'], 120)}"
     if section == "flood":
@@ -396,7 +454,7 @@ def render_hardening(hardening: dict[str, Any]) -> list[str]:
     messages = hardening.get("messages", {})
     if messages:
         lines += ["", "<details><summary>Every message of these cases</summary>", "", "| case | message |", "|---|---|"]
-        for section in ("special_files", "races", "files", "corrupt_manifest", "messages", "outside"):
+        for section in ("special_files", "races", "files", "corrupt_manifest", "messages", "outside", "text"):
             for case, text in hardening.get(section, {}).items():
                 lines.append(f"| {short(case, 80)} | {short(text, 260)} |")
         lines += ["", "</details>", ""]

@@ -49,6 +49,7 @@ def metrics(data: dict[str, Any]) -> list[Metric]:
         *_rehearsal(data),
         *_waiting(data),
         *_records(data),
+        *_reprobes(data),
         *_first_start(data),
     ]
 
@@ -353,6 +354,24 @@ def _records(data: dict[str, Any]) -> list[Metric]:
     ]
 
 
+def _reprobes(data: dict[str, Any]) -> list[Metric]:
+    reprobes = data.get("reprobes")
+    if not reprobes:
+        return []
+    panel = reprobes["panel_s"]
+    return [
+        Metric(
+            f"A new page's environment panel with {reprobes['clicks']} “Probe again” clicks queued",
+            "< 1 s",
+            "s",
+            panel,
+            max(panel) < 1.0,
+            f"{len(panel)} new pages, max {fmt(max(panel), 's')}; all {reprobes['clicks']} clicks answered in "
+            f"{fmt(reprobes['all_clicks_s'], 's')} (one probe: {fmt(reprobes['probe_s'], 's')})",
+        )
+    ]
+
+
 def render(data: dict[str, Any], rows: list[Metric]) -> str:
     info = data["machine"]
     load = data.get("load", {})
@@ -449,6 +468,10 @@ def render(data: dict[str, Any], rows: list[Metric]) -> str:
         "The page is served from the bench process on that folder: form changes alternate between the local model "
         "and a hub id (server time as above); then the library's list and a load of one build, round trips over "
         "HTTP, each model in turn, after one warm-up listing.",
+        "- **Re-probes queued** (`bench/reprobes.py`): one page probes (the cache is then warm), 20 pages click "
+        "“Probe again” (queued, not followed), and new pages open one after another: each one's environment panel "
+        "(the page load's `cached_environment` event) is timed from request to answer; then every click is followed "
+        "to its answer (the server's probe lane runs one probe at a time and merges the clicks that wait).",
         "- **First start** (`bench/first_start.py`, only with `--first-start`: it downloads from PyPI): a `git "
         "clone` of HEAD, then `bash run.sh` (a venv, uv into it, the requirements with uv) until `GET /` first "
         "answers 200; and the same clone with pip (`python -m venv`, `pip install -r requirements.txt`, start), "

@@ -11,7 +11,8 @@ Gradio app (startup.py); the real app driven as a browser drives it: zero-work b
 arrival (streaming.py); the minimal app's round trip; in this process, the preview's server time and handler, a
 child's start, line latency, the up-to-date answer of `run_build` and of the CLI, the rehearsal (rehearsal.py); and
 form changes and Cancel with 80 builds waiting (waiting_builds.py); a library of 306 builds: a local model's form
-changes, the library's list and load (records.py). Results go to docs/performance.md and bench/results/<date>.json.
+changes, the library's list and load (records.py); a new page's environment panel with 20 re-probes queued
+(reprobes.py). Results go to docs/performance.md and bench/results/<date>.json.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bench import (  # noqa: E402
     records,
     rehearsal,
     report,
+    reprobes,
     startup,
     streaming,
     up_to_date,
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         data["waiting_builds"] = waiting_builds.measure(state, args.previews, args.cancels, say)
         say(f"a library of {records.MODELS} models: a local model's form changes, the library's list and load")
         data["records"] = records.measure(state, args.previews, args.listings)
+        say("20 re-probes queued: a new page's environment panel")
+        data["reprobes"] = reprobes.measure(state, say)
         if args.first_start:
             say("a fresh clone's first start: run.sh (uv) and pip, empty caches")
             data["first_start"] = first_start.measure(say)

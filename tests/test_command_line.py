@@ -5,8 +5,10 @@ through the CLI with --config-only, writes the very config.yaml that Save config
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +100,7 @@ def cmd_split(line: str) -> list[str]:
     return words
 
 
-SPLIT = {"posix": shlex.split, "cmd": cmd_split}
+SPLIT: dict[str, Callable[[str], list[str]]] = {"posix": shlex.split, "cmd": cmd_split}
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -193,3 +195,12 @@ def test_what_the_cli_cannot_say_is_named() -> None:
     empty: BakedParams = params_from_values({"use_controlnet": True, "engines_dir": "/e"})
     with pytest.raises(NotACommand):
         build_args(empty)
+
+
+def test_a_windows_server_offers_the_cmd_line_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdprep.command_line import default_shell
+
+    monkeypatch.setattr(os, "name", "nt")
+    assert default_shell() == "cmd"
+    monkeypatch.setattr(os, "name", "posix")
+    assert default_shell() == "posix"

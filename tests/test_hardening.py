@@ -165,7 +165,8 @@ def test_cli_from_config_refuses_yaml_bombs_at_once(kind: str, tmp_path: Path) -
     line = one_clear_line(done, "--from-config", str(path), HOSTILE[kind])
     assert len(line) < 400, line
     assert not (tmp_path / "engines").exists()
-    note("special_files", f"--from-config {kind} ({path.stat().st_size} bytes)", f"{line} ({seconds:.2f} s)", tmp_path)
+    size = path.stat().st_size
+    note("special_files", f"--from-config {kind}", f"{line} ({size} bytes, {seconds:.2f} s)", tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -192,6 +193,50 @@ def test_special_files_are_refused_as_weights(flag: str, value: str, tmp_path: P
         line,
         tmp_path,
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "written"),
+    [
+        (["--profile", "fast", "--no-static-shapes"], "static_shapes: false"),  # once wrote true
+        (["--profile", "fast", "--opt-level", "3"], "builder_optimization_level: 3"),  # once wrote 2
+    ],
+)
+def test_a_flag_typed_beside_a_profile_is_written(flags: list[str], written: str, tmp_path: Path) -> None:
+    done = cli("build", "--config-only", *flags, "--engines-dir", str(tmp_path / "engines"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    config = Path(done.stdout.strip().splitlines()[-1]).read_text(encoding="utf-8")
+    assert written in config.splitlines(), config
+    note("messages", f"build {' '.join(flags)}", f"config.yaml: {written}")
+
+
+def test_a_flag_against_its_profile_is_refused_with_the_reason(tmp_path: Path) -> None:
+    done = cli("build", "--profile", "fp8", "--no-fp8", "--engines-dir", str(tmp_path / "engines"), cwd=tmp_path)
+    assert done.returncode == EXIT["refused"], done.stderr  # once: exit 0 and fp8: true written
+    line = one_clear_line(done, "--fp8", "--no-fp8", "--profile fp8")
+    assert not (tmp_path / "engines").exists()
+    note("messages", "build --profile fp8 --no-fp8", line)
+
+
+def test_the_copied_line_with_a_value_starting_with_a_dash_runs_in_a_real_shell(tmp_path: Path) -> None:
+    """Copy as command once wrote `--controlnet -lllyasviel/…` and `--ipadapter -h94/…`, which argparse read as
+    flags ("expected one argument"); now `--flag=value`, run here through bash itself."""
+    from sdprep.command_line import shell_command
+    from sdprep.params import ControlNetSlot
+    from sdprep.save import save_config
+
+    slot = ControlNetSlot("-lllyasviel/control_v11p_sd15_canny", "canny")
+    values = {"use_controlnet": True, "controlnets": [slot], "use_ipadapter": True}
+    params = make(tmp_path, **values, ipadapter_model_path="-h94/IP-Adapter", lora_json='{"owner/style-lora": 0.8}')
+    line = shell_command(params).replace("python gradio_prepare.py", f"{sys.executable} {APP}", 1)
+    env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
+    done = subprocess.run(["bash", "-c", line + " --config-only"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, (line, done.stderr)
+    written = Path(done.stdout.strip().splitlines()[-1]).read_bytes()
+    (tmp_path / "engines").rename(tmp_path / "by-cli")
+    saved = save_config(params, runtime_defaults())
+    assert saved.ok and saved.config_path is not None and saved.config_path.read_bytes() == written
+    note("messages", "copied line with --controlnet=-lllyasviel/…", "bash ran it: exit 0, config.yaml byte-identical")
 
 
 # --- 4. races ----------------------------------------------------------------------------------------------------
@@ -845,7 +890,12 @@ def test_log_lines_reach_the_page_as_text_and_cut(printing_app: Any) -> None:
     assert "more)" in result and "more)" in log
     logs = list(engines_of(printing_app).glob("**/*.log"))
     assert any(HUGE_LINE in path.read_text(encoding="utf-8") for path in logs), logs  # the file keeps it whole
-    note("text", "build log: ``` <img> [link](…) and a 1,000,000-character line", f"result {len(result)} chars")
+    note(
+        "text",
+        "build log: three backticks, an image tag, a link, a 1,000,000-character line",
+        f"shown as text in a longer fence; the long line cut to 2,000 characters and “… (N more)”; result "
+        f"{len(result):,} characters, log box {len(log):,}; the log file keeps the whole line",
+    )
 
 
 def test_a_lora_id_and_a_model_folder_with_markup_are_shown_as_written(printing_app: Any, tmp_path: Path) -> None:
@@ -863,4 +913,81 @@ def test_a_lora_id_and_a_model_folder_with_markup_are_shown_as_written(printing_
     assert "b" not in elements(built["build-result"]), built["build-result"]
     derived = api.call("/preview", model=str(folder))["derived"]
     assert "b" not in elements(derived), derived
-    note("text", "LoRA id own`er/<b>X</b>, model folder m`<b>X", progress.splitlines()[-1], tmp_path)
+    note("text", "LoRA id and model folder with a backtick and a tag", "shown as typed, no element rendered")
+
+
+# --- the probe: page loads answer from the cache, re-probes one at a time and merged (issue 16) -------------------
+def test_twenty_probe_again_clicks_cost_two_probes_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clicks while a probe runs share the next one; a request that any answer satisfies joins the running one;
+    a failed probe is every waiting request's answer. Once, 20 queued clicks ran 20 probes one after another."""
+    from concurrent.futures import Future
+
+    from sdprep.jobs import environment as env
+    from sdprep.jobs.process import ChildSpec
+    from sdprep.messages import Message
+
+    release, running, calls = threading.Event(), threading.Semaphore(0), []
+    at_once = [0, 0]  # now, most
+
+    def slow_probe(spec: Any, refresh: bool = False) -> Any:
+        at_once[0] += 1
+        at_once[1] = max(at_once)
+        calls.append(refresh)
+        running.release()
+        release.wait(10)
+        at_once[0] -= 1
+        if len(calls) == 2:
+            raise env.ProbeError(Message("no_output"))
+        return f"answer {len(calls)}"
+
+    monkeypatch.setattr(env, "probe", slow_probe)
+    lane, spec = env.ProbeLane(), ChildSpec()
+    first: Future[Any] = lane.request(spec)
+    assert running.acquire(timeout=10)  # the first probe runs
+    clicks: list[Future[Any]] = [lane.request(spec, fresh=True) for _ in range(20)]
+    joined = lane.request(spec, fresh=False)
+    assert joined is first and len({id(click) for click in clicks}) == 1 and clicks[0] is not first
+    release.set()
+    assert first.result(10) == "answer 1"
+    with pytest.raises(env.ProbeError):
+        clicks[0].result(10)
+    assert calls == [True, True] and at_once[1] == 1 and not lane.busy()
+    again: Future[Any] = lane.request(spec)
+    assert again.result(10) == "answer 3"  # the lane starts again after it has drained
+
+
+def test_a_new_page_shows_the_environment_while_twenty_reprobes_wait(printing_app: Any) -> None:
+    """Page loads once shared the probe's one-at-a-time lane: 20 queued clicks made every new page wait for ~20
+    probes (22 s on the machine of the report). Now the panel comes from the cache before the clicks are answered."""
+    from tests.page_client import PageClient
+
+    first = PageClient(printing_app.url, deadline=120)
+    first.call("probe_environment")
+    clickers = [PageClient(printing_app.url, deadline=300) for _ in range(20)]
+    answered: list[float] = []
+
+    def follow(clicker: PageClient, event: str) -> None:
+        last = list(clicker.follow("reprobe_environment", event))[-1][1]
+        assert "GPU" in text_of(last)
+        answered.append(time.monotonic())
+
+    events = [(clicker, clicker.join("reprobe_environment")) for clicker in clickers]
+    page = PageClient(printing_app.url, deadline=60)
+    try:
+        with ThreadPoolExecutor(len(events)) as pool:
+            followed = [pool.submit(follow, clicker, event) for clicker, event in events]
+            started = time.monotonic()
+            panel = text_of(page.call("cached_environment")[0])
+            shown = time.monotonic()
+            for done in followed:
+                done.result(timeout=300)
+        assert "GPU" in panel, panel[:500]
+        assert shown < max(answered), "the new page waited for every queued probe"
+        FIGURES["reprobes"] = {
+            "queued": 20,
+            "new_page_panel_s": round(shown - started, 3),
+            "all_clicks_answered_s": round(max(answered) - started, 3),
+        }
+    finally:
+        for each in [first, page, *clickers]:
+            each.close()

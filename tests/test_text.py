@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sdprep.engine_files import FILE_KINDS
 from sdprep.jobs.job import Outcome
@@ -154,3 +156,64 @@ def test_prose_shows_code_spans_as_code_and_escapes_the_rest() -> None:
 def test_a_template_without_fields_writes_its_braces_once() -> None:
     assert word(msg("lora_not_object"), "en").endswith('like {"owner/lora": 0.8}.')
     assert "{{" not in word(msg("lora_not_object"), "ru")
+
+
+def test_values_from_outside_are_cut_before_they_are_written() -> None:
+    """A list read from a file is named by its first items and a count; a value quoted in a message is written
+    cut (reprlib), however many items it stands for; a line is cut with how much more there was."""
+    from sdprep.messages import cut, shown
+
+    sentence = word(msg("note_t_index", given=list(range(100_000)), steps=4, preset=[0, 16, 32, 45]))
+    assert "19, … (+99980) has" in sentence and len(sentence) < 300
+    nested: list[object] = [0] * 9
+    for _ in range(9):
+        nested = [nested] * 9  # 9**10 items once expanded, a few hundred objects in memory
+    assert len(shown(nested)) <= 80 and shown("x" * 10**6).endswith("more)")
+    assert cut("y" * 2500) == "y" * 2000 + "… (500 more)"
+
+
+def _rendered(markdown: str) -> tuple[str, set[str]]:
+    """The text and the elements of Markdown as a CommonMark renderer with HTML and tables shows it."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    seen: list[str] = []
+    tags: set[str] = set()
+
+    class Reader(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            tags.add(tag)
+
+        def handle_data(self, data: str) -> None:
+            seen.append(data)
+
+    reader = Reader(convert_charrefs=True)
+    reader.feed(MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown))
+    reader.close()
+    return " ".join("".join(seen).split()), tags
+
+
+OUTSIDE_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from("`*_[]()<>&#!|~\\-+. 1"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=OUTSIDE_TEXT)
+def test_text_from_outside_renders_as_written_and_makes_no_element(value: str) -> None:
+    """A value from outside in a page sentence (text), as code, or as a table cell: a Markdown renderer shows its
+    characters as written and makes no element of them (issue 16: m`<b>X, a LoRA id with a tag)."""
+    from sdprep.ui.views.html import code, code_block, page_t
+
+    lines = [line for line in value.splitlines() if line.strip()] or ["x"]
+    shown, tags = _rendered(code_block([*lines, "```", "`" * 7, *lines]))
+    assert tags <= {"pre", "code"} and shown == " ".join(" ".join([*lines, "```", "`" * 7, *lines]).split())
+    expected = " ".join(value.split())
+    shown, tags = _rendered(page_t("config_missing", "en", path=value))
+    assert tags <= {"p"} and shown == " ".join(f"{expected} does not exist.".split()), (value, shown, tags)
+    shown, tags = _rendered(page_t("prog_what", "en", model=value, folder="/e"))
+    assert tags <= {"p", "code"} and shown.startswith(expected), (value, shown, tags)
+    if value.strip():
+        cell = f"| a | b |\n|---|---|\n| {code(value, cell=True)} | x |"
+        shown, tags = _rendered(cell)
+        assert tags <= {"table", "thead", "tbody", "tr", "th", "td", "code"}, (value, tags)
+        assert expected in shown, (value, shown)

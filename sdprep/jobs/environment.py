@@ -11,7 +11,9 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,6 +319,50 @@ def probe(spec: ChildSpec, refresh: bool = False, timeout: float = PROBE_TIMEOUT
     except OSError:
         pass  # a read-only home only costs a slower next start
     return Environment(_with_choice(environment.report, spec), environment.probed_at)
+
+
+class ProbeLane:
+    """A server's probes, one at a time, with duplicates merged: a request while a probe runs shares the next one
+    (all requests that arrive meanwhile share it too), so 20 "probe again" clicks cost two probes, not twenty.
+
+    Requests return a Future and hold no thread while they wait (the page's handlers await it); the probes run in
+    the lane's own thread. Page loads never come here while an answer is known (the remembered or cached one).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: Future[Environment] | None = None
+        self._next: Future[Environment] | None = None
+
+    def request(self, spec: ChildSpec, fresh: bool = True) -> Future[Environment]:
+        """The probe that answers this request. `fresh`: one that starts after this call (Probe again: the
+        machine may have just changed); otherwise a running probe will do."""
+        with self._lock:
+            if self._running is None:
+                self._running = Future()
+                threading.Thread(target=self._drain, args=(spec,), name="sdprep-probe", daemon=True).start()
+                return self._running
+            if not fresh:
+                return self._running
+            if self._next is None:
+                self._next = Future()
+            return self._next
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self._running is not None
+
+    def _drain(self, spec: ChildSpec) -> None:
+        with self._lock:
+            future = self._running
+        while future is not None:
+            try:
+                future.set_result(probe(spec, refresh=True))
+            except BaseException as problem:  # whatever it is, every waiting request hears of it
+                future.set_exception(problem)
+            with self._lock:
+                self._running, self._next = self._next, None
+                future = self._running
 
 
 def _run_probe(spec: ChildSpec, timeout: float) -> Environment:

@@ -24,6 +24,8 @@ Lang = Literal["en", "ru"]
 LANGUAGES: tuple[Lang, ...] = get_args(Lang)
 TABLE: dict[str, dict[str, str]] = {"en": en.TEXT, "ru": ru.TEXT}
 
+# Items of a list a sentence names (a t_index_list read from a file may hold thousands); the rest are counted.
+LIST_LIMIT = 20
 # How a Field is worded: the CLI sets this to its flags (--steps), the page leaves labels.
 FieldNamer = Callable[[str, str], str]
 
@@ -135,7 +137,9 @@ def _render(value: Any, lang: str, namer: FieldNamer) -> str:
     if isinstance(value, Mapping):
         return str(dict(value))
     if isinstance(value, (list, tuple, set, frozenset)):
-        return ", ".join(_render(item, lang, namer) for item in _ordered(value))
+        items = _ordered(value)
+        shown = [_render(item, lang, namer) for item in items[:LIST_LIMIT]]
+        return ", ".join(shown + ([f"… (+{len(items) - LIST_LIMIT})"] if len(items) > LIST_LIMIT else []))
     return str(value)
 
 

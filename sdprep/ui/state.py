@@ -19,7 +19,7 @@ from typing import cast
 
 from sdprep.jobs.background import BackgroundJob
 from sdprep.jobs.board import JobBoard
-from sdprep.jobs.environment import Environment
+from sdprep.jobs.environment import Environment, ProbeLane
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.params import DEFAULTS
@@ -36,6 +36,7 @@ class ServerState:
     board: JobBoard = field(default_factory=JobBoard)
     environment: Environment | None = None
     environment_job: BackgroundJob[JobResult] | None = None  # the setup or self-test the Environment tab runs
+    probe_lane: ProbeLane = field(default_factory=ProbeLane)  # the server's probes, one at a time
 
 
 def _state() -> ServerState:
@@ -66,6 +67,15 @@ def child_spec() -> ChildSpec:
 def engines_root() -> Path:
     """The one engines folder this server builds into, lists and deletes in (--engines-dir / $SDPREP_ENGINES_DIR)."""
     return user_path(os.environ.get(ENGINES_DIR_ENV) or str(DEFAULTS.engines_dir)).resolve()
+
+
+def probe_lane() -> ProbeLane:
+    """The server's one lane of probes (a state kept from before a hot reload may not have one yet)."""
+    state = _state()
+    with _create:
+        if getattr(state, "probe_lane", None) is None:
+            state.probe_lane = ProbeLane()
+        return state.probe_lane
 
 
 def last_environment() -> Environment | None:

@@ -4,7 +4,8 @@ environment" (the `setup` command) and "Run the self-test" (`doctor`). Both stre
 time and can be cancelled; they run in the server (one at a time) and a reopened page follows them. Setup installs
 software, so only the machine's own user may start it (sdprep.ui.access); others see it disabled with the reason.
 
-Probing runs a child Python, so it happens only on request; page load shows the cached answer when there is one.
+Probing runs a child Python, so it happens only on request; page load shows the cached answer when there is one
+and never waits behind queued "probe again" clicks (the server's ProbeLane runs one probe at a time).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.jobs.background import BackgroundJob, internal_error, run_in_background
-from sdprep.jobs.environment import ProbeError, cached, probe
+from sdprep.jobs.environment import ProbeError, cached
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.process import build_venv
 from sdprep.messages import Message, msg
@@ -80,15 +81,24 @@ def render(form: Form) -> None:
     )
 
 
-def show(lang: str, refresh: bool | None) -> str:
-    """refresh None: only the cached answer (page load); False: the cache or a probe; True: always a probe."""
+def show(lang: str) -> str:
+    """The remembered or cached answer only (a language switch): never waits on a probe."""
+    environment = state.last_environment() or cached(state.child_spec())
+    state.remember_environment(environment)
+    return view_environment.environment_markdown(environment, None, lang)
+
+
+async def probed(lang: str, fresh: bool) -> str:
+    """The answer of the server's probe lane (one probe at a time, duplicates merged); `fresh`: one that starts
+    after this request (Probe again), else the cache when it holds an answer, else the running or next probe."""
     spec = state.child_spec()
-    if refresh is None:
-        environment = state.last_environment() or cached(spec)
-        state.remember_environment(environment)
-        return view_environment.environment_markdown(environment, None, lang)
+    if not fresh:
+        hit = state.last_environment() if state.last_environment() is not None else cached(spec)
+        if hit is not None:
+            state.remember_environment(hit)
+            return view_environment.environment_markdown(hit, None, lang)
     try:
-        environment = probe(spec, refresh=refresh)
+        environment = await asyncio.wrap_future(state.probe_lane().request(spec, fresh=fresh))
     except ProbeError as problem:
         return view_environment.environment_markdown(None, problem.message, lang)
     state.remember_environment(environment)
@@ -154,7 +164,7 @@ async def follow(form: Form, job: BackgroundJob[JobResult], lang: str, owner: bo
     async for _ in job.afollow():
         yield job_view(form, job, lang, owner)
     # The machine changed (or was proven): probe it again so the tab, the banner and Build follow at once.
-    environment = await asyncio.to_thread(show, lang, True)
+    environment = await probed(lang, fresh=True)
     yield {**job_view(form, job, lang, owner), form.parts["environment"]: environment}
 
 
@@ -167,28 +177,28 @@ def listen(form: Form) -> None:
     lang_input = form.language_input()
     output = form.parts["environment"]
 
-    def check_environment(values: dict[Block, Any]) -> str:
-        return show(form.language(values), refresh=False)
+    async def check_environment(values: dict[Block, Any]) -> str:
+        return await probed(form.language(values), fresh=False)
 
-    def probe_again(values: dict[Block, Any]) -> str:
-        return show(form.language(values), refresh=True)
+    async def probe_again(values: dict[Block, Any]) -> str:
+        return await probed(form.language(values), fresh=True)
 
     def cached_environment(values: dict[Block, Any]) -> str:
-        return show(form.language(values), refresh=None)
+        return show(form.language(values))
 
-    def known_environment(values: dict[Block, Any]) -> str:
-        """On page load: the remembered or cached answer; on a machine never probed, a probe (the banner needs it)."""
-        lang = form.language(values)
-        if state.last_environment() is None and cached(state.child_spec()) is None:
-            return show(lang, refresh=False)
-        return show(lang, refresh=None)
+    async def known_environment(values: dict[Block, Any]) -> str:
+        """On page load: the remembered or cached answer, at once; on a machine never probed, the lane's probe (the
+        banner needs it), shared with every other page that loads meanwhile."""
+        return await probed(form.language(values), fresh=False)
 
+    # Probes wait in the server's ProbeLane (one at a time, duplicates merged), not in a Gradio queue: a click
+    # awaits its probe without holding a worker thread, and no page load waits behind queued clicks.
     for button, fn, name in (
         (form.get("env_check", gr.Button), check_environment, "probe_environment"),
         (form.get("env_refresh", gr.Button), probe_again, "reprobe_environment"),
     ):
         form.events[name] = button.click(
-            fn, inputs=lang_input, outputs=output, api_name=name, concurrency_limit=1, concurrency_id="probe"
+            fn, inputs=lang_input, outputs=output, api_name=name, concurrency_limit=None, concurrency_id="probe"
         )
 
     async def set_up(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
@@ -268,8 +278,8 @@ def listen(form: Form) -> None:
         outputs=output,
         api_name="cached_environment",
         show_progress="hidden",
-        concurrency_limit=1,
-        concurrency_id="probe",
+        concurrency_limit=None,
+        concurrency_id="environment_view",
     )
     access_names = ("setup", "setup_cuda", "setup_fork", "setup_upgrade", "setup_access")
     access_outputs = [form.parts[name] for name in access_names]

@@ -38,9 +38,11 @@ def join(parts: list[Markup]) -> Markup:
 
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _FIELD = re.compile(r"\{(\w+)\}")
-# What Markdown (GitHub's, as gr.Markdown reads it) may take as syntax in the middle of a line: backslash-escaped.
+# What Markdown (GitHub's, as gr.Markdown reads it) may take as syntax, backslash-escaped: anywhere in a line, and a
+# leading "- " or "+ " (a value that starts a line would start a list; "-h94/…" would not).
 # `_` only at a word's edge (inside a word it is no emphasis, and ids are full of it); < > & as HTML entities.
-_MARKDOWN_ACTIVE = re.compile(r"[\\`*\[\]|~!]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_MARKDOWN_ACTIVE = re.compile(r"[\\`*\[\]|~!#]|^[-+](?=[ \t]|$)|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_ORDERED_ITEM = re.compile(r"^(\d{1,9})([.)])(?=[ \t]|$)")  # "1. x" starting a line starts a numbered list
 _HTML_ACTIVE = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _LINE_BREAKS = re.compile(r"[\r\n\t\0]")
 
@@ -49,7 +51,10 @@ def text(value: str, limit: int = 2000) -> Markup:
     """Text from outside for gr.Markdown, shown as written: cut at `limit`, its markup escaped, on one line."""
     one_line = _LINE_BREAKS.sub(" ", cut(value, limit))
     escaped = _MARKDOWN_ACTIVE.sub(lambda found: "\\" + found[0], one_line)
-    return Markup("".join(_HTML_ACTIVE.get(char, char) for char in escaped))
+    escaped = _ORDERED_ITEM.sub(r"\1\\\2", escaped)
+    html_safe = "".join(_HTML_ACTIVE.get(char, char) for char in escaped)
+    # Leading spaces would make an indented code block of a value that starts a line: the first as an entity.
+    return Markup("&#32;" + html_safe[1:] if html_safe.startswith(" ") else html_safe)
 
 
 def code(value: str, limit: int = 2000, cell: bool = False) -> Markup:
