@@ -190,7 +190,8 @@ def model_folders(root: Path) -> list[Path]:
     caller to check with `outside`); a link to another folder inside is that folder again and is left out; working
     folders are left out."""
     try:
-        entries = sorted(os.scandir(root), key=lambda entry: entry.name)
+        with os.scandir(root) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
     except OSError:
         return []
     folders = []
