@@ -307,6 +307,19 @@ def test_page_edit_then_same_build_then_new_variant_keeps_the_values(api: Api, e
     assert (written["width"], written["prompt"], written["delta"]) == (640, "a cat in the rain", 0.4)
 
 
+def test_load_into_form_from_the_library_carries_the_variant_runtime_values(api: Api, engines: Path) -> None:
+    assert started(api.call("/build", model="KBlueLeaf/kohaku-v2.1", denoise_steps=2, check=False))
+    copy = next((engines / "KBlueLeaf--kohaku-v2.1" / "configs").glob("2step-*.yaml"))
+    edited = {**yaml.safe_load(copy.read_text(encoding="utf-8")), "prompt": "from the variant", "warmup": 4}
+    copy.write_text(yaml.safe_dump(edited, sort_keys=False), encoding="utf-8")
+    api.call("/library_list")
+    loaded = api.call("/library_load", **{"library-model": "KBlueLeaf--kohaku-v2.1", "library-variant": copy.stem})
+    assert f"value(s) from {copy.name}" in loaded["library-message"], loaded["library-message"]
+    form = {k: v for k, v in loaded.items() if k in api.parameter_names("/preview") and not isinstance(v, dict)}
+    shown = yaml.safe_load(api.call("/preview", **form)["yaml-preview"])
+    assert (shown["prompt"], shown["warmup"], shown["t_index_list"]) == ("from the variant", 4, [32, 45])
+
+
 # --- building --------------------------------------------------------------------------------------------------
 def test_build_then_up_to_date_then_forced(api: Api, engines: Path) -> None:
     built = api.call("/build", check=False)
