@@ -32,7 +32,7 @@ import yaml
 from gradio_client.exceptions import AppError
 
 from sdprep import derive
-from sdprep.config import config_header, dump_yaml, make_config, render_config
+from sdprep.config import make_config, render_config
 from sdprep.config_load import read_config
 from sdprep.engine_files import variant_id
 from sdprep.engines import list_models
@@ -610,8 +610,17 @@ CONCURRENT_PARAMS: list[dict[str, Any]] = [
 ]
 
 
-def expected_config_text(params: BakedParams) -> str:
-    return dump_yaml(make_config(params, runtime_defaults()), config_header(params))
+def written_config(text: str) -> dict[str, Any]:
+    """A config file's mapping, from a whole file only: its header first (the runtime part of the header says where
+    the values came from, which differs between a first build and a later one; sdprep/runtime.py)."""
+    assert text.startswith(config_header_start()), text[:200]
+    loaded = yaml.safe_load(text)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def config_header_start() -> str:
+    return "# StreamDiffusion config written by gradio_prepare.py"
 
 
 def test_eight_builds_at_once_run_one_at_a_time_and_each_is_right(
@@ -657,7 +666,7 @@ def test_eight_builds_at_once_run_one_at_a_time_and_each_is_right(
         result = job.result
         assert result.outcome == "built", result.reason
         variant_config = result.config_path.parent / "configs" / f"{result.variant}.yaml"
-        assert variant_config.read_text() == expected_config_text(p)
+        assert written_config(variant_config.read_text()) == make_config(p, runtime_defaults())
         manifest = json.loads((result.config_path.parent / "build.json").read_text())
         record_ = manifest["variants"][result.variant]
         assert record_["params"]["model"] == p.model and record_["params"]["width"] == p.width
@@ -670,7 +679,7 @@ def test_eight_builds_at_once_run_one_at_a_time_and_each_is_right(
         if folder not in last_by_folder or end > last_by_folder[folder][0]:
             last_by_folder[folder] = (end, p)
     for folder, (_, p) in last_by_folder.items():
-        assert (folder / "config.yaml").read_text() == expected_config_text(p)
+        assert written_config((folder / "config.yaml").read_text()) == make_config(p, runtime_defaults())
     order_started = [derive_key(p) for p in params]
     run_order = sorted(order_started, key=lambda key: intervals[key][0])
     submit_order = sorted(order_started, key=lambda key: submitted[order_started.index(key)].id)
@@ -797,7 +806,7 @@ def test_sigkill_of_the_cli_during_builds_never_leaves_a_partial_config(tmp_path
     engines = tmp_path / "engines"
     runtime = runtime_defaults()
     variants = [make(tmp_path, denoise_steps=steps) for steps in (1, 2, 3, 4)]
-    texts = {expected_config_text(p) for p in variants}
+    configs = [make_config(p, runtime) for p in variants]
     target = engines / "stabilityai--sd-turbo" / "config.yaml"
     env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
     rng = random.Random(7)
@@ -833,13 +842,13 @@ def test_sigkill_of_the_cli_during_builds_never_leaves_a_partial_config(tmp_path
         if target.exists():
             with_config += 1
             text = target.read_text(encoding="utf-8")
-            assert text in texts, "config.yaml is always one complete config"
+            assert written_config(text) in configs, "config.yaml is always one complete config"
         manifest = target.parent / "build.json"
         if manifest.exists():
             json.loads(manifest.read_text(encoding="utf-8"))
     result = run_build(variants[1], runtime, OPTIONS)
     assert result.ok, result.reason
-    assert target.read_text(encoding="utf-8") == expected_config_text(variants[1])
+    assert written_config(target.read_text(encoding="utf-8")) == configs[1]
     assert not (target.parent / ".aside").exists()
     record(
         "sigkill_writes",
@@ -1002,7 +1011,9 @@ def test_eight_build_requests_at_once_through_the_ui_run_one_at_a_time(ui_app: A
         folder = derive.engine_dir(params)
         assert str(folder / "config.yaml") in out["build-result"]
         variant = variant_id(derive.variant_name(params), make_config(params, runtime_defaults()))
-        assert (folder / "configs" / f"{variant}.yaml").read_text() == expected_config_text(params)
+        assert written_config((folder / "configs" / f"{variant}.yaml").read_text()) == make_config(
+            params, runtime_defaults()
+        )
         record_ = json.loads((folder / "build.json").read_text())["variants"][variant]
         assert all((folder / engine).is_file() for engine in record_["engines"])
         spans.append((*child_interval(folder / record_["log"]), params))
@@ -1013,7 +1024,7 @@ def test_eight_build_requests_at_once_through_the_ui_run_one_at_a_time(ui_app: A
     for _, _, params in spans:
         last[derive.engine_dir(params)] = params
     for folder, params in last.items():
-        assert (folder / "config.yaml").read_text() == expected_config_text(params)
+        assert written_config((folder / "config.yaml").read_text()) == make_config(params, runtime_defaults())
     assert still_serving(ui_app.url)
     record(
         "concurrent",

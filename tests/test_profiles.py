@@ -203,9 +203,9 @@ def test_the_page_shows_the_lock_the_estimate_and_the_command(tmp_path: Path) ->
         try:
             api.call("/probe_environment")
             out = api.call("/preview", denoise_steps=2)
-            radio, fp8 = out["profile"], out["fp8"]
-            assert radio["interactive"] is False and "Only Flexible builds as chosen here" in radio["info"], radio
-            assert fp8["interactive"] is False and "FP8 cannot be built here" in fp8["info"], fp8
+            # The locks reach the radio and the fields through states of their own, which the page's script
+            # applies (test_ui_browser.py::test_the_profile_lock_reaches_the_page sees them there).
+            assert "profile" not in out and "fp8" not in out
             assert out["estimate"].startswith("#### Estimate before building")
             assert "**Build time:** " in out["estimate"] and "reference table" in out["estimate"]
             assert out["command-line"] == (

@@ -157,13 +157,12 @@ def test_the_copied_command_follows_the_shell_switch(api: Api, engines: Path) ->
 
 
 def test_preview_hides_what_does_not_apply(api: Api) -> None:
+    """The scheduler and the cached frames are shown and hidden through their boxes (layout, not API values: the
+    browser tests see them), never by property updates of the fields, which are inputs (test_ui_sessions.py)."""
     lcm = api.call("/preview", model="KBlueLeaf/kohaku-v2.1", consistency_lora="lcm")
-    assert lcm["scheduler"]["visible"] is False
+    assert "scheduler" not in lcm and "cache_maxframes" not in lcm
     assert "latent-consistency/lcm-lora-sdv1-5" in lcm["hint-lora"]
     assert '"latent-consistency/lcm-lora-sdv1-5": 1.0' in lcm["hint-lora"]
-    none = api.call("/preview", consistency_lora="none", use_cached_attn=True)
-    assert none["scheduler"]["visible"] is True
-    assert none["cache_maxframes"]["visible"] is True
 
 
 def test_controlnet_slots_beyond_the_count_are_not_params(api: Api) -> None:
@@ -318,6 +317,19 @@ def test_page_edit_then_same_build_then_new_variant_keeps_the_values(api: Api, e
     assert started(api.call("/build", check=False, width=640))
     written = yaml.safe_load(config.read_text(encoding="utf-8"))
     assert (written["width"], written["prompt"], written["delta"]) == (640, "a cat in the rain", 0.4)
+
+
+def test_load_into_form_from_the_library_carries_the_variant_runtime_values(api: Api, engines: Path) -> None:
+    assert started(api.call("/build", model="KBlueLeaf/kohaku-v2.1", denoise_steps=2, check=False))
+    copy = next((engines / "KBlueLeaf--kohaku-v2.1" / "configs").glob("2step-*.yaml"))
+    edited = {**yaml.safe_load(copy.read_text(encoding="utf-8")), "prompt": "from the variant", "warmup": 4}
+    copy.write_text(yaml.safe_dump(edited, sort_keys=False), encoding="utf-8")
+    api.call("/library_list")
+    loaded = api.call("/library_load", **{"library-model": "KBlueLeaf--kohaku-v2.1", "library-variant": copy.stem})
+    assert f"value(s) from {copy.name}" in loaded["library-message"], loaded["library-message"]
+    form = {k: v for k, v in loaded.items() if k in api.parameter_names("/preview") and not isinstance(v, dict)}
+    shown = yaml.safe_load(api.call("/preview", **form)["yaml-preview"])
+    assert (shown["prompt"], shown["warmup"], shown["t_index_list"]) == ("from the variant", 4, [32, 45])
 
 
 # --- building --------------------------------------------------------------------------------------------------

@@ -588,6 +588,27 @@ def test_russian_page_has_no_english_sentence(browser: Any, app: RunningApp, eng
 
 
 @pytest.fixture(scope="module")
+def livepeer_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """An app whose StreamDiffusion loader ignores the profile keys (livepeer's fork) and has no FP8."""
+    with running_app(tmp_path_factory.mktemp("ui-livepeer"), {"STANDIN_SD_FORK": "livepeer"}) as running:
+        yield running
+
+
+def test_the_profile_lock_reaches_the_page(browser: Any, livepeer_app: RunningApp) -> None:
+    """The profile radio and FP8 are locked with their reason once the page knows the machine; the lock goes
+    through a state of its own (ui/components/common.py says why), which the page's script applies."""
+    page = open_page(browser, livepeer_app)
+    try:
+        expect(page.locator("#field-profile")).to_contain_text("Only Flexible builds as chosen here")
+        page.get_by_text(t("profile_expert")).click()
+        expect(page.locator("#field-fp8")).to_contain_text("FP8 cannot be built here")
+        expect(page.locator("#field-fp8 input[type=checkbox]")).to_be_disabled()
+        expect(page.locator("#field-profile input[type=radio]").first).to_be_disabled()
+    finally:
+        page.context.close()
+
+
+@pytest.fixture(scope="module")
 def blocked_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """An app whose build Python has no TensorRT: the banner says what is missing, Build is disabled."""
     with running_app(tmp_path_factory.mktemp("ui-blocked"), {"STANDIN_NO_TRT": "1"}) as running:

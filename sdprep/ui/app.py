@@ -39,6 +39,7 @@ from sdprep.ui.components import (
 )
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import HEAD, I18N, label
+from sdprep.ui.sessions import release_closed_sessions
 from sdprep.ui.style import CSS, THEME
 
 FORM_SECTIONS = (checkpoint, sampling, resolution, lora, controlnet, ipadapter, profile, output)
@@ -76,6 +77,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
         build.listen(form)
         actions.listen(form)
         library.listen(form)
+        release_closed_sessions(demo)
     # No size limit: builds are bounded by the JobBoard, per page and in all, with a message; every other event
     # answers in milliseconds and must never meet "Queue is full". Every running event, a page following a build
     # too, holds one of Gradio's max_threads slots (40 by default): above the builds lane's limit, so followers

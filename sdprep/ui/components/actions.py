@@ -22,7 +22,7 @@ from sdprep.runtime import load_config, summary
 from sdprep.save import save_config
 from sdprep.ui import state
 from sdprep.ui.components import build
-from sdprep.ui.components.common import message_box, redraw_on_language, say
+from sdprep.ui.components.common import message_box, plain_values, redraw_on_language, say
 from sdprep.ui.components.preview import check
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
@@ -99,14 +99,17 @@ def load_into_form(form: Form, path: Path, shown_as: str | None = None) -> tuple
     return updates, lines
 
 
-def fill_outputs(form: Form) -> list[Block]:
-    """Every component a load may set."""
+def fill_fields(form: Form) -> list[Block]:
+    """Every form field a load may set: also inputs of the load, which gives each a plain value (plain_values)."""
     blocks: list[Block] = [c for name, c in form.fields.items() if name != "engines_dir"]
     for slot in form.slots:
         blocks += list(slot.values())
-    if form.loaded_runtime is not None:
-        blocks.append(form.loaded_runtime)
     return blocks
+
+
+def fill_outputs(form: Form) -> list[Block]:
+    """Every component a load may set: the fields and the page's loaded runtime values."""
+    return [*fill_fields(form), *([form.loaded_runtime] if form.loaded_runtime is not None else [])]
 
 
 def listen(form: Form) -> None:
@@ -148,21 +151,22 @@ def listen(form: Form) -> None:
         api_name="save_config",
         concurrency_limit=None,
     )
-    load_inputs = {form.parts["load_path"], *page_build, *lang_input}
+    fields = fill_fields(form)
+    load_inputs = {form.parts["load_path"], *page_build, *lang_input, *fields}
     for trigger, name in (
         (form.get("load", gr.Button).click, "load_config"),
         (form.get("load_path", gr.Textbox).submit, "load_config_enter"),
     ):
         trigger(
-            load_config,
+            plain_values(load_config, fields),
             inputs=load_inputs,
             outputs=[*fill_outputs(form), *said, *build_view],
             api_name=name,
             concurrency_limit=None,
         )
     form.get("load_upload", gr.File).upload(
-        load_uploaded,
-        inputs={form.parts["load_upload"], *page_build, *lang_input},
+        plain_values(load_uploaded, fields),
+        inputs={form.parts["load_upload"], *page_build, *lang_input, *fields},
         outputs=[*fill_outputs(form), *said, *build_view],
         api_name="load_config_upload",
         concurrency_limit=None,

@@ -3,7 +3,7 @@ fields that follow the model's family."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gradio as gr
@@ -75,11 +75,11 @@ def follow_model_family(
     model's own (ControlNets, the IP-Adapter); nothing changes when it returns no update."""
 
     def handler(values: dict[Block, Any]) -> dict[Block, Any]:
-        return follow(form, values) or {targets[0]: gr.update()}
+        return follow(form, values)
 
     for name in ("model", "model_family"):
         on(form.fields[name], "change")(
-            handler,
+            plain_values(handler, list(targets)),
             inputs={form.fields["model"], form.fields["model_family"], *targets},
             outputs=targets,
             api_name=f"{api}_follow_{name}",
@@ -87,3 +87,62 @@ def follow_model_family(
             show_progress="hidden",
             queue=False,
         )
+
+
+# --- property updates of fields that are inputs -----------------------------------------------------------------
+# Gradio keeps, in a page's session, a new copy of a component for every property update (or skipped output) it gets
+# while it is also the input of an event (docs/gradio-session-growth.md): a page's memory would grow with every form
+# change. So no event has such a field as an output unless it always gives it a plain value; its property updates
+# (interactive, info, choices) go through a state of its own, and an event whose only input is that state applies
+# them, which Gradio runs only when the state changes.
+_PROPERTIES = ("interactive", "info", "visible", "choices", "value")
+
+
+def property_relay(form: Form, target: Block, api_name: str) -> gr.State:
+    """The state a handler sets to change `target`'s properties (a plain dict, e.g. {"interactive": False})."""
+    relay = form.part(f"relay:{target._id}", gr.State(None))
+
+    def apply(props: dict[str, Any]) -> Any:
+        return gr.update(**props)
+
+    relay.change(
+        apply,
+        inputs=relay,
+        outputs=target,
+        api_name=api_name,
+        api_visibility="private",
+        show_progress="hidden",
+        queue=False,
+    )
+    return relay
+
+
+def relay_of(form: Form, target: Block) -> gr.State:
+    return form.get(f"relay:{target._id}", gr.State)
+
+
+def relayed(form: Form, updates: dict[Block, Any]) -> dict[Block, Any]:
+    """`updates` of related fields (components or gr.update()s) as updates of their relay states."""
+    relays: dict[Block, Any] = {}
+    for target, update in updates.items():
+        args = update.constructor_args if isinstance(update, Block) else update if isinstance(update, dict) else {}
+        relays[relay_of(form, target)] = {key: value for key, value in args.items() if key in _PROPERTIES}
+    return relays
+
+
+def plain_values(
+    handler: Callable[[dict[Block, Any]], dict[Block, Any]], fields: Sequence[Block]
+) -> Callable[[dict[Block, Any]], dict[Block, Any]]:
+    """`handler` for an event whose outputs include input `fields` (which must be its inputs too): each of them gets
+    a plain value, the one it has when the handler sets none (a skipped output is a property update to Gradio)."""
+
+    def wrapped(values: dict[Block, Any]) -> dict[Block, Any]:
+        updates = handler(values)
+        for block in fields:
+            update = updates.get(block, values.get(block))
+            if isinstance(update, dict) and update.get("__type__") == "update":
+                update = update.get("value", values.get(block))
+            updates[block] = update
+        return updates
+
+    return wrapped

@@ -19,8 +19,8 @@ from sdprep.model_folder import outside
 from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
-from sdprep.ui.components.actions import fill_outputs, load_into_form
-from sdprep.ui.components.common import message_box, redraw_on_language, say
+from sdprep.ui.components.actions import fill_fields, fill_outputs, load_into_form
+from sdprep.ui.components.common import message_box, plain_values, redraw_on_language, say
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views.library import library_html
@@ -184,9 +184,10 @@ def listen(form: Form) -> None:
         api_name="library_variants",
         concurrency_limit=None,
     )
+    fields = fill_fields(form)
     form.get("lib_load", gr.Button).click(
-        load_variant,
-        inputs={form.parts["lib_model"], form.parts["lib_variant"], *lang_input},
+        plain_values(load_variant, fields),
+        inputs={form.parts["lib_model"], form.parts["lib_variant"], *lang_input, *fields},
         outputs=[*fill_outputs(form), form.parts["lib_message"], form.parts["lib_message_said"]],
         api_name="library_load",
         concurrency_limit=None,

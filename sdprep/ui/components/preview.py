@@ -21,6 +21,7 @@ from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
 from sdprep.ui import state
 from sdprep.ui.components import controlnet, ipadapter, profile, resolution, sampling
+from sdprep.ui.components.common import relay_of, relayed
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views import params as view_params
@@ -135,21 +136,24 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     updates.update(resolution.visibility(form, raw))
     updates.update(controlnet.visibility(form, values))
     updates.update(ipadapter.visibility(form, raw))
-    updates.update(profile.availability(form, params, lang))
+    updates.update(relayed(form, profile.availability(form, params, lang)))
     return updates
 
 
 def _runtime_scales(form: Form, target: ConfigToWrite | None) -> dict[Block, Any]:
-    """The read-only scale fields show the scales the config will have (loaded or kept ones too)."""
-    if target is None:
-        return {}
-    scales = {"cn_scale": "controlnets", "ipadapter_scale": "ipadapter_config"}
+    """The read-only scale fields show the scales the config will have (loaded or kept ones too). Always a plain
+    value (the default when there is none to show): a field that gets plain values and skipped updates in turn
+    costs the page's session a copy of it each time (docs/gradio-session-growth.md)."""
+    config = target.config if target is not None else {}
+    scales = {
+        "cn_scale": ("controlnets", form.runtime["controlnet_conditioning_scale"]),
+        "ipadapter_scale": ("ipadapter_config", form.runtime["ipadapter_scale"]),
+    }
     updates: dict[Block, Any] = {}
-    for part, list_key in scales.items():
-        items = target.config.get(list_key) or []
-        values = [str(item.get("conditioning_scale", item.get("scale"))) for item in items if isinstance(item, dict)]
-        if values:
-            updates[form.parts[part]] = ", ".join(values)
+    for part, (list_key, default) in scales.items():
+        items = [item for item in config.get(list_key) or [] if isinstance(item, dict)]
+        values = [str(item.get("conditioning_scale", item.get("scale"))) for item in items]
+        updates[form.parts[part]] = ", ".join(values) if values else str(default)
     return updates
 
 
@@ -159,10 +163,10 @@ def outputs(form: Form) -> list[Block]:
     blocks: list[Block] = [form.parts[name] for name in names]
     for _, problems_box, hint_box in form.sections.values():
         blocks += [problems_box, hint_box]
-    blocks += [form.fields["scheduler"], form.fields["cache_maxframes"], form.parts["controlnet_details"]]
+    blocks += [form.parts["scheduler_box"], form.parts["cache_maxframes_box"], form.parts["controlnet_details"]]
     blocks += [*form.slot_groups, form.parts["ipadapter_details"]]
     blocks += [form.parts["cn_scale"], form.parts["ipadapter_scale"]]
-    blocks += profile.outputs(form)
+    blocks += [relay_of(form, block) for block in profile.outputs(form)]
     return blocks
 
 

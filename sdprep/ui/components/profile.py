@@ -19,7 +19,7 @@ from sdprep.params import DEFAULTS, BakedParams
 from sdprep.profiles import PROFILE_NAMES, profile_of, profile_values
 from sdprep.text import t
 from sdprep.ui import state
-from sdprep.ui.components.common import footer, heading
+from sdprep.ui.components.common import footer, heading, plain_values, property_relay
 from sdprep.ui.form import Form, on
 from sdprep.ui.i18n import label
 from sdprep.ui.views.params import profile_availability
@@ -52,7 +52,7 @@ def listen(form: Form) -> None:
     def apply(values: dict[Block, Any]) -> dict[Block, Any]:
         name = values.get(radio)
         if name not in PROFILE_NAMES:
-            return {fields[0]: gr.update()}
+            return {}  # "custom": the fields keep their values
         chosen = profile_values(name)
         return {form.fields[key]: value for key, value in chosen.items()}
 
@@ -62,7 +62,17 @@ def listen(form: Form) -> None:
         return profile_of(replace(DEFAULTS, static_shapes=bool(static), opt_level=level, fp8=bool(fp8)))
 
     # .input: only a person's choice; the fields' change then names the profile back (custom when none fits).
-    radio.input(apply, inputs={radio}, outputs=fields, api_name="profile_apply", show_progress="hidden", queue=False)
+    radio.input(
+        plain_values(apply, fields),
+        inputs={radio, *fields},
+        outputs=fields,
+        api_name="profile_apply",
+        show_progress="hidden",
+        queue=False,
+    )
+    # The locks (availability) reach the radio and the fields through states of their own (common.property_relay).
+    for component in outputs(form):
+        property_relay(form, component, f"profile_lock_{component.elem_id}")
     for component in fields:
         on(component, "change")(
             name_of,

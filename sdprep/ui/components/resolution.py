@@ -20,9 +20,11 @@ def render(form: Form) -> None:
     with gr.Row():
         for name in ("use_tiny_vae", "use_cached_attn", "use_safety_checker"):
             form.add(name)
-    form.add("cache_maxframes", visible=DEFAULTS.use_cached_attn)
+    # Shown and hidden through its box, like the scheduler (sampling.py says why).
+    with form.part("cache_maxframes_box", gr.Column(visible=DEFAULTS.use_cached_attn)):
+        form.add("cache_maxframes")
     footer(form, "resolution")
 
 
 def visibility(form: Form, raw: dict[str, Any]) -> dict[Block, Any]:
-    return {form.fields["cache_maxframes"]: gr.update(visible=bool(raw.get("use_cached_attn")))}
+    return {form.parts["cache_maxframes_box"]: gr.update(visible=bool(raw.get("use_cached_attn")))}

@@ -18,7 +18,10 @@ def render(form: Form) -> None:
     form.add("denoise_steps")
     with gr.Row():
         form.add("consistency_lora")
-        form.add("scheduler", visible=DEFAULTS.consistency_lora == "none")
+        # Shown and hidden through its box: an input field given property updates costs the page's session a copy
+        # of the field each time (docs/gradio-session-growth.md).
+        with form.part("scheduler_box", gr.Column(visible=DEFAULTS.consistency_lora == "none")):
+            form.add("scheduler")
     form.add(
         "cfg_type",
         gr.Dropdown(
@@ -35,4 +38,4 @@ def render(form: Form) -> None:
 
 def visibility(form: Form, raw: dict[str, Any]) -> dict[Block, Any]:
     """The pipeline scheduler matters only without a consistency LoRA (the LoRA decides it otherwise)."""
-    return {form.fields["scheduler"]: gr.update(visible=raw.get("consistency_lora") == "none")}
+    return {form.parts["scheduler_box"]: gr.update(visible=raw.get("consistency_lora") == "none")}

@@ -1,0 +1,135 @@
+"""A page's session stays the same size however long it is used, and a closed page's session is released.
+
+Gradio keeps each page's session (a copy of the page's config, its gr.State values) on the server; a component that
+is an input and also gets property updates (or skipped outputs) adds a copy of itself to it every time
+(docs/gradio-session-growth.md). The app runs in this process here, so the tests can look at Gradio's own record of
+the sessions; the page is driven through its API, as the page's script drives it.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import gradio as gr
+import httpx
+import pytest
+
+from sdprep.config import RuntimeDefaults
+from sdprep.ui import sessions
+from sdprep.ui.app import MAX_THREADS, create_demo
+from tests.conftest import ROOT, runtime_defaults
+from tests.ui_helpers import Api
+
+FORK_CONFIG = ROOT / "tests" / "data" / "forkni" / "profiling_quality_ipa.yaml"
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[gr.Blocks, str]]:
+    monkeypatch.setenv("SDPREP_ENGINES_DIR", str(tmp_path / "engines"))
+    blocks = create_demo(cast(RuntimeDefaults, runtime_defaults()))
+    _, url, _ = blocks.launch(prevent_thread_lock=True, quiet=True, max_threads=MAX_THREADS)
+    try:
+        yield blocks, url
+    finally:
+        blocks.close()
+
+
+def session_size(blocks: gr.Blocks, session: str) -> tuple[int, int]:
+    """How many components the session holds, and how many component configs."""
+    state: Any = blocks.state_holder.session_data[session]
+    return len(state.blocks_config.blocks), len(state.config_values)
+
+
+def random_form(rng: random.Random) -> dict[str, Any]:
+    """A change of the form as a person makes them: switches, choices and sizes that show, hide and lock fields."""
+    return {
+        "consistency_lora": rng.choice(["none", "lcm", "tcd"]),
+        "scheduler": rng.choice(["lcm", "tcd"]),
+        "use_cached_attn": rng.random() < 0.5,
+        "cache_maxframes": rng.choice([1, 2, 4]),
+        "static_shapes": rng.random() < 0.5,
+        "opt_level": rng.choice([2, 3, 4]),
+        "fp8": rng.random() < 0.3,
+        "use_controlnet": rng.random() < 0.5,
+        "cn_count": rng.choice([1, 2, 3]),
+        "use_ipadapter": rng.random() < 0.5,
+        "denoise_steps": rng.choice([1, 2, 3]),
+        "width": rng.choice([512, 640, 768]),
+        "model": rng.choice(["stabilityai/sd-turbo", "stabilityai/sdxl-turbo", "KBlueLeaf/kohaku-v2.1"]),
+    }
+
+
+@pytest.mark.slow
+def test_a_thousand_form_changes_leave_the_session_the_same_size(demo: tuple[gr.Blocks, str], tmp_path: Path) -> None:
+    blocks, url = demo
+    (tmp_path / "engines" / "fork").mkdir(parents=True)
+    shutil.copy(FORK_CONFIG, tmp_path / "engines" / "fork" / "config.yaml")
+    api = Api(url)
+    try:
+        session = api.client.session_hash
+        rng = random.Random(21)
+        # Every kind of change once first (a load, a profile choice), so the session holds what it ever will.
+        api.call("/preview", **random_form(rng))
+        api.call("/load_config", load_path="fork/config.yaml")
+        api.call("/profile_apply", profile="quality")
+        api.call("/preview", **random_form(rng))
+        before = session_size(blocks, session)
+        for change in range(1000):
+            api.call("/preview", **random_form(rng))
+            if change % 100 == 0:
+                api.call("/load_config", load_path="fork/config.yaml")
+                api.call("/profile_apply", profile=rng.choice(["flexible", "fast", "quality", "custom"]))
+        assert session_size(blocks, session) == before
+        assert list(blocks.state_holder.session_data) == [session]
+    finally:
+        api.close()
+
+
+def test_a_closed_page_session_is_released(demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks, url = demo
+    monkeypatch.setattr(sessions, "CLOSED_SESSION_GRACE", 0.2)
+    api = Api(url)
+    session = api.client.session_hash
+    opened, close = threading.Event(), threading.Event()
+
+    def heartbeat() -> None:
+        """The page's heartbeat: open while the page is, ended when it closes."""
+        with httpx.Client(timeout=30) as http, http.stream("GET", f"{url}gradio_api/heartbeat/{session}"):
+            opened.set()
+            close.wait(30)
+
+    beating = threading.Thread(target=heartbeat)
+    beating.start()
+    try:
+        assert opened.wait(30)
+        api.call("/preview", width=640)
+        assert session in blocks.state_holder.session_data
+    finally:
+        close.set()
+        beating.join(30)
+        api.close()
+    deadline = time.monotonic() + 30
+    while session in blocks.state_holder.session_data and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session not in blocks.state_holder.session_data
+
+
+def test_a_page_that_comes_back_keeps_its_session(demo: tuple[gr.Blocks, str]) -> None:
+    blocks, url = demo
+    api = Api(url)
+    try:
+        api.call("/preview", width=640)
+        session = api.client.session_hash
+        closed_at = time.time()
+        time.sleep(1.1)  # past the second of slack the release allows for the unload event's own read
+        api.call("/preview", width=512)
+        assert not sessions.release(blocks, session, closed_at)
+        assert session in blocks.state_holder.session_data
+    finally:
+        api.close()
