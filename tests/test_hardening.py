@@ -667,7 +667,7 @@ def test_no_request_reaches_outside_the_engines_folder(web: Any, tmp_path: Path)
     saved = try_call(api, "/save_config", **with_folder("/save_config", denoise_steps=2))
     assert sorted(outside.iterdir()) == [victim], saved
     assert (root / "stabilityai--sd-turbo" / "config.yaml").is_file(), saved
-    path = named(api, "/load_config", "path")
+    path = named(api, "/load_config", "load_path")
     for typed in (str(victim / "config.yaml"), "../outside/victim/config.yaml", "link-out/config.yaml", "/dev/zero"):
         answer = try_call(api, "/load_config", **with_folder("/load_config", **{path: typed}))
         assert "inside the engines folder" in answer or "Could not load" in answer, (typed, answer)
