@@ -34,6 +34,7 @@ warnings (the last warnings and errors the fork logged), engines (file names wri
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import logging
@@ -172,6 +173,9 @@ def _standin_tensorrt() -> types.ModuleType:
     module = types.ModuleType("tensorrt")
     module.__version__ = "0.0.0"  # type: ignore[attr-defined]
     module.__file__ = None
+    # A spec without an origin: libraries that look TensorRT up with importlib.util.find_spec (torch._dynamo's trace
+    # rules do, at import) get an answer instead of "tensorrt.__spec__ is None" (seen on an H100 with torch 2.11).
+    module.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     missing = {"Builder": _Missing, "Runtime": _Missing}
 
     def __getattr__(name: str) -> Any:
