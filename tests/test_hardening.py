@@ -685,7 +685,7 @@ def test_load_config_of_a_fifo_does_not_hold_the_server(web: Any) -> None:
     if not fifo.exists():
         os.mkfifo(fifo)
     pages = [PageClient(web.url, timeout=20, deadline=20) for _ in range(45)]
-    path = next(name for name, _, _ in pages[0].endpoints["load_config"].inputs if "path" in name)
+    path = next(name for name, _, _ in pages[0].endpoints["load_config"].inputs if "load_path" in name)
     try:
         started = time.monotonic()
         with ThreadPoolExecutor(45) as pool:
