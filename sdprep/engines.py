@@ -35,6 +35,7 @@ from sdprep.model_folder import (
 from sdprep.text import enum_message
 
 Status = Literal["ready", "missing", "changed", "stale"]
+SKIPPED_SHOWN = 3  # reasons a listing names of the build records it left out
 
 
 def speed_message(
@@ -121,6 +122,13 @@ class PreparedModel:
     outside: bool = False  # the folder or its build.json resolves outside the engines folder (so it is not read)
     config_outside: bool = False  # config.yaml resolves outside the engines folder (so it is not read)
     skipped: list[str] = field(default_factory=list)  # build records left out, and why
+
+    @property
+    def skipped_summary(self) -> str:
+        """The records left out, for one line: the first few reasons and how many more."""
+        shown = "; ".join(self.skipped[:SKIPPED_SHOWN])
+        more = len(self.skipped) - SKIPPED_SHOWN
+        return f"{shown}; … (+{more})" if more > 0 else shown
 
     @property
     def latest(self) -> Variant | None:

@@ -264,5 +264,5 @@ def listing(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err
         if model.config_outside:
             print(f"    {printer.word(msg('lib_config_outside'))}", file=out)
         if model.skipped:
-            print(f"    {printer.word(msg('lib_skipped', reasons='; '.join(model.skipped)))}", file=out)
+            print(f"    {printer.word(msg('lib_skipped', reasons=model.skipped_summary))}", file=out)
     return 0

@@ -86,7 +86,7 @@ def _card(model: PreparedModel, lang: str) -> Markup:
     if model.config_outside:
         notes.append(t("lib_config_outside", lang))
     if model.skipped:
-        notes.append(t("lib_skipped", lang, reasons="; ".join(model.skipped)))
+        notes.append(t("lib_skipped", lang, reasons=model.skipped_summary))
     parts += [render('<p class="sdprep-error">$text</p>', text=note) for note in notes]
     if model.loose_engines:
         parts.append(render('<p class="sdprep-muted">$text</p>', text=t("lib_loose", lang, count=model.loose_engines)))
