@@ -9,11 +9,13 @@ declarations the program uses.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import get_args
 
 import pytest
 
+from sdprep import text
 from sdprep.engine_files import FILE_KINDS
 from sdprep.jobs.job import Outcome
 from sdprep.messages import Message, from_json, msg, to_json
@@ -154,3 +156,24 @@ def test_prose_shows_code_spans_as_code_and_escapes_the_rest() -> None:
 def test_a_template_without_fields_writes_its_braces_once() -> None:
     assert word(msg("lora_not_object"), "en").endswith('like {"owner/lora": 0.8}.')
     assert "{{" not in word(msg("lora_not_object"), "ru")
+
+
+def test_the_locale_variables_decide_the_terminal_language_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(text, "windows_locale_name", lambda: "ru-RU")
+    assert text.system_language({"LANG": "en_US.UTF-8"}, windows=True) == "en"
+    assert text.system_language({"LC_ALL": "ru_RU.UTF-8", "LANG": "en_US.UTF-8"}, windows=False) == "ru"
+
+
+def test_windows_without_locale_variables_speaks_the_users_windows_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows sets no LANG: its user locale (GetUserDefaultLocaleName) decides, not always English."""
+    monkeypatch.setattr(text, "windows_locale_name", lambda: "ru-RU")
+    assert text.system_language({}, windows=True) == "ru"
+    monkeypatch.setattr(text, "windows_locale_name", lambda: None)
+    monkeypatch.setattr(text.locale, "getlocale", lambda: ("Russian_Russia", "1251"))
+    assert text.system_language({}, windows=True) == "ru"
+    monkeypatch.setattr(text.locale, "getlocale", lambda: ("English_United States", "1252"))
+    assert text.system_language({}, windows=True) == "en"
+
+
+def test_the_windows_locale_call_is_harmless_elsewhere() -> None:
+    assert text.windows_locale_name() is None or sys.platform == "win32"

@@ -11,8 +11,11 @@ program's own words) is written as a `code span`, which the page shows as code.
 
 from __future__ import annotations
 
+import ctypes
+import locale
 import os
 import string
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any, Literal, get_args
@@ -146,10 +149,35 @@ def lang_of(locale: str | None) -> Lang:
     return "ru" if (locale or "").strip().lower().startswith("ru") else "en"
 
 
-def system_language() -> Lang:
-    """The language a terminal user reads, from the usual locale variables (LC_ALL > LC_MESSAGES > LANG)."""
+def system_language(environ: Mapping[str, str] | None = None, windows: bool = sys.platform == "win32") -> Lang:
+    """The language a terminal user reads: the usual locale variables (LC_ALL > LC_MESSAGES > LANG), and where none
+    is set (always on Windows) the system's own locale."""
+    environ = os.environ if environ is None else environ
     for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(name)
+        value = environ.get(name)
         if value:
             return lang_of(value)
-    return "en"
+    return lang_of(system_locale(windows))
+
+
+def system_locale(windows: bool) -> str | None:
+    """The user's locale without the variables: "ru-RU" from Windows, else what Python's locale module reads."""
+    if windows:
+        name = windows_locale_name()
+        if name:
+            return name
+    try:
+        return locale.getlocale()[0]  # on Windows a name like "Russian_Russia", which lang_of also reads
+    except ValueError:
+        return None
+
+
+def windows_locale_name() -> str | None:
+    """GetUserDefaultLocaleName ("ru-RU"): the language the user chose in Windows' settings."""
+    try:
+        kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
+        buffer = ctypes.create_unicode_buffer(85)  # LOCALE_NAME_MAX_LENGTH
+        length = int(kernel32.GetUserDefaultLocaleName(buffer, len(buffer)))
+    except (AttributeError, OSError):
+        return None
+    return buffer.value if length > 0 else None
