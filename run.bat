@@ -8,7 +8,6 @@ setlocal
 cd /d "%~dp0"
 rem UTF-8 for every Python started from here, whatever the console's code page (cp1251, cp1252, ...).
 set "PYTHONUTF8=1"
-set "SDPREP_LAUNCHER=run.bat"
 
 rem Run from inside a ZIP, Explorer extracts only this file: the app's files are not beside it.
 if not exist "gradio_prepare.py" goto not_extracted

@@ -6,7 +6,7 @@
 # On Windows run.bat does the same from a double-click or cmd; this file works from Git Bash / MSYS2 too.
 set -euo pipefail
 cd "$(dirname "$0")"
-export PYTHONUTF8=1 SDPREP_LAUNCHER=./run.sh
+export PYTHONUTF8=1
 
 case "$(uname -s)" in
   MINGW* | MSYS* | CYGWIN*)

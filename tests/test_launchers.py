@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
+import sys
 from pathlib import Path
+
+from sdprep.launcher import APP_DIR, app_command
+from sdprep.text import TABLE, t
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_BAT = ROOT / "run.bat"
@@ -94,3 +100,45 @@ def test_requirements_ask_for_a_uv_that_has_torch_backend() -> None:
         line for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines() if line.startswith("uv")
     )
     assert re.fullmatch(r"uv>=0\.7\.14(,<\d+)?", line)
+
+
+# --- the command a message tells a person to type --------------------------------------------------------------
+
+
+def test_the_app_started_from_its_own_venv_is_started_again_by_its_run_script() -> None:
+    venv = str(APP_DIR / ".venv")
+    assert app_command(windows=True, prefix=venv, cwd=str(APP_DIR)) == "run.bat"
+    assert app_command(windows=False, prefix=venv, cwd=str(APP_DIR)) == "./run.sh"
+    # From another folder the script is named by its full path, quoted for the shell that reads it.
+    elsewhere = app_command(windows=False, prefix=venv, cwd="/")
+    assert elsewhere == shlex.quote(str(APP_DIR / "run.sh"))
+
+
+def test_any_other_python_is_named_by_its_full_path_with_the_apps_script() -> None:
+    command = app_command(windows=False, prefix="/usr", python="/opt/my python/bin/python3", cwd=str(APP_DIR))
+    assert shlex.split(command) == ["/opt/my python/bin/python3", str(APP_DIR / "gradio_prepare.py")]
+    windows = app_command(windows=True, prefix=r"C:\Py312", python=r"C:\Program Files\Python312\python.exe")
+    assert windows.startswith('"C:\\Program Files\\Python312\\python.exe" ')
+
+
+def test_every_message_that_sends_a_person_to_setup_names_the_command_that_runs_here() -> None:
+    for lang in ("en", "ru"):
+        for key in ("banner_setup", "fix_setup_upgrade", "env_sd_missing", "doctor_not_installed"):
+            assert "python gradio_prepare.py" not in TABLE[lang][key]
+            assert f"`{app_command()} setup" in t(key, lang)
+
+
+def test_a_python_without_the_apps_requirements_gets_one_line_naming_the_run_script() -> None:
+    """`python3 gradio_prepare.py setup` on a fresh machine: not a ModuleNotFoundError traceback, but how to start."""
+    for args in (["setup"], ["probe"], []):
+        done = subprocess.run(
+            [sys.executable, "-S", str(ROOT / "gradio_prepare.py"), *args],  # -S: no site-packages, no requirements
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LANG": "en_US.UTF-8", "LC_ALL": ""},
+            timeout=60,
+        )
+        assert done.returncode == 3, done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+        (line,) = done.stderr.splitlines()
+        assert "lacks the app's requirements" in line and ("./run.sh" in line or "run.bat" in line)

@@ -17,6 +17,7 @@ import pytest
 
 from sdprep import text
 from sdprep.engine_files import FILE_KINDS
+from sdprep.features import FEATURES
 from sdprep.jobs.job import Outcome
 from sdprep.messages import Message, from_json, msg, to_json
 from sdprep.params import SPECS
@@ -63,7 +64,8 @@ def family_codes() -> set[str]:
     codes |= {f"sev_{severity}" for severity in ("error", "warning")} | {f"f_{name}" for name in SPECS}
     checks = ("torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion")
     codes |= {f"check_{name}" for name in checks} | {f"stage_{name}" for name in checks}
-    codes |= {f"stage_setup_{step}" for step in ("check", "venv", "torch", "fork", "tensorrt", "finish")}
+    codes |= {f"stage_setup_{step}" for step in ("check", "venv", "torch", "fork", "tensorrt", "features", "finish")}
+    codes |= {f"feat_{feature.name}" for feature in FEATURES} | {f.before for f in FEATURES if f.before}
     codes |= {"stage_probe", "stage_done", "stage_engine", "frame_warmup", "frame_timed"}
     return codes
 

@@ -221,6 +221,9 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         for name, supported in environment.features.items():
             mark = {True: t("yes", args.lang), False: t("no", args.lang)}.get(supported, t("unknown", args.lang))
             print(f"{'feature ' + name:26} {mark}", file=out)
+        for feature, reason in environment.installed():
+            shown = printer.word(reason) if reason else t("env_installed_ok", args.lang)
+            print(f"{'installed ' + feature.name:26} {shown}", file=out)
     missing = environment.missing()
     for line in missing:
         print(f"{t('cli_missing', args.lang)}: {printer.word(line)}", file=err)

@@ -11,11 +11,13 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sdprep import derive
+from sdprep.features import FEATURES, Feature, fix_argument, probe_modules
 from sdprep.jobs.process import ChildProcess, ChildSpec, InterpreterSource
 from sdprep.messages import Message, Problem, Quote, Size, error, msg, os_reason, warning
 from sdprep.params import BakedParams
@@ -74,6 +76,35 @@ class Environment:
     def features(self) -> dict[str, Any]:
         features = self.streamdiffusion.get("features")
         return features if isinstance(features, dict) else {}
+
+    @property
+    def modules(self) -> dict[str, Any]:
+        """What importing each module of the feature table did in the build Python (sdprep/features.py)."""
+        modules = self.report.get("modules")
+        return modules if isinstance(modules, dict) else {}
+
+    def feature_gap(self, feature: Feature) -> tuple[str, str] | None:
+        """The first module of `feature` that the build Python could not import, with why; None when all imported
+        (or the probe did not try: an answer cached before the table had the module)."""
+        for module in feature.modules:
+            answer = self.modules.get(module)
+            if isinstance(answer, dict) and answer.get("ok") is False:
+                return module, str(answer.get("error") or "?")
+        return None
+
+    def installed(self) -> list[tuple[Feature, Message | None]]:
+        """Each feature of the table with why it cannot be built here (what failed, the command that installs it), or
+        None when its modules imported; empty when the probe did not check (an answer from before the table)."""
+        if not self.modules:
+            return []
+        rows: list[tuple[Feature, Message | None]] = []
+        for feature in FEATURES:
+            gap = self.feature_gap(feature)
+            reason = None
+            if gap is not None:
+                reason = msg("env_installed_no", module=gap[0], error=Quote(gap[1]), fix=fix_argument(feature))
+            rows.append((feature, reason))
+        return rows
 
     @property
     def gpu_name(self) -> str | None:
@@ -156,10 +187,37 @@ class Environment:
             problems.append(warning("use_safety_checker", "safety_in_pytorch"))
         if params.use_ipadapter and params.ipadapter_tokens == 16 and features.get("config_ipadapter_tokens") is False:
             problems.append(error("ipadapter_tokens", "tokens_dropped"))
-        return problems + self.profile_refusals(params)
+        problems += self.profile_refusals(params)
+        return problems + self.install_refusals(params, {p.field for p in problems if p.severity == "error"})
+
+    def install_refusals(self, params: BakedParams, refused: Collection[str] = ()) -> list[Problem]:
+        """Chosen features whose modules the build Python cannot import, each with the setup command that installs
+        them; a field already refused for another reason (FP8 on an older GPU) and a module already named are not
+        repeated."""
+        problems: list[Problem] = []
+        named: set[str] = set()
+        for feature in FEATURES:
+            fields = [name for name in feature.fields(params) if name not in refused]
+            gap = self.feature_gap(feature) if fields else None
+            if gap is None or gap[0] in named:
+                continue
+            named.add(gap[0])
+            problems += [
+                error(
+                    name,
+                    "feature_not_installed",
+                    feature=msg(f"feat_{feature.name}"),
+                    module=gap[0],
+                    error=Quote(gap[1]),
+                    fix=fix_argument(feature),
+                )
+                for name in fields
+            ]
+        return problems
 
     def profile_refusals(self, params: BakedParams) -> list[Problem]:
-        """A profile other than Flexible needs a loader that reads its keys; FP8 needs its GPU and quantiser."""
+        """A profile other than Flexible needs a loader that reads its keys; FP8 needs its GPU (its quantiser: a
+        feature of sdprep/features.py, in install_refusals)."""
         problems: list[Problem] = []
         flexible = PROFILES["flexible"]
         if (params.static_shapes, params.opt_level) != (flexible.static_shapes, flexible.opt_level) and (
@@ -174,8 +232,6 @@ class Environment:
                 problems.append(
                     error("fp8", "fp8_old_gpu", gpu=self.gpu_name or "?", capability=self.compute_capability or "?")
                 )
-            if self.report.get("modelopt", {}).get("importable") is False:
-                problems.append(error("fp8", "fp8_no_modelopt"))
         return problems
 
 
@@ -261,7 +317,7 @@ def _run_probe(spec: ChildSpec, timeout: float) -> Environment:
     if spec.source_dir() and not Path(spec.source_dir() or "").is_dir():
         raise ProbeError(msg("probe_no_source_dir", path=spec.source_dir()))
     try:
-        child = ChildProcess.start(spec, "probe_environment.py", [])
+        child = ChildProcess.start(spec, "probe_environment.py", probe_modules())
     except OSError as problem:
         raise ProbeError(msg("probe_cannot_start", python=interpreter, reason=os_reason(problem))) from None
     deadline = time.monotonic() + timeout

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any, Literal, get_args
 
+from sdprep.launcher import app_command
 from sdprep.messages import Duration, Field, Message, Quote, Size
 from sdprep.text import en, ru
 
@@ -50,6 +51,8 @@ def word(message: Message | str, lang: str = "en", namer: FieldNamer = field_lab
         code = f"{code}__{plural_form(message.params['count'], lang)}"  # "{count} steps", "{count} шага", ...
     template = table.get(code) or TABLE["en"][code]
     values = {key: _render(value, lang, namer) for key, value in message.params.items()}
+    if "{app}" in template and "app" not in values:
+        values["app"] = app_command()  # a command a person types: the one that runs on this machine
     # Always formatted: a template without fields may still write a brace as {{ }}; a field left without a value
     # stays as written rather than failing the whole sentence.
     return template.format_map(_Unfilled(values))

@@ -113,6 +113,8 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     updates.update(controlnet.visibility(form, values))
     updates.update(ipadapter.visibility(form, raw))
     updates.update(profile.availability(form, params, lang))
+    updates.update(ipadapter.availability(form, params, lang))
+    updates.update(resolution.follow_profile(form, params, lang))
     return updates
 
 
@@ -124,6 +126,7 @@ def outputs(form: Form) -> list[Block]:
         blocks += [problems_box, hint_box]
     blocks += [form.fields["scheduler"], form.fields["cache_maxframes"], form.parts["controlnet_details"]]
     blocks += [*form.slot_groups, form.parts["ipadapter_details"]]
+    blocks += [form.fields[name] for name in ("use_ipadapter", "ipadapter_type", "width", "height")]
     blocks += profile.outputs(form)
     return blocks
 

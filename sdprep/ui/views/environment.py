@@ -50,6 +50,18 @@ def environment_markdown(environment: Environment | None, error: Message | None,
             feature = t(f"feat_{name}", lang) if f"feat_{name}" in TABLE["en"] else f"`{name}`"
             mark = {True: f"✔ {t('yes', lang)}", False: f"✘ {t('no', lang)}"}.get(supported, t("unknown", lang))
             lines.append(f"| {feature} | {mark} |")
+    installed = environment.installed()
+    if installed:
+        lines += [
+            "",
+            f"**{t('env_installed', lang)}**",
+            "",
+            f"| {t('env_feature', lang)} | {t('env_supported', lang)} |",
+            "|---|---|",
+        ]
+        for needed, reason in installed:
+            shown = word(reason, lang).replace("|", "\\|") if reason else t("env_installed_ok", lang)
+            lines.append(f"| {t(f'feat_{needed.name}', lang)} | {shown} |")
     missing = environment.missing()
     lines.append("")
     if missing:
