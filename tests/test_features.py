@@ -15,11 +15,12 @@ from sdprep.jobs.build import BuildOptions, run_build
 from sdprep.jobs.environment import Environment, probe
 from sdprep.jobs.process import ChildSpec
 from sdprep.params import DEFAULTS, ControlNetSlot, params_from_values
+from sdprep.profiles import profile_values
 from sdprep.setup.pins import CUDA_VARIANTS, FORKS, FP8_PACKAGES, WINDOWS_PACKAGES
 from sdprep.setup.plan import SetupRequest, steps
 from sdprep.text import word
 from sdprep.ui import state
-from sdprep.ui.components import ipadapter, profile
+from sdprep.ui.components import ipadapter, profile, resolution
 from sdprep.ui.form import Form
 from sdprep.ui.views.environment import environment_markdown
 
@@ -211,3 +212,14 @@ def test_the_environment_tab_lists_each_feature_with_the_command_that_installs_i
     assert "| MediaPipe preprocessors (mediapipe_pose, mediapipe_segmentation) | ✘ mediapipe:" in text
     assert "setup --with mediapipe" in text and text.count("✔ installed") == len(FEATURES) - 1
     assert "Установлено для возможностей формы" in environment_markdown(reported(), None, "ru")
+
+
+def test_the_size_sliders_follow_the_profile_with_the_reason_under_flexible() -> None:
+    form = Form(runtime_defaults())  # type: ignore[arg-type]
+    with gr.Blocks():
+        resolution.render(form)
+    assert form.fields["width"].minimum == 384  # the page starts on Flexible
+    flexible = resolution.follow_profile(form, DEFAULTS, "en")[form.fields["height"]]
+    assert flexible["minimum"] == 384 and "Flexible" in flexible["info"] and "256" in flexible["info"]
+    static = resolution.follow_profile(form, params_from_values(profile_values("fast")), "ru")[form.fields["width"]]
+    assert static["minimum"] == 256 and static["maximum"] == 1024 and static["info"] is None

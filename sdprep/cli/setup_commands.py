@@ -86,10 +86,11 @@ def doctor(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err:
     printer = Printer(args.lang, out, err, args.debug)
     spec = child_spec(args)
     interpreter, source = spec.choice()
-    printer.line("doctor_python", python=interpreter, source=t(f"python_chosen_{source}", args.lang))
     result = run_cancellable(
         lambda cancel: run_doctor(spec, lambda event: None, cancel), lambda: printer.line("cancelling", err)
     )
+    if result.reason.code != "env_no_nvidia":  # without an NVIDIA GPU that root cause is the first and only line
+        printer.line("doctor_python", python=interpreter, source=t(f"python_chosen_{source}", args.lang))
     print_checks(result, printer)
     if not result.ok:
         printer.failure(result)

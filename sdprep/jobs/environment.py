@@ -23,6 +23,7 @@ from sdprep.messages import Message, Problem, Quote, Size, error, msg, os_reason
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import FP8_MIN_COMPUTE_CAPABILITY, PROFILES
+from sdprep.setup.driver import driver_version, version_text
 from sdprep.validate import CONFIG_ROUTE_MAX_BATCH
 
 CACHE_DIR_ENV = "SDPREP_CACHE_DIR"
@@ -152,8 +153,17 @@ class Environment:
     def max_unet_batch(self) -> int:
         return WIDE_MAX_BATCH if self.features.get("config_batch_bounds") else CONFIG_ROUTE_MAX_BATCH
 
+    @property
+    def no_nvidia(self) -> bool:
+        """No NVIDIA driver answered (as setup asks it) and torch sees no GPU: the root cause, which nothing installed
+        here fixes. Unknown (an environment not probed by `probe`) counts as a driver."""
+        driver = self.report.get("driver")
+        return isinstance(driver, dict) and not driver.get("version") and not self.torch.get("cuda_available")
+
     def missing(self) -> list[Message]:
-        """What stops any build on this machine, each with what to do."""
+        """What stops any build on this machine, each with what to do; without an NVIDIA GPU only that."""
+        if self.no_nvidia:
+            return [msg("env_no_nvidia")]
         problems: list[Message] = []
         torch, trt, sd = self.torch, self.tensorrt, self.streamdiffusion
         if torch.get("error"):
@@ -270,10 +280,12 @@ def _stamp(paths: list[str]) -> dict[str, float | None]:
 
 
 def _with_choice(report: dict[str, Any], spec: ChildSpec) -> dict[str, Any]:
-    """The report with which build Python answered and why it was chosen (not cached: the choice can change)."""
+    """The report with which build Python answered and why it was chosen, and the NVIDIA driver as setup reads it
+    (not cached: the choice can change, and a driver can be installed since)."""
     interpreter, source = spec.choice()
     chosen: dict[str, Any] = {"interpreter": interpreter, "chosen_by": source}
-    return {**report, "python": {**(report.get("python") or {}), **chosen}}
+    driver = {"version": version_text(driver_version())}
+    return {**report, "python": {**(report.get("python") or {}), **chosen}, "driver": driver}
 
 
 def cached(spec: ChildSpec) -> Environment | None:

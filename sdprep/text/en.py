@@ -350,6 +350,7 @@ TEXT: dict[str, str] = {
     "gpu_waiting_busy": "GPU {gpu} is busy with {what} (process {pid}, since {since}).",
     "model_waiting": "This model's folder is in use: {what} (process {pid}, since {since}). Waiting for it to finish.",
     "model_waiting_busy": "This model's folder is in use: {what} (process {pid}, since {since}).",
+    "env_no_nvidia": "No NVIDIA GPU/driver on this machine: you can prepare and save configs here, and build on a machine with an NVIDIA GPU.",
     "env_cannot_build": "This machine cannot build yet: {missing}",
     "env_cannot_check": "Cannot check the engines on this machine: {missing}",
     "env_line": "{gpu} ({vram}), torch {torch}, TensorRT {tensorrt}, StreamDiffusion {streamdiffusion}; build Python {python}",

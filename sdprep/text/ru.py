@@ -350,6 +350,7 @@ TEXT: dict[str, str] = {
     "gpu_waiting_busy": "Видеокарта {gpu} занята: {what} (процесс {pid}, с {since}).",
     "model_waiting": "Папка этой модели занята: {what} (процесс {pid}, с {since}). Жду окончания.",
     "model_waiting_busy": "Папка этой модели занята: {what} (процесс {pid}, с {since}).",
+    "env_no_nvidia": "На этой машине нет видеокарты NVIDIA или её драйвера: здесь можно готовить и сохранять конфиги, а собирать — на машине с видеокартой NVIDIA.",
     "env_cannot_build": "На этой машине пока нельзя собирать: {missing}",
     "env_cannot_check": "Проверить движки на этой машине нельзя: {missing}",
     "env_line": "{gpu} ({vram}), torch {torch}, TensorRT {tensorrt}, StreamDiffusion {streamdiffusion}; Python сборки {python}",

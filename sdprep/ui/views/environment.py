@@ -19,6 +19,7 @@ def environment_markdown(environment: Environment | None, error: Message | None,
         return t("env_not_checked", lang)
     summary = environment.summary()
     none = t("env_none", lang)
+    first = [f"**{prose(t('env_no_nvidia', lang))}**", ""] if environment.no_nvidia else []
     source = chosen_by(environment) or "app"
     interpreter = environment.python.get("interpreter") or environment.python.get("executable")
     rows = [
@@ -36,7 +37,7 @@ def environment_markdown(environment: Environment | None, error: Message | None,
             f"`{summary['streamdiffusion_location']}`" if summary.get("streamdiffusion_location") else none,
         ),
     ]
-    lines = [f"| {t('env_item', lang)} | {t('env_value', lang)} |", "|---|---|"]
+    lines = [*first, f"| {t('env_item', lang)} | {t('env_value', lang)} |", "|---|---|"]
     lines += [f"| {t(key, lang)} | {value} |" for key, value in rows]
     if environment.features:
         lines += [
@@ -80,6 +81,8 @@ def banner_markdown(environment: Environment | None, lang: str) -> str:
     missing = environment.missing()
     if not missing:
         return ""
+    if environment.no_nvidia:  # the root cause, and no setup to run: it would not help
+        return f"**{prose(word(missing[0], lang))}**"
     items = "\n".join(f"- {prose(word(line, lang))}" for line in missing)
     return f"{t('banner_cannot_build', lang)}\n\n{items}\n\n{t('banner_setup', lang)}"
 
