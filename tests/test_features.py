@@ -223,3 +223,19 @@ def test_the_size_sliders_follow_the_profile_with_the_reason_under_flexible() ->
     assert flexible["minimum"] == 384 and "Flexible" in flexible["info"] and "256" in flexible["info"]
     static = resolution.follow_profile(form, params_from_values(profile_values("fast")), "ru")[form.fields["width"]]
     assert static["minimum"] == 256 and static["maximum"] == 1024 and static["info"] is None
+
+
+def test_the_page_moves_the_size_floor_with_the_profile_and_says_why(tmp_path: Path) -> None:
+    from .ui_helpers import Api, running_app
+
+    with running_app(tmp_path / "app") as app:
+        api = Api(app.url)
+        try:
+            flexible = api.call("/preview", height=256)
+            assert flexible["height"]["minimum"] == 384 and "Flexible" in flexible["height"]["info"]
+            assert "256 is below 384" in flexible["summary"] + flexible["problems-resolution"]
+            fast = api.call("/preview", height=256, static_shapes=True, opt_level=2)
+            assert fast["height"]["minimum"] == 256 and "below 384" not in fast["problems-resolution"]
+            assert "height: 256" in fast["yaml-preview"]
+        finally:
+            api.close()
