@@ -259,7 +259,10 @@ def _cache_dir() -> Path:
 
 
 def _cache_file(spec: ChildSpec) -> Path:
-    identity = json.dumps([spec.interpreter(), spec.source_dir(), spec.gpu, os.environ.get("PYTHONPATH")])
+    # The modules the probe imports are part of the question: a new feature table asks again.
+    identity = json.dumps(
+        [spec.interpreter(), spec.source_dir(), spec.gpu, os.environ.get("PYTHONPATH"), probe_modules()]
+    )
     return _cache_dir() / f"probe-{hashlib.sha1(identity.encode()).hexdigest()[:16]}.json"
 
 
