@@ -3,6 +3,7 @@ for it, and what the form locks and a build refuses when the build Python lacks 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from sdprep.jobs.environment import Environment, probe
 from sdprep.jobs.process import ChildSpec
 from sdprep.params import DEFAULTS, ControlNetSlot, params_from_values
 from sdprep.profiles import profile_values
+from sdprep.setup import driver
 from sdprep.setup.pins import CUDA_VARIANTS, FORKS, FP8_PACKAGES, WINDOWS_PACKAGES
-from sdprep.setup.plan import SetupRequest, steps
+from sdprep.setup.plan import SetupRequest, features_for, steps
 from sdprep.text import word
 from sdprep.ui import state
 from sdprep.ui.components import ipadapter, profile, resolution
@@ -239,3 +241,25 @@ def test_the_page_moves_the_size_floor_with_the_profile_and_says_why(tmp_path: P
             assert "height: 256" in fast["yaml-preview"]
         finally:
             api.close()
+
+
+def test_setup_reads_the_compute_capability_from_nvidia_smi_before_torch_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As nvidia-smi answers on an H100 (`--query-gpu=compute_cap`: "9.0"): FP8 comes by itself; an RTX 3090 (8.6)
+    gets none, and without nvidia-smi nothing is claimed."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\ncase "$1" in *compute_cap*) echo "${FAKE_CC:-9.0}";; *) echo 580.159.04;; esac\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv(driver.CAPABILITY_ENV, raising=False)
+    request = SetupRequest(target=str(tmp_path / "v"))
+    assert driver.compute_capability() == (9, 0)
+    assert [f.name for f in features_for(request, CU128)] == ["fp8"]
+    monkeypatch.setenv("FAKE_CC", "8.6")
+    assert features_for(request, CU128) == ()
+    monkeypatch.setenv(driver.CAPABILITY_ENV, "8.9")  # the override, as UV_CUDA_DRIVER_VERSION is for the driver
+    assert [f.name for f in features_for(request, CU128)] == ["fp8"]
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    monkeypatch.delenv(driver.CAPABILITY_ENV)
+    assert driver.compute_capability() is None
