@@ -16,8 +16,24 @@ import os
 import sys
 import threading
 
-from sdprep import cli
-from sdprep.config import RuntimeDefaults
+
+def requirements_missing(error: ModuleNotFoundError) -> int:
+    """A Python without the app's requirements (python3 instead of run.sh's .venv): one line saying how to start."""
+    from sdprep.launcher import run_script
+    from sdprep.text import system_language, t
+
+    line = t("app_requirements_missing", system_language(), python=sys.executable, module=error.name, run=run_script())
+    print(line, file=sys.stderr)
+    return 3
+
+
+try:
+    from sdprep import cli
+    from sdprep.config import RuntimeDefaults
+except ModuleNotFoundError as missing:
+    if (missing.name or "").startswith("sdprep"):
+        raise
+    sys.exit(requirements_missing(missing))
 
 RUNTIME_DEFAULTS: RuntimeDefaults = {
     "sampler": "normal",
@@ -55,7 +71,12 @@ def serve(args: argparse.Namespace) -> int:
 if __name__ == "__main__" and cli.is_headless(sys.argv[1:]):
     sys.exit(cli.main(sys.argv[1:], RUNTIME_DEFAULTS, serve))
 
-from sdprep.ui.app import create_demo  # noqa: E402 - after the headless dispatch on purpose
+try:
+    from sdprep.ui.app import create_demo  # after the headless dispatch on purpose
+except ModuleNotFoundError as missing:
+    if (missing.name or "").startswith("sdprep"):
+        raise
+    sys.exit(requirements_missing(missing))
 
 # Module-level for hot reload: `python -m gradio gradio_prepare.py` re-imports this module and serves `demo`.
 demo = create_demo(RUNTIME_DEFAULTS)

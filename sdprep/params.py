@@ -38,9 +38,11 @@ EngineKind = Literal["unet", "vae", "cnet", "safety"]
 ENGINE_KINDS: tuple[EngineKind, ...] = get_args(EngineKind)
 ALL_ENGINES: frozenset[EngineKind] = frozenset(ENGINE_KINDS)
 
-# One pixel range for width and height, used by the slider, the CLI help and the rules. The UNet takes 256-1024,
-# but the VAE engines of a dynamic-shape (Flexible) build only 384-1024 (FACTS §2); one range that always builds.
-SIZE_RANGE = (384, 1024)
+# Width and height: the UNet and a static-shape VAE take 256-1024 (Fast build, Quality, FP8), but the VAE engines of
+# a dynamic-shape (Flexible) build only 384-1024 (the fork's wrapper sets min_image_resolution 384 when not static,
+# FACTS §2). SIZE_RANGE bounds the field; size_range() is the one rule for the slider, the CLI help and validate().
+SIZE_RANGE = (256, 1024)
+DYNAMIC_SIZE_MIN = 384
 SIZE_STEP = 8
 STEPS_RANGE = (1, 8)
 FRAME_BUFFER_RANGE = (1, 4)
@@ -336,6 +338,11 @@ SLOT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ControlNetSlot))
 SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(BakedParams)}
 TYPES: dict[str, Any] = get_type_hints(BakedParams)
 DEFAULTS = BakedParams()
+
+
+def size_range(static_shapes: bool) -> tuple[int, int]:
+    """The width and height a build with these shapes accepts."""
+    return SIZE_RANGE if static_shapes else (DYNAMIC_SIZE_MIN, SIZE_RANGE[1])
 
 
 def choices_of(name: str) -> tuple[Any, ...] | None:

@@ -27,6 +27,7 @@ from sdprep.params import (
     TYPES,
     BakedParams,
     choices_of,
+    size_range,
 )
 from sdprep.paths import looks_like_local_path, nearest_existing_parent, special_file, too_long, user_path
 
@@ -156,9 +157,14 @@ def _size(params: BakedParams) -> list[Problem]:
     for name in ("width", "height"):
         value = getattr(params, name)
         low, high = SPECS[name].bounds or (0, 0)
-        if low <= value <= high and value % SIZE_STEP:
+        if not _is_int(value) or not low <= value <= high:
+            continue  # _types_and_ranges says so
+        if value % SIZE_STEP:
             lower = value - value % SIZE_STEP
             problems.append(error(name, "not_multiple_of_8", lower=lower, upper=lower + SIZE_STEP))
+        floor = size_range(params.static_shapes)[0]
+        if value < floor:
+            problems.append(error(name, "size_dynamic_floor", value=value, low=floor, static_low=low))
     return problems
 
 

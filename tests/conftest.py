@@ -48,6 +48,9 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     for name in list(os.environ):
         if name.startswith("STANDIN_"):
             monkeypatch.delenv(name)
+    # The stand-in torch plays an NVIDIA GPU; its driver is played too, as setup and the probe read it (uv's
+    # override). UV_CUDA_DRIVER_VERSION=none plays a machine without one.
+    monkeypatch.setenv("UV_CUDA_DRIVER_VERSION", "570.86.10")
     yield
 
 

@@ -47,7 +47,13 @@ DEFAULT_TORCH = "2.5.1+cu124"
 DEFAULT_TENSORRT = "10.13.3.9"
 STREAMDIFFUSION_VERSION = "0.4.0"
 # Import name of each placeholder distribution, where it differs from the normalized name with "_".
-MODULE_NAMES: dict[str, str] = {"protobuf": "google/protobuf", "onnx-graphsurgeon": "onnx_graphsurgeon"}
+MODULE_NAMES: dict[str, str] = {
+    "protobuf": "google/protobuf",
+    "onnx-graphsurgeon": "onnx_graphsurgeon",
+    # What the fork's FP8 path imports from NVIDIA ModelOpt (its parents are namespace packages here).
+    "nvidia-modelopt": "modelopt/onnx/quantization",
+    "cupy-cuda12x": "cupy",
+}
 # What the stand-in setup pins beside torch/TensorRT: placeholders, as (distribution, version).
 DEFAULT_PLACEHOLDERS: tuple[tuple[str, str], ...] = (
     ("protobuf", "4.25.3"),

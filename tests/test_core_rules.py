@@ -10,7 +10,8 @@ import pytest
 from sdprep.cli.args import flag_for
 from sdprep.jobs.environment import Environment
 from sdprep.messages import Problem
-from sdprep.params import SIZE_RANGE, SPECS, BakedParams, params_from_values
+from sdprep.params import SIZE_RANGE, SPECS, BakedParams, params_from_values, size_range
+from sdprep.profiles import profile_values
 from sdprep.text import word
 from sdprep.validate import validate
 
@@ -26,14 +27,26 @@ def problems_of(params: BakedParams, field: str) -> list[Problem]:
 
 
 def test_one_size_range_for_the_slider_the_flag_and_the_rules(tmp_path: Path) -> None:
-    assert SPECS["width"].bounds == SPECS["height"].bounds == SIZE_RANGE == (384, 1024)
+    assert SPECS["width"].bounds == SPECS["height"].bounds == SIZE_RANGE == (256, 1024)
     low, high = SIZE_RANGE
-    assert problems_of(make(tmp_path, width=low), "width") == []
-    too_small = problems_of(make(tmp_path, width=low - 8), "width")
+    static = profile_values("quality")
+    assert problems_of(make(tmp_path, width=low, **static), "width") == []
+    too_small = problems_of(make(tmp_path, width=low - 8, **static), "width")
     assert [p.message.code for p in too_small] == ["out_of_range"] and f"from {low} to {high}" in word(
         too_small[0].message
     )
     assert f"[{low}-{high}]" in pytest.importorskip("sdprep.cli.args")._help("width", "en")
+
+
+@pytest.mark.parametrize("name", ["fast", "quality", "fp8"])
+def test_static_profiles_build_from_256_and_flexible_from_384_with_the_reason(tmp_path: Path, name: str) -> None:
+    assert size_range(True) == (256, 1024) and size_range(False) == (384, 1024)
+    assert problems_of(make(tmp_path, height=256, **profile_values(name)), "height") == []  # type: ignore[arg-type]
+    (problem,) = problems_of(make(tmp_path, height=256, **profile_values("flexible")), "height")
+    assert problem.severity == "error" and problem.message.code == "size_dynamic_floor"
+    text = word(problem.message)
+    assert "256 is below 384" in text and "Flexible" in text and "down to 256" in text
+    assert problems_of(make(tmp_path, height=384), "height") == []
 
 
 def test_a_controlnet_of_another_family_is_an_error_offering_the_right_one(tmp_path: Path) -> None:

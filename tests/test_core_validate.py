@@ -76,7 +76,16 @@ def test_lora_scale_zero_is_a_warning(tmp_path: Path) -> None:
     ("width", "ok"), [(512, True), (1024, True), (384, True), (516, False), (248, False), (1032, False), (320, False)]
 )
 def test_size_rules(width: int, ok: bool, tmp_path: Path) -> None:
+    """Under the default Flexible profile; a static profile goes down to 256 (test_core_rules)."""
     problems = validate(make(width=width, engines_dir=str(tmp_path)))
+    assert ("width" not in fields(problems)) is ok
+
+
+@pytest.mark.parametrize(
+    ("width", "ok"), [(256, True), (320, True), (248, False), (260, False), (1024, True), (1032, False)]
+)
+def test_size_rules_static(width: int, ok: bool, tmp_path: Path) -> None:
+    problems = validate(make(width=width, static_shapes=True, opt_level=2, engines_dir=str(tmp_path)))
     assert ("width" not in fields(problems)) is ok
 
 

@@ -49,11 +49,14 @@ def probed(monkeypatch: pytest.MonkeyPatch, **env: str) -> Environment:
 
 @pytest.fixture
 def modelopt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """NVIDIA ModelOpt importable in the build Python (an empty package: the probe only looks it up)."""
-    package = tmp_path / "site" / "modelopt"
+    """NVIDIA ModelOpt importable in the build Python: the module the fork's FP8 path imports, empty (the probe only
+    imports it)."""
+    site = tmp_path / "site"
+    package = site / "modelopt" / "onnx" / "quantization"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text("", encoding="utf-8")
-    monkeypatch.setenv("PYTHONPATH", str(package.parent))
+    for folder in (package, package.parent, package.parent.parent):
+        (folder / "__init__.py").write_text("", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(site))
 
 
 @pytest.fixture
@@ -125,7 +128,8 @@ def test_fp8_is_offered_only_on_ada_or_newer_with_modelopt(
     monkeypatch.delenv("PYTHONPATH")
     monkeypatch.setenv("STANDIN_CC", "8.9")
     no_modelopt = probe(SPEC, refresh=True)
-    assert "ModelOpt" in profile_availability(no_modelopt, DEFAULTS, "en")[1]
+    reason = profile_availability(no_modelopt, DEFAULTS, "en")[1]
+    assert "modelopt.onnx.quantization" in reason and "setup --with fp8" in reason
     state.remember_environment(no_modelopt)
     form = Form(runtime_defaults())  # type: ignore[arg-type]
     with gr.Blocks():

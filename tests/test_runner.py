@@ -19,6 +19,7 @@ import yaml
 from sdprep.jobs.build import BuildOptions, BuildResult, run_build
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
+from sdprep.launcher import app_command
 from sdprep.locks import gpu_lock
 from sdprep.params import BakedParams, params_from_values
 
@@ -241,7 +242,7 @@ def test_missing_gpu_or_tensorrt_is_refused_with_what_to_install(
     monkeypatch.setenv("SDPREP_CACHE_DIR", str(tmp_path / "c2"))
     result, _ = build(make(tmp_path))
     assert result.outcome == "unavailable" and "TensorRT cannot be imported" in said(result.reason)
-    assert "gradio_prepare.py setup" in said(result.reason), "it says how to get it"
+    assert f"{app_command()} setup" in said(result.reason), "it says how to get it"
     assert not (tmp_path / "engines").exists()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from sdprep.jobs.progress import JobEvent
 from sdprep.messages import Message
 from sdprep.setup import job as setup_job
 from sdprep.setup.failures import explain
-from sdprep.setup.pins import CUDA_VARIANTS, FORKS, IPADAPTER_PACKAGE, TENSORRT_COMPANIONS
+from sdprep.setup.pins import CUDA_VARIANTS, FORKS, FP8_PACKAGES, IPADAPTER_PACKAGE, TENSORRT_COMPANIONS
 from sdprep.setup.plan import SetupRequest, choose_variant, resolve_fork, steps
 from sdprep.text import word
 from tests.standin_wheels import build_wheelhouse, make_streamdiffusion_repo
@@ -39,12 +40,13 @@ DRIVER = "570.86.10"
 
 
 def pinned_placeholders() -> tuple[tuple[str, str], ...]:
-    """The companions setup pins, as stand-in wheels of exactly those versions."""
-    versions = {"protobuf": "4.25.8"}
+    """The companions setup pins and the FP8 set, as stand-in wheels of exactly those versions (1.0 where the fork
+    pins none)."""
     found = []
-    for requirement in TENSORRT_COMPANIONS:
-        name, _, version = requirement.partition("==")
-        found.append((name.split(">")[0], version or versions.get(name.split(">")[0], "1.0")))
+    for requirement in (*TENSORRT_COMPANIONS, *FP8_PACKAGES):
+        match = re.match(r"([A-Za-z0-9_.-]+)\s*(?:(?:==|~=|>=)\s*([0-9.]+))?", requirement)
+        assert match is not None, requirement
+        found.append((match.group(1), match.group(2) or "1.0"))
     return (*found, ("controlnet-aux", "0.0.10"))
 
 
@@ -107,12 +109,13 @@ def setup_args(sources: Sources, target: Path, *more: str) -> list[str]:
 @pytest.fixture(scope="module")
 def made(sources: Sources, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One environment set up once for the module (the slow part), at a target of its own; with its output in a
-    code page without the app's marks, to a file (`run.bat setup > log.txt` on a Windows in cp1251)."""
+    code page without the app's marks, to a file (`run.bat setup > log.txt` on a Windows in cp1251); with the FP8
+    set, as an RTX 40 gets it (--with fp8: nvidia-smi is not here to say the compute capability)."""
     target = tmp_path_factory.mktemp("made") / ".venv-build"
     log = target.with_name("setup-log.txt")
     with open(log, "wb") as handle:
         done = subprocess.run(
-            [sys.executable, str(ROOT / "gradio_prepare.py"), *setup_args(sources, target)],
+            [sys.executable, str(ROOT / "gradio_prepare.py"), *setup_args(sources, target, "--with", "fp8")],
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=env_for(sources, PYTHONIOENCODING="cp1251"),
@@ -254,7 +257,9 @@ def test_setup_installs_self_tests_records_and_is_then_up_to_date(sources: Sourc
     assert record["gpu"] == "NVIDIA GeForce RTX 4090" and set(record["steps"]) >= {"venv", "torch", "fork", "tensorrt"}
     assert not made.with_name(made.name + ".partial").exists()
     started = time.monotonic()
-    again = cli(sources, *setup_args(sources, made))
+    assert record["features"] == ["fp8"] and record["installed"]["nvidia-modelopt"] == "0.43.0"
+    assert record["installed"]["numpy"] == "1.26.4" and "features" in record["steps"]
+    again = cli(sources, *setup_args(sources, made, "--with", "fp8"))
     seconds = time.monotonic() - started
     assert again.returncode == 0 and "Up to date" in again.stdout, again.stdout + again.stderr
     assert seconds < 5, f"up to date took {seconds:.1f} s"
@@ -268,6 +273,8 @@ def test_probe_then_picks_the_build_venv_and_a_build_succeeds(sources: Sources, 
     built = cli(sources, "build", "--engines-dir", str(tmp_path / "engines"), env=env)
     assert built.returncode == 0, built.stdout + built.stderr
     assert built.stdout.strip().splitlines()[-1].endswith("config.yaml")
+    # The FP8 set setup installed is what the probe imports for FP8.
+    assert re.search(r"^installed fp8 +✔", probed.stdout, re.MULTILINE), probed.stdout
 
 
 def test_doctor_passes_on_it_and_names_a_broken_dependency(sources: Sources, made: Path) -> None:

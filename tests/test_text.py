@@ -9,6 +9,7 @@ declarations the program uses.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import get_args
 
@@ -16,7 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sdprep import text
 from sdprep.engine_files import FILE_KINDS
+from sdprep.features import FEATURES
 from sdprep.jobs.job import Outcome
 from sdprep.messages import Message, from_json, msg, to_json
 from sdprep.params import SPECS
@@ -63,7 +66,8 @@ def family_codes() -> set[str]:
     codes |= {f"sev_{severity}" for severity in ("error", "warning")} | {f"f_{name}" for name in SPECS}
     checks = ("torch", "cuda", "tensorrt_import", "tensorrt_build", "tensorrt_run", "streamdiffusion", "build_path")
     codes |= {f"check_{name}" for name in checks} | {f"stage_{name}" for name in checks}
-    codes |= {f"stage_setup_{step}" for step in ("check", "venv", "torch", "fork", "tensorrt", "finish")}
+    codes |= {f"stage_setup_{step}" for step in ("check", "venv", "torch", "fork", "tensorrt", "features", "finish")}
+    codes |= {f"feat_{feature.name}" for feature in FEATURES} | {f.before for f in FEATURES if f.before}
     codes |= {"stage_probe", "stage_done", "stage_engine", "frame_warmup", "frame_timed"}
     return codes
 
@@ -163,8 +167,10 @@ def test_values_from_outside_are_cut_before_they_are_written() -> None:
     cut (reprlib), however many items it stands for; a line is cut with how much more there was."""
     from sdprep.messages import cut, shown
 
-    sentence = word(msg("note_t_index", given=list(range(100_000)), steps=4, preset=[0, 16, 32, 45]))
-    assert "19, … (+99980) has" in sentence and len(sentence) < 300
+    sentence = word(
+        msg("runtime_t_index_derived", given=list(range(100_000)), source="x.yaml", count=100_000, steps=4, written=[0])
+    )
+    assert "19, … (+99980) from" in sentence and len(sentence) < 300
     nested: list[object] = [0] * 9
     for _ in range(9):
         nested = [nested] * 9  # 9**10 items once expanded, a few hundred objects in memory
@@ -217,3 +223,24 @@ def test_text_from_outside_renders_as_written_and_makes_no_element(value: str) -
         shown, tags = _rendered(cell)
         assert tags <= {"table", "thead", "tbody", "tr", "th", "td", "code"}, (value, tags)
         assert expected in shown, (value, shown)
+
+
+def test_the_locale_variables_decide_the_terminal_language_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(text, "windows_locale_name", lambda: "ru-RU")
+    assert text.system_language({"LANG": "en_US.UTF-8"}, windows=True) == "en"
+    assert text.system_language({"LC_ALL": "ru_RU.UTF-8", "LANG": "en_US.UTF-8"}, windows=False) == "ru"
+
+
+def test_windows_without_locale_variables_speaks_the_users_windows_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows sets no LANG: its user locale (GetUserDefaultLocaleName) decides, not always English."""
+    monkeypatch.setattr(text, "windows_locale_name", lambda: "ru-RU")
+    assert text.system_language({}, windows=True) == "ru"
+    monkeypatch.setattr(text, "windows_locale_name", lambda: None)
+    monkeypatch.setattr(text.locale, "getlocale", lambda: ("Russian_Russia", "1251"))
+    assert text.system_language({}, windows=True) == "ru"
+    monkeypatch.setattr(text.locale, "getlocale", lambda: ("English_United States", "1252"))
+    assert text.system_language({}, windows=True) == "en"
+
+
+def test_the_windows_locale_call_is_harmless_elsewhere() -> None:
+    assert text.windows_locale_name() is None or sys.platform == "win32"

@@ -8,7 +8,6 @@ config loader actually passes on.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import platform
 import sys
@@ -88,6 +87,25 @@ def _streamdiffusion() -> dict[str, Any]:
     return info
 
 
+def _modules(names: list[str]) -> dict[str, Any]:
+    """Import each module a feature of the form needs (the app passes them: sdprep/features.py), as the fork does."""
+    found: dict[str, Any] = {}
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit) as error:  # a broken extension can raise anything, even SystemExit
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            found[name] = {
+                "ok": False,
+                "error": f"{type(error).__name__}: {first}"[:500],
+                "installed": presence(name.split(".", 1)[0])["installed"],
+                "failed_module": failed_module(error),
+            }
+        else:
+            found[name] = {"ok": True}
+    return found
+
+
 def main() -> int:
     emit(
         "result",
@@ -96,10 +114,9 @@ def main() -> int:
             "torch": _torch(),
             "tensorrt": _tensorrt(),
             "streamdiffusion": _streamdiffusion(),
-            # The fork's FP8 path quantises with NVIDIA ModelOpt; a spec lookup does not import it (seconds, CUDA).
-            "modelopt": {"importable": importlib.util.find_spec("modelopt") is not None},
             # Which diffusers build is installed: some cfg types fail with any but the one the fork pins.
             "diffusers": diffusers_origin(),
+            "modules": _modules(sys.argv[1:]),
         },
     )
     return 0

@@ -223,6 +223,9 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     except ProbeError as problem:
         print(f"{t('sev_error', args.lang)}: {printer.word(problem.message)}", file=err)
         return EXIT_CODES["unavailable"]
+    missing = environment.missing()
+    if environment.no_nvidia:  # the root cause first, before any detail
+        print(f"{t('cli_missing', args.lang)}: {printer.word(missing[0])}", file=err)
     if args.json:
         print(json.dumps(environment.report, indent=2), file=out)
     else:
@@ -239,11 +242,13 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         for name, supported in environment.features.items():
             mark = {True: t("yes", args.lang), False: t("no", args.lang)}.get(supported, t("unknown", args.lang))
             print(f"{'feature ' + name:26} {mark}", file=out)
+        for feature, reason in environment.installed():
+            shown = printer.word(reason) if reason else t("env_installed_ok", args.lang)
+            print(f"{'installed ' + feature.name:26} {shown}", file=out)
     mismatch = environment.diffusers_mismatch()
     if mismatch is not None:
         print(f"{t('sev_warning', args.lang)}: {printer.word(mismatch)}", file=err)
-    missing = environment.missing()
-    for line in missing:
+    for line in [] if environment.no_nvidia else missing:
         print(f"{t('cli_missing', args.lang)}: {printer.word(line)}", file=err)
     return EXIT_CODES["unavailable"] if missing else 0
 

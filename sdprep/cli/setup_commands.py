@@ -9,6 +9,7 @@ from sdprep.cli.args import add_child_flags, add_param_flags
 from sdprep.cli.commands import EXIT_INVALID, child_spec, params_for, run_cancellable
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
+from sdprep.features import OPTIONAL
 from sdprep.jobs.process import build_venv
 from sdprep.setup.pins import CUDA_CHOICES, DEFAULT_FORK, PYTHON_VERSION
 from sdprep.setup.plan import SetupRequest
@@ -32,6 +33,17 @@ def add_parsers(
     setup.add_argument("--replace", action="store_true", help=t("cli_setup_replace", lang))
     setup.add_argument("--find-links", action="append", default=[], metavar="DIR", help=t("cli_setup_find_links", lang))
     setup.add_argument("--no-index", action="store_true", help=t("cli_setup_no_index", lang))
+    setup.add_argument(
+        "--with", dest="with_features", action="append", choices=OPTIONAL, default=[], help=t("cli_setup_with", lang)
+    )
+    setup.add_argument(
+        "--without",
+        dest="without_features",
+        action="append",
+        choices=OPTIONAL,
+        default=[],
+        help=t("cli_setup_without", lang),
+    )
     setup.add_argument("--gpu", type=int, default=0, help=t("cli_gpu", lang))
     setup.add_argument("--no-wait", action="store_true", help=t("cli_setup_no_wait", lang))
     setup.add_argument("--debug", action="store_true", help=t("cli_debug", lang))
@@ -59,6 +71,8 @@ def setup(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         find_links=tuple(args.find_links),
         no_index=args.no_index,
         gpu=args.gpu,
+        with_features=tuple(dict.fromkeys(args.with_features)),
+        without_features=tuple(dict.fromkeys(args.without_features)),
     )
     result = run_cancellable(
         lambda cancel: run_setup(request, printer.event_printer(), cancel, wait=not args.no_wait),
@@ -85,10 +99,11 @@ def self_test(args: argparse.Namespace, printer: Printer) -> int:
     out, err = printer.out, printer.err
     spec = child_spec(args)
     interpreter, source = spec.choice()
-    printer.line("doctor_python", python=interpreter, source=t(f"python_chosen_{source}", args.lang))
     result = run_cancellable(
         lambda cancel: run_doctor(spec, lambda event: None, cancel), lambda: printer.line("cancelling", err)
     )
+    if result.reason.code != "env_no_nvidia":  # without an NVIDIA GPU that root cause is the first and only line
+        printer.line("doctor_python", python=interpreter, source=t(f"python_chosen_{source}", args.lang))
     print_checks(result, printer)
     if not result.ok:
         printer.failure(result)

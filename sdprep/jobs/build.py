@@ -159,7 +159,8 @@ class Build(Job[BuildResult]):
         self.progress.event("log", environment.machine_line())
         missing = environment.missing()
         if missing and not self.options.rehearse_only:  # a rehearsal says itself how far this machine gets
-            return self.result("unavailable", msg("env_cannot_build", missing=missing))
+            reason = missing[0] if environment.no_nvidia else msg("env_cannot_build", missing=missing)
+            return self.result("unavailable", reason)
         problems += check_unet_batch(self.params, environment.max_unet_batch())
         problems += environment.refusals(self.params)
         if has_errors(problems):

@@ -150,7 +150,8 @@ class Check(Job[CheckResult]):
             return self.result("unavailable", problem.message)
         missing = environment.missing()
         if missing:
-            return self.result("unavailable", msg("env_cannot_check", missing=missing))
+            reason = missing[0] if environment.no_nvidia else msg("env_cannot_check", missing=missing)
+            return self.result("unavailable", reason)
         self.gpu = environment.gpu_name
         locks = (model_lock(self.folder), gpu_lock(self.options.child.gpu))
         what = f"check of {self.config_path}"

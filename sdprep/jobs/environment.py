@@ -13,17 +13,20 @@ import os
 import re
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sdprep import derive
+from sdprep.features import FEATURES, Feature, fix_argument, probe_modules
 from sdprep.jobs.process import ChildProcess, ChildSpec, InterpreterSource
 from sdprep.messages import Message, Problem, Quote, Size, cut, error, msg, os_reason, warning
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import FP8_MIN_COMPUTE_CAPABILITY, PROFILES
+from sdprep.setup.driver import driver_version, version_text
 from sdprep.setup.pins import CFG_TYPES_NEEDING_FORK_DIFFUSERS, FORK_DIFFUSERS_COMMIT, FORK_DIFFUSERS_URL
 from sdprep.validate import CONFIG_ROUTE_MAX_BATCH
 
@@ -80,6 +83,35 @@ class Environment:
         return features if isinstance(features, dict) else {}
 
     @property
+    def modules(self) -> dict[str, Any]:
+        """What importing each module of the feature table did in the build Python (sdprep/features.py)."""
+        modules = self.report.get("modules")
+        return modules if isinstance(modules, dict) else {}
+
+    def feature_gap(self, feature: Feature) -> tuple[str, str] | None:
+        """The first module of `feature` that the build Python could not import, with why; None when all imported
+        (or the probe did not try: an answer cached before the table had the module)."""
+        for module in feature.modules:
+            answer = self.modules.get(module)
+            if isinstance(answer, dict) and answer.get("ok") is False:
+                return module, str(answer.get("error") or "?")
+        return None
+
+    def installed(self) -> list[tuple[Feature, Message | None]]:
+        """Each feature of the table with why it cannot be built here (what failed, the command that installs it), or
+        None when its modules imported; empty when the probe did not check (an answer from before the table)."""
+        if not self.modules:
+            return []
+        rows: list[tuple[Feature, Message | None]] = []
+        for feature in FEATURES:
+            gap = self.feature_gap(feature)
+            reason = None
+            if gap is not None:
+                reason = msg("env_installed_no", module=gap[0], error=Quote(gap[1]), fix=fix_argument(feature))
+            rows.append((feature, reason))
+        return rows
+
+    @property
     def gpu_name(self) -> str | None:
         return self.torch.get("gpu_name")
 
@@ -125,8 +157,17 @@ class Environment:
     def max_unet_batch(self) -> int:
         return WIDE_MAX_BATCH if self.features.get("config_batch_bounds") else CONFIG_ROUTE_MAX_BATCH
 
+    @property
+    def no_nvidia(self) -> bool:
+        """No NVIDIA driver answered (as setup asks it) and torch sees no GPU: the root cause, which nothing installed
+        here fixes. Unknown (an environment not probed by `probe`) counts as a driver."""
+        driver = self.report.get("driver")
+        return isinstance(driver, dict) and not driver.get("version") and not self.torch.get("cuda_available")
+
     def missing(self) -> list[Message]:
-        """What stops any build on this machine, each with what to do."""
+        """What stops any build on this machine, each with what to do; without an NVIDIA GPU only that."""
+        if self.no_nvidia:
+            return [msg("env_no_nvidia")]
         problems: list[Message] = []
         torch, trt, sd = self.torch, self.tensorrt, self.streamdiffusion
         if torch.get("error"):
@@ -201,10 +242,37 @@ class Environment:
             mismatch = self.diffusers_mismatch()
             if mismatch is not None:
                 problems.append(warning("cfg_type", "cfg_needs_fork_diffusers", cfg=params.cfg_type, why=mismatch))
-        return problems + self.profile_refusals(params)
+        problems += self.profile_refusals(params)
+        return problems + self.install_refusals(params, {p.field for p in problems if p.severity == "error"})
+
+    def install_refusals(self, params: BakedParams, refused: Collection[str] = ()) -> list[Problem]:
+        """Chosen features whose modules the build Python cannot import, each with the setup command that installs
+        them; a field already refused for another reason (FP8 on an older GPU) and a module already named are not
+        repeated."""
+        problems: list[Problem] = []
+        named: set[str] = set()
+        for feature in FEATURES:
+            fields = [name for name in feature.fields(params) if name not in refused]
+            gap = self.feature_gap(feature) if fields else None
+            if gap is None or gap[0] in named:
+                continue
+            named.add(gap[0])
+            problems += [
+                error(
+                    name,
+                    "feature_not_installed",
+                    feature=msg(f"feat_{feature.name}"),
+                    module=gap[0],
+                    error=Quote(gap[1]),
+                    fix=fix_argument(feature),
+                )
+                for name in fields
+            ]
+        return problems
 
     def profile_refusals(self, params: BakedParams) -> list[Problem]:
-        """A profile other than Flexible needs a loader that reads its keys; FP8 needs its GPU and quantiser."""
+        """A profile other than Flexible needs a loader that reads its keys; FP8 needs its GPU (its quantiser: a
+        feature of sdprep/features.py, in install_refusals)."""
         problems: list[Problem] = []
         flexible = PROFILES["flexible"]
         if (params.static_shapes, params.opt_level) != (flexible.static_shapes, flexible.opt_level) and (
@@ -219,8 +287,6 @@ class Environment:
                 problems.append(
                     error("fp8", "fp8_old_gpu", gpu=self.gpu_name or "?", capability=self.compute_capability or "?")
                 )
-            if self.report.get("modelopt", {}).get("importable") is False:
-                problems.append(error("fp8", "fp8_no_modelopt"))
         return problems
 
 
@@ -258,7 +324,10 @@ def cache_dir() -> Path:
 
 
 def _cache_file(spec: ChildSpec) -> Path:
-    identity = json.dumps([spec.interpreter(), spec.source_dir(), spec.gpu, os.environ.get("PYTHONPATH")])
+    # The modules the probe imports are part of the question: a new feature table asks again.
+    identity = json.dumps(
+        [spec.interpreter(), spec.source_dir(), spec.gpu, os.environ.get("PYTHONPATH"), probe_modules()]
+    )
     return cache_dir() / f"probe-{hashlib.sha1(identity.encode()).hexdigest()[:16]}.json"
 
 
@@ -279,10 +348,12 @@ def _stamp(paths: list[str]) -> dict[str, float | None]:
 
 
 def _with_choice(report: dict[str, Any], spec: ChildSpec) -> dict[str, Any]:
-    """The report with which build Python answered and why it was chosen (not cached: the choice can change)."""
+    """The report with which build Python answered and why it was chosen, and the NVIDIA driver as setup reads it
+    (not cached: the choice can change, and a driver can be installed since)."""
     interpreter, source = spec.choice()
     chosen: dict[str, Any] = {"interpreter": interpreter, "chosen_by": source}
-    return {**report, "python": {**(report.get("python") or {}), **chosen}}
+    driver = {"version": version_text(driver_version())}
+    return {**report, "python": {**(report.get("python") or {}), **chosen}, "driver": driver}
 
 
 def cached(spec: ChildSpec) -> Environment | None:
@@ -370,7 +441,7 @@ def _run_probe(spec: ChildSpec, timeout: float) -> Environment:
     if spec.source_dir() and not Path(spec.source_dir() or "").is_dir():
         raise ProbeError(msg("probe_no_source_dir", path=spec.source_dir()))
     try:
-        child = ChildProcess.start(spec, "probe_environment.py", [])
+        child = ChildProcess.start(spec, "probe_environment.py", probe_modules())
     except OSError as problem:
         raise ProbeError(msg("probe_cannot_start", python=interpreter, reason=os_reason(problem))) from None
     deadline = time.monotonic() + timeout

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdprep.child.protocol import EVENT_PREFIX
+from sdprep.jobs.job_object import JobObject, contain
 from sdprep.messages import Message, msg
 from sdprep.paths import user_path
 
@@ -100,6 +101,7 @@ class ChildProcess:
     process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
     _queue: queue.Queue[ChildLine | None] = field(default_factory=queue.Queue)
+    job: JobObject | None = None  # Windows: the child's process tree, ended with it or with the app
 
     @classmethod
     def start(cls, spec: ChildSpec, script: str, args: list[str], cwd: Path | None = None) -> ChildProcess:
@@ -125,7 +127,7 @@ class ChildProcess:
             cwd=str(cwd) if cwd else None,
             **kwargs,
         )
-        child = cls(process)
+        child = cls(process, job=contain(process.pid))
         threading.Thread(target=child._read, name="sdprep-child-reader", daemon=True).start()
         return child
 
@@ -163,6 +165,9 @@ class ChildProcess:
     def stop(self, grace: float = 2.0) -> None:
         """End the child and all its descendants: polite first, then by force. Returns within ~grace+1 s."""
         stop_tree(self.process.pid, grace)
+        if self.job is not None:
+            self.job.terminate()  # also the descendants psutil cannot see: those whose parent already exited
+            self.job.close()
         try:
             self.process.wait(timeout=grace + 1)
         except subprocess.TimeoutExpired:

@@ -17,6 +17,7 @@ from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
 from sdprep.messages import Message, Quote, Size, msg, os_reason
+from sdprep.setup.driver import driver_version
 from sdprep.setup.failures import explain
 
 SELF_TEST_TIMEOUT = 180.0  # seconds: a hung driver must not hold the page or the terminal forever
@@ -145,6 +146,8 @@ class Doctor(Job[DoctorResult]):
         )
 
     def run(self) -> DoctorResult:
+        if driver_version() is None:  # the root cause: no self-test can pass without an NVIDIA GPU
+            return self.result("unavailable", msg("env_no_nvidia"), python=self.child.interpreter())
         expired = threading.Event()
 
         def expire() -> None:

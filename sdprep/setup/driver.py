@@ -1,7 +1,8 @@
 """The NVIDIA driver's version, read without torch: what decides which CUDA build of torch can run here.
 
 The same places uv's `--torch-backend auto` reads, in the same order, so the two agree: UV_CUDA_DRIVER_VERSION (an
-override, also for tests), /sys/module/nvidia/version, /proc/driver/nvidia/version, then `nvidia-smi`.
+override, also for tests), /sys/module/nvidia/version, /proc/driver/nvidia/version, then `nvidia-smi`. The GPU's
+compute capability (whether setup installs FP8's packages) comes from `nvidia-smi` too, before torch exists.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 OVERRIDE_ENV = "UV_CUDA_DRIVER_VERSION"
+CAPABILITY_ENV = "SDPREP_GPU_COMPUTE_CAPABILITY"  # "8.9": an override, as UV_CUDA_DRIVER_VERSION is
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -37,16 +39,30 @@ def driver_version() -> tuple[int, ...] | None:
         found = parse_version(text.split("Kernel Module", 1)[-1]) if text else None
         if found:
             return found
+    return parse_version(_smi("driver_version") or "")
+
+
+def compute_capability(gpu: int = 0) -> tuple[int, int] | None:
+    """The GPU's compute capability (8, 9), or None when no NVIDIA GPU answers."""
+    found = parse_version(os.environ.get(CAPABILITY_ENV) or _smi("compute_cap", gpu) or "")
+    return (found[0], found[1]) if found else None
+
+
+def _smi(query: str, gpu: int = 0) -> str | None:
+    """One value from `nvidia-smi --query-gpu` for one GPU, or None."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
     try:
         done = subprocess.run(
-            [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=15
+            [smi, f"--query-gpu={query}", "--format=csv,noheader", "-i", str(gpu)],
+            capture_output=True,
+            text=True,
+            timeout=15,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return parse_version(done.stdout) if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
 
 
 def version_text(version: tuple[int, ...] | None) -> str | None:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sdprep.features import Feature
 from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildProcess, ChildSpec, venv_python
 from sdprep.jobs.progress import JobEvent
@@ -38,7 +39,16 @@ from sdprep.setup.driver import driver_version, version_text
 from sdprep.setup.failures import explain
 from sdprep.setup.folders import SwapFailed, remove_tree, swap_in
 from sdprep.setup.pins import PYTHON_FALLBACK, PYTHON_VERSION, Fork
-from sdprep.setup.plan import SetupRequest, Step, choose_variant, constraints_text, resolve_fork, steps, uv
+from sdprep.setup.plan import (
+    SetupRequest,
+    Step,
+    choose_variant,
+    constraints_text,
+    features_for,
+    resolve_fork,
+    steps,
+    uv,
+)
 
 RECORD_NAME = "sdprep-setup.json"
 # A CUDA torch (~4 GB), TensorRT's libraries (~2.5 GB), the fork's stack, and room for uv to unpack.
@@ -108,6 +118,7 @@ class Setup(Job[SetupResult]):
         self.partial = self.target.with_name(self.target.name + ".partial")
         super().__init__(ChildSpec(python=str(venv_python(self.partial)), gpu=request.gpu), on_event, cancel)
         self.timings: dict[str, float] = {}
+        self.features: tuple[Feature, ...] = ()
 
     def result(self, outcome: Any, reason: Message, **extra: Any) -> SetupResult:
         return super().result(outcome, reason, target=self.target, **extra)
@@ -146,6 +157,13 @@ class Setup(Job[SetupResult]):
             fork=fork.requirement(),
             driver=version_text(driver) or msg("unknown"),
         )
+        self.features = features_for(self.request, variant)
+        self.say(
+            "setup_features", features=[msg(f"feat_{f.name}") for f in self.features] or msg("setup_features_none")
+        )
+        for feature in self.features:
+            if feature.before:
+                self.say(feature.before)
         refusal = self.prerequisites(fork)
         if refusal is not None:
             return refusal
@@ -202,7 +220,7 @@ class Setup(Job[SetupResult]):
             return self.result("failed", msg("setup_partial_held", folder=self.partial))
         constraints = self.partial.with_name(self.partial.name + ".constraints.txt")
         try:
-            for step in steps(self.request, variant, fork, self.partial, constraints):
+            for step in steps(self.request, variant, fork, self.partial, constraints, self.features):
                 if step.id == "torch":
                     atomic_write_text(constraints, constraints_text(variant))
                 ended = self.run_step(step)
@@ -286,6 +304,7 @@ class Setup(Job[SetupResult]):
             "installed": installed_versions(self.partial),
             "fork": asdict(fork),
             "cuda": variant.name,
+            "features": [feature.name for feature in self.features],
             "driver": version_text(driver),
             "gpu": cuda.get("name"),
             "compute_capability": cuda.get("compute_capability"),

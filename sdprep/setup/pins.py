@@ -58,8 +58,9 @@ class Fork:
         return f"streamdiffusion{extras} @ git+{self.url}@{self.ref}"
 
 
-# No `ipadapter` extra (insightface has no wheels: it needs a C++ compiler), no `cuda_ipc` (one Windows cp311 wheel
-# without a platform marker), no `xformers`/`dev` (xformers 0.0.30 forces torch 2.7.0).
+# No `ipadapter` extra (insightface has no wheels: it needs a C++ compiler; FaceID and MediaPipe come on request, see
+# FACEID_PACKAGES), no `cuda_ipc` (one Windows cp311 wheel without a platform marker), no `xformers`/`dev` (xformers
+# 0.0.30 forces torch 2.7.0).
 FORKS: dict[str, Fork] = {
     "forkni": Fork(
         "https://github.com/forkni/StreamDiffusion",
@@ -117,3 +118,34 @@ IPADAPTER_PACKAGE = GitPackage(
 FORK_DIFFUSERS_URL = "https://github.com/varshith15/diffusers.git"
 FORK_DIFFUSERS_COMMIT = "3e3b72f557e91546894340edabc845e894f00922"
 CFG_TYPES_NEEDING_FORK_DIFFUSERS: tuple[str, ...] = ("full", "initialize")
+
+
+# Installed with TensorRT on Windows only, as the fork's installer does (install-tensorrt.py L22-35). cuDNN: the
+# installer pins nvidia-cudnn-cu12==9.7.1.26 on every system, but on Linux torch 2.8.0 depends on its own
+# (nvidia-cudnn-cu12==9.10.2.21: the two do not resolve together); Windows torch wheels carry their cuDNN inside and
+# depend on no such package, so the fork's pin applies there only.
+WINDOWS_PACKAGES: tuple[str, ...] = (
+    "nvidia-cudnn-cu12==9.7.1.26; sys_platform == 'win32'",
+    "pywin32==311; sys_platform == 'win32'",
+    "triton-windows==3.4.0.post21; sys_platform == 'win32'",
+)
+
+# The optional features' packages (which feature needs what, and when setup installs it: sdprep/features.py).
+# FP8, CUDA 12 only: the fork's installer (install-tensorrt.py L48-58) pins modelopt 0.43.0 without its [onnx] extra
+# (0.45 moves onnx to 1.21, which breaks FP8 quantisation; the extra moves onnxruntime-gpu off the fork's pin), lists
+# the extra's other needs itself, and pins numpy 1.26.4 (without it numpy resolves to 2.4.x).
+FP8_PACKAGES: tuple[str, ...] = (
+    "nvidia-modelopt==0.43.0",
+    "cppimport",
+    "lief",
+    "ml_dtypes",
+    "onnxconverter-common~=1.16.0",
+    "cupy-cuda12x==13.6.0",
+    "numpy==1.26.4",
+)
+# FaceID, on request only: the fork's `ipadapter` extra pins insightface 0.7.3, which has no wheels (a source
+# package with C++ extensions): it needs a C++ compiler (on Windows, Visual Studio's Build Tools).
+FACEID_PACKAGES: tuple[str, ...] = ("insightface==0.7.3",)
+# The MediaPipe preprocessors, on request only: the fork's `ipadapter` extra pins mediapipe 0.10.21, which brings
+# opencv-contrib-python beside controlnet-aux's opencv-python-headless, and both install the one `cv2` module.
+MEDIAPIPE_PACKAGES: tuple[str, ...] = ("mediapipe==0.10.21",)

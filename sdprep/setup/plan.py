@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sdprep.features import Feature, chosen_for_setup
 from sdprep.jobs.process import venv_python
 from sdprep.messages import Message, msg
-from sdprep.setup.driver import version_text
+from sdprep.setup.driver import compute_capability, version_text
 from sdprep.setup.pins import (
     CUDA_VARIANTS,
     DEFAULT_FORK,
@@ -25,11 +26,12 @@ from sdprep.setup.pins import (
     NVIDIA_INDEX,
     PYTHON_VERSION,
     TENSORRT_COMPANIONS,
+    WINDOWS_PACKAGES,
     CudaVariant,
     Fork,
 )
 
-StepId = Literal["venv", "torch", "fork", "tensorrt"]
+StepId = Literal["venv", "torch", "fork", "tensorrt", "features"]
 _GIT_SPEC = re.compile(r"^(?P<url>(?:git\+)?(?:https?|ssh|file|git)://.+?|git@.+?)(?:@(?P<ref>[^@/]+))?$")
 
 
@@ -46,6 +48,8 @@ class SetupRequest:
     find_links: tuple[str, ...] = ()
     no_index: bool = False
     gpu: int = 0
+    with_features: tuple[str, ...] = ()  # --with NAME: optional features (sdprep/features.py) installed as well
+    without_features: tuple[str, ...] = ()  # --without NAME: left out although the GPU could use them
 
     def identity(self) -> dict[str, object]:
         """The parts that decide what gets installed (not how: upgrade/replace are about this run)."""
@@ -53,6 +57,8 @@ class SetupRequest:
         for name in ("upgrade", "replace", "gpu"):
             data.pop(name)
         data["find_links"] = list(self.find_links)
+        data["with_features"] = sorted(self.with_features)
+        data["without_features"] = sorted(self.without_features)
         return data
 
 
@@ -100,13 +106,28 @@ def _sources(request: SetupRequest) -> list[str]:
     return [*flags, "--no-index"] if request.no_index else flags
 
 
-def steps(request: SetupRequest, variant: CudaVariant, fork: Fork, partial: Path, constraints: Path) -> list[Step]:
+def features_for(request: SetupRequest, variant: CudaVariant) -> tuple[Feature, ...]:
+    """The optional features this setup installs: asked for with --with, or FP8 on a GPU that runs it."""
+    return chosen_for_setup(
+        request.with_features, request.without_features, int(variant.name[2:4]), compute_capability(request.gpu)
+    )
+
+
+def steps(
+    request: SetupRequest,
+    variant: CudaVariant,
+    fork: Fork,
+    partial: Path,
+    constraints: Path,
+    features: tuple[Feature, ...] = (),
+) -> list[Step]:
     python = str(venv_python(partial))
     base = [*uv(), "pip", "install", "--python", python, *_sources(request)]
     if request.upgrade:
         base.append("--upgrade")
     cuda_version = f"{variant.name[2:4]}.{variant.name[4:]}"  # cu128 -> 12.8
-    return [
+    extras = [package for feature in features for package in feature.packages]
+    planned = [
         # --clear: a leftover of an earlier try (a file a virus scanner held while it was removed) never blocks this.
         Step("venv", [*uv(), "venv", str(partial), "--clear", "--python", request.python, "--relocatable"]),
         Step(
@@ -139,9 +160,14 @@ def steps(request: SetupRequest, variant: CudaVariant, fork: Fork, partial: Path
                 ),
                 variant.tensorrt,
                 *TENSORRT_COMPANIONS,
+                *WINDOWS_PACKAGES,
             ],
         ),
     ]
+    if extras:
+        # After TensorRT, as the fork's installer does (numpy 1.26.4 for FP8 replaces what the fork resolved).
+        planned.append(Step("features", [*base, "--constraint", str(constraints), *extras]))
+    return planned
 
 
 def constraints_text(variant: CudaVariant) -> str:

@@ -11,12 +11,16 @@ program's own words) is written as a `code span`, which the page shows as code.
 
 from __future__ import annotations
 
+import ctypes
+import locale
 import os
 import string
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any, Literal, get_args
 
+from sdprep.launcher import app_command
 from sdprep.messages import Duration, Field, Message, Quote, Size
 from sdprep.text import en, ru
 
@@ -83,7 +87,10 @@ def template_for(message: Message, lang: str) -> str:
 
 def fill(template: str, values: Mapping[str, str]) -> str:
     """The template with its fields filled. Always formatted: a template without fields may still write a brace
-    as {{ }}; a field left without a value stays as written rather than failing the whole sentence."""
+    as {{ }}; a field left without a value stays as written rather than failing the whole sentence. {app} is the
+    command a person types to run this app on this machine, unless the message says otherwise."""
+    if "{app}" in template and "app" not in values:
+        values = {**values, "app": app_command()}
     return template.format_map(_Unfilled(values))
 
 
@@ -188,10 +195,35 @@ def lang_of(locale: str | None) -> Lang:
     return "ru" if (locale or "").strip().lower().startswith("ru") else "en"
 
 
-def system_language() -> Lang:
-    """The language a terminal user reads, from the usual locale variables (LC_ALL > LC_MESSAGES > LANG)."""
+def system_language(environ: Mapping[str, str] | None = None, windows: bool = sys.platform == "win32") -> Lang:
+    """The language a terminal user reads: the usual locale variables (LC_ALL > LC_MESSAGES > LANG), and where none
+    is set (always on Windows) the system's own locale."""
+    environ = os.environ if environ is None else environ
     for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(name)
+        value = environ.get(name)
         if value:
             return lang_of(value)
-    return "en"
+    return lang_of(system_locale(windows))
+
+
+def system_locale(windows: bool) -> str | None:
+    """The user's locale without the variables: "ru-RU" from Windows, else what Python's locale module reads."""
+    if windows:
+        name = windows_locale_name()
+        if name:
+            return name
+    try:
+        return locale.getlocale()[0]  # on Windows a name like "Russian_Russia", which lang_of also reads
+    except ValueError:
+        return None
+
+
+def windows_locale_name() -> str | None:
+    """GetUserDefaultLocaleName ("ru-RU"): the language the user chose in Windows' settings."""
+    try:
+        kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
+        buffer = ctypes.create_unicode_buffer(85)  # LOCALE_NAME_MAX_LENGTH
+        length = int(kernel32.GetUserDefaultLocaleName(buffer, len(buffer)))
+    except (AttributeError, OSError):
+        return None
+    return buffer.value if length > 0 else None

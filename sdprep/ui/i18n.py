@@ -13,13 +13,18 @@ from __future__ import annotations
 import gradio as gr
 from gradio.i18n import I18nData
 
+from sdprep.launcher import app_command
 from sdprep.text import LANGUAGES, TABLE
 
 KEY_PREFIX = "sdprep_"  # keeps our keys apart from Gradio's own translation keys in the browser
 LANGUAGE_CHOICES: list[tuple[str, str]] = [("English", "en"), ("Русский", "ru")]
 STORAGE_KEY = "sdprep-lang"
 
-I18N = gr.I18n(**{lang: {KEY_PREFIX + key: text for key, text in TABLE[lang].items()} for lang in LANGUAGES})
+# A static label that names a command names the one that runs on this machine (`{app}`: sdprep/launcher.py).
+_APP = app_command()
+I18N = gr.I18n(
+    **{lang: {KEY_PREFIX + key: text.replace("{app}", _APP) for key, text in TABLE[lang].items()} for lang in LANGUAGES}
+)
 
 # Runs once Gradio has started (Gradio adds `head` to the page then). It gives the switch Gradio's own changeLocale,
 # applies a stored or ?lang= choice, and reports every change of <html lang> to the hidden #page-lang field.

@@ -42,6 +42,7 @@ def _info(name: str) -> Any:
 def widget_for(name: str, **options: Any) -> Component:
     """The default widget of a declared field, labelled from the text table (f_<name>, i_<name>)."""
     spec = SPECS[name]
+    bounds = options.pop("bounds", spec.bounds)  # a narrower range the page starts with (the size under Flexible)
     value = getattr(DEFAULTS, name)
     common: dict[str, Any] = {"value": value, "label": label(f"f_{name}"), "info": _info(name), **options}
     choices = choices_of(name)
@@ -49,7 +50,7 @@ def widget_for(name: str, **options: Any) -> Component:
         return gr.Radio(list(choices), **common)
     if TYPES[name] is bool:
         return gr.Checkbox(**common)
-    if spec.bounds is not None:
+    if bounds is not None:
         step = SIZE_STEP if name in ("width", "height") else 1
-        return WholeNumberSlider(*spec.bounds, step=step, precision=0, **common)
+        return WholeNumberSlider(*bounds, step=step, precision=0, **common)
     return gr.Textbox(**common)

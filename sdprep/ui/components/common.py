@@ -95,7 +95,7 @@ def follow_model_family(
 # change. So no event has such a field as an output unless it always gives it a plain value; its property updates
 # (interactive, info, choices) go through a state of its own, and an event whose only input is that state applies
 # them, which Gradio runs only when the state changes.
-_PROPERTIES = ("interactive", "info", "visible", "choices", "value")
+_PROPERTIES = ("interactive", "info", "visible", "choices", "value", "minimum", "maximum")
 
 
 def property_relay(form: Form, target: Block, api_name: str) -> gr.State:

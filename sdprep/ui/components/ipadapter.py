@@ -6,6 +6,7 @@ family's own (SD 2.1 has none; validate() says so).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
@@ -13,10 +14,13 @@ from gradio.blocks import Block
 
 from sdprep import derive
 from sdprep.family import DEFAULT_IPADAPTERS, ipadapter_family
-from sdprep.params import DEFAULTS
+from sdprep.params import DEFAULTS, BakedParams
+from sdprep.text import TABLE, t
+from sdprep.ui import state
 from sdprep.ui.components.common import follow_model_family, footer, heading
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
+from sdprep.ui.views.params import feature_lock
 
 
 def render(form: Form) -> None:
@@ -43,6 +47,25 @@ def render(form: Form) -> None:
 
 def visibility(form: Form, raw: dict[str, Any]) -> dict[Block, Any]:
     return {form.parts["ipadapter_details"]: gr.update(visible=bool(raw.get("use_ipadapter")))}
+
+
+def availability(form: Form, params: BakedParams, lang: str) -> dict[Block, Any]:
+    """The IP-Adapter switch locked, and FaceID's reason shown, where the build Python lacks what they import (a
+    switch already on stays changeable, so it can be turned off)."""
+    environment = state.last_environment()
+    adapter = feature_lock(environment, replace(params, use_ipadapter=True), "use_ipadapter", lang)
+    faceid = replace(params, use_ipadapter=True, ipadapter_type="faceid")
+    face = feature_lock(environment, faceid, "ipadapter_type", lang)
+    return {
+        form.fields["use_ipadapter"]: gr.Checkbox(
+            interactive=not adapter or params.use_ipadapter, info=adapter or _info("use_ipadapter", lang)
+        ),
+        form.fields["ipadapter_type"]: gr.Radio(info=face or _info("ipadapter_type", lang)),
+    }
+
+
+def _info(name: str, lang: str) -> str | None:
+    return t(f"i_{name}", lang) if f"i_{name}" in TABLE["en"] else None
 
 
 def follow_family(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:

@@ -21,7 +21,7 @@ from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
 from sdprep.ui import state
 from sdprep.ui.components import controlnet, ipadapter, profile, resolution, sampling
-from sdprep.ui.components.common import relay_of, relayed
+from sdprep.ui.components.common import property_relay, relay_of, relayed
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views import params as view_params
@@ -137,6 +137,8 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     updates.update(controlnet.visibility(form, values))
     updates.update(ipadapter.visibility(form, raw))
     updates.update(relayed(form, profile.availability(form, params, lang)))
+    updates.update(relayed(form, ipadapter.availability(form, params, lang)))
+    updates.update(relayed(form, resolution.follow_profile(form, params, lang)))
     return updates
 
 
@@ -157,6 +159,12 @@ def _runtime_scales(form: Form, target: ConfigToWrite | None) -> dict[Block, Any
     return updates
 
 
+def locked_fields(form: Form) -> list[Block]:
+    """Fields whose properties follow the machine or the profile (a feature's lock, the size sliders' range): they
+    change through relay states (common.property_relay), never as outputs of the preview."""
+    return [form.fields[name] for name in ("use_ipadapter", "ipadapter_type", "width", "height")]
+
+
 def outputs(form: Form) -> list[Block]:
     """Every component `live` may update (Gradio wants them declared)."""
     names = ("banner", "summary", "derived", "yaml", "estimate", "command", "build", "save", "rehearse_now")
@@ -166,12 +174,14 @@ def outputs(form: Form) -> list[Block]:
     blocks += [form.parts["scheduler_box"], form.parts["cache_maxframes_box"], form.parts["controlnet_details"]]
     blocks += [*form.slot_groups, form.parts["ipadapter_details"]]
     blocks += [form.parts["cn_scale"], form.parts["ipadapter_scale"]]
-    blocks += [relay_of(form, block) for block in profile.outputs(form)]
+    blocks += [relay_of(form, block) for block in (*profile.outputs(form), *locked_fields(form))]
     return blocks
 
 
 def listen(form: Form) -> None:
     inputs = {*form.inputs(), form.parts["command_shell"]}  # the switch redraws the line as any field does
+    for component in locked_fields(form):
+        property_relay(form, component, f"lock_{component.elem_id}")
 
     def update_preview(values: dict[Block, Any]) -> dict[Block, Any]:
         return live(form, values)

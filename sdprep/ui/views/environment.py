@@ -19,6 +19,7 @@ def environment_markdown(environment: Environment | None, error: Message | None,
         return t("env_not_checked", lang)
     summary = environment.summary()
     none = t("env_none", lang)
+    first = [f"**{page_t('env_no_nvidia', lang)}**", ""] if environment.no_nvidia else []
     source = chosen_by(environment) or "app"
     interpreter = environment.python.get("interpreter") or environment.python.get("executable")
     rows = [
@@ -36,7 +37,7 @@ def environment_markdown(environment: Environment | None, error: Message | None,
             _path(summary.get("streamdiffusion_location")) or none,
         ),
     ]
-    lines = [f"| {t('env_item', lang)} | {t('env_value', lang)} |", "|---|---|"]
+    lines = [*first, f"| {t('env_item', lang)} | {t('env_value', lang)} |", "|---|---|"]
     lines += [f"| {t(key, lang)} | {value} |" for key, value in rows]
     if environment.features:
         lines += [
@@ -50,6 +51,18 @@ def environment_markdown(environment: Environment | None, error: Message | None,
             feature = t(f"feat_{name}", lang) if f"feat_{name}" in TABLE["en"] else code(name, cell=True)
             mark = {True: f"✔ {t('yes', lang)}", False: f"✘ {t('no', lang)}"}.get(supported, t("unknown", lang))
             lines.append(f"| {feature} | {mark} |")
+    installed = environment.installed()
+    if installed:
+        lines += [
+            "",
+            f"**{t('env_installed', lang)}**",
+            "",
+            f"| {t('env_feature', lang)} | {t('env_supported', lang)} |",
+            "|---|---|",
+        ]
+        for needed, reason in installed:
+            shown = str(page_word(reason, lang)).replace("|", "&#124;") if reason else t("env_installed_ok", lang)
+            lines.append(f"| {t(f'feat_{needed.name}', lang)} | {shown} |")
     missing = environment.missing()
     lines.append("")
     mismatch = environment.diffusers_mismatch()
@@ -81,6 +94,8 @@ def banner_markdown(environment: Environment | None, lang: str) -> str:
     missing = environment.missing()
     if not missing:
         return ""
+    if environment.no_nvidia:  # the root cause, and no setup to run: it would not help
+        return f"**{page_word(missing[0], lang)}**"
     items = "\n".join(f"- {page_word(line, lang)}" for line in missing)
     return f"{t('banner_cannot_build', lang)}\n\n{items}\n\n{t('banner_setup', lang)}"
 

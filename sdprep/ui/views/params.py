@@ -213,8 +213,15 @@ def profile_availability(environment: Environment | None, params: BakedParams, l
     if environment is None:
         return "", ""
     others = environment.profile_refusals(replace(params, **profile_values("quality")))  # type: ignore[arg-type]
-    fp8 = environment.profile_refusals(replace(params, **profile_values("fp8")))  # type: ignore[arg-type]
     return (
         " ".join(word(problem.message, lang) for problem in others),
-        " ".join(word(problem.message, lang) for problem in fp8 if problem.field == "fp8"),
+        feature_lock(environment, replace(params, **profile_values("fp8")), "fp8", lang),  # type: ignore[arg-type]
     )
+
+
+def feature_lock(environment: Environment | None, params: BakedParams, field: str, lang: str) -> str:
+    """Why `field`'s choice in `params` cannot build here (what is missing and the command that installs it), or ""."""
+    if environment is None:
+        return ""
+    refused = [p for p in environment.refusals(params) if p.field == field and p.severity == "error"]
+    return " ".join(word(problem.message, lang) for problem in refused)

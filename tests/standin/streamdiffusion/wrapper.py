@@ -404,6 +404,8 @@ class StreamDiffusionWrapper:
             cfg0 = self.ipadapter_config[0] if isinstance(self.ipadapter_config, list) else self.ipadapter_config
             tokens = cfg0.get("num_image_tokens", 4)
             is_faceid = cfg0["type"] == "faceid"
+            # As the fork's UNet IP-Adapter export wrapper does for every IP-Adapter build.
+            from diffusers_ipadapter.ip_adapter.attention_processor import TRTIPAttnProcessor  # noqa: F401
 
         unet_batch = stream.trt_unet_batch_size
         resolution = (self.height, self.width)
