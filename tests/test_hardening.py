@@ -519,8 +519,9 @@ def engines_of(app: Any) -> Path:
 
 
 def named(api: Any, endpoint: str, fragment: str) -> str:
-    """The parameter of `endpoint` whose name contains `fragment` (names differ between page versions)."""
-    found = [name for name in api.parameter_names(endpoint) if fragment in name]
+    """The parameter of `endpoint` whose name contains `fragment` (names differ between page versions); the shortest,
+    since a load also takes the form's fields (ipadapter_model_path)."""
+    found = sorted((name for name in api.parameter_names(endpoint) if fragment in name), key=len)
     assert found, (endpoint, fragment, api.parameter_names(endpoint))
     return found[0]
 
@@ -608,7 +609,7 @@ def test_load_config_of_a_fifo_does_not_hold_the_server(web: Any) -> None:
     if not fifo.exists():
         os.mkfifo(fifo)
     pages = [PageClient(web.url, timeout=20, deadline=20) for _ in range(45)]
-    path = next(name for name, _, _ in pages[0].endpoints["load_config"].inputs if "path" in name)
+    path = min((name for name, _, _ in pages[0].endpoints["load_config"].inputs if "path" in name), key=len)
     try:
         started = time.monotonic()
         with ThreadPoolExecutor(45) as pool:
