@@ -28,7 +28,9 @@ Origin = Literal["defaults", "kept", "loaded"]
 MAX_TEXT = 4000
 MAX_NODES = 500
 MAX_DEPTH = 8
-MAX_ITEMS = 16  # ControlNets / IP-Adapters in a config
+MAX_ITEMS = 16  # ControlNets / IP-Adapters in a config, or t_index_list values
+MAX_TIMESTEP = 1000  # t_index_list values index a schedule of num_inference_steps (50 by default)
+MAX_KEY = 100  # characters of a key named in a note
 _NUMBER_KEYS = ("guidance_scale", "delta", "conditioning_scale", "scale")
 _WHOLE_KEYS = ("seed", "num_inference_steps")
 _TEXT_KEYS = ("prompt", "negative_prompt", "sampler")
@@ -72,7 +74,7 @@ def runtime_of(config: dict[str, Any], origin: Origin, source: str) -> Runtime:
         not isinstance(t_index, list)
         or not t_index
         or len(t_index) > MAX_ITEMS
-        or not all(isinstance(i, int) and not isinstance(i, bool) for i in t_index)
+        or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < MAX_TIMESTEP for i in t_index)
     ):
         raise ConfigError(
             msg("config_bad_value", key="t_index_list", value=_shown(t_index), expected=msg("expect_int_list"))
@@ -93,7 +95,8 @@ def runtime_of(config: dict[str, Any], origin: Origin, source: str) -> Runtime:
         if any(len(item) > 1 for item in carried):
             items[list_key] = tuple(carried)
     t_index_list = tuple(t_index) if isinstance(t_index, list) else None
-    return Runtime(origin, source, values, items, t_index_list, tuple(str(key) for key in config)[:MAX_NODES])
+    keys = tuple(str(key)[:MAX_KEY] for key in list(config)[:MAX_NODES])
+    return Runtime(origin, source, values, items, t_index_list, keys)
 
 
 def apply(config: dict[str, Any], runtime: Runtime, steps: int) -> tuple[dict[str, Any], list[Message]]:

@@ -596,8 +596,9 @@ def engines_of(app: Any) -> Path:
 
 
 def named(api: Any, endpoint: str, fragment: str) -> str:
-    """The parameter of `endpoint` whose name contains `fragment` (names differ between page versions)."""
-    found = [name for name in api.parameter_names(endpoint) if fragment in name]
+    """The parameter of `endpoint` whose name contains `fragment` (names differ between page versions); the shortest,
+    since a load also takes the form's fields (ipadapter_model_path)."""
+    found = sorted((name for name in api.parameter_names(endpoint) if fragment in name), key=len)
     assert found, (endpoint, fragment, api.parameter_names(endpoint))
     return found[0]
 

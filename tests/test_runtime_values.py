@@ -237,5 +237,6 @@ def test_runtime_of_counts_and_names_what_it_carries() -> None:
     runtime = runtime_of(read(FORK_CONFIG), "loaded", "profiling_quality_ipa.yaml")
     names = runtime.names()
     assert set(FORK_RUNTIME) <= set(names) and "ipadapter_config[0].scale" in names
-    with pytest.raises(ConfigError):
-        runtime_of({"t_index_list": "no"}, "loaded", "x.yaml")
+    for bad in ("no", [], [10, 10**100], [True], [-1]):
+        with pytest.raises(ConfigError):
+            runtime_of({"t_index_list": bad}, "loaded", "x.yaml")

@@ -91,6 +91,24 @@ def test_a_thousand_form_changes_leave_the_session_the_same_size(demo: tuple[gr.
         api.close()
 
 
+def test_library_refreshes_leave_the_session_the_same_size(demo: tuple[gr.Blocks, str]) -> None:
+    """The library refreshes after every build, cancel and save: its lists get their choices only when they change."""
+    blocks, url = demo
+    api = Api(url)
+    try:
+        api.call("/save_config", width=640)
+        api.call("/library_list")
+        api.call("/library_variants", **{"library-model": "stabilityai--sd-turbo"})
+        api.call("/library_list")
+        before = session_size(blocks, api.client.session_hash)
+        for _ in range(200):
+            api.call("/library_list")
+            api.call("/library_variants", **{"library-model": "stabilityai--sd-turbo"})
+        assert session_size(blocks, api.client.session_hash) == before
+    finally:
+        api.close()
+
+
 def test_a_closed_page_session_is_released(demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch) -> None:
     blocks, url = demo
     monkeypatch.setattr(sessions, "CLOSED_SESSION_GRACE", 0.2)

@@ -146,3 +146,26 @@ def plain_values(
         return updates
 
     return wrapped
+
+
+def only_changed(record: Block, values: dict[Block, Any], updates: dict[Block, Any]) -> dict[Block, Any]:
+    """`updates` with each property update of the event's input fields (a list's choices) turned into its plain value
+    when the page was sent the same properties last (`record`, a gr.State that is an input and an output of the
+    event). Updates of other components (buttons) are left as they are."""
+    sent = values.get(record)
+    sent = dict(sent) if isinstance(sent, dict) else {}
+    changed: dict[Block, Any] = {}
+    for block, update in updates.items():
+        args = update.constructor_args if isinstance(update, Block) else update if isinstance(update, dict) else None
+        if args is None or block not in values:  # not an input of this event: nothing to keep the same size
+            changed[block] = update
+            continue
+        props = repr(sorted((key, value) for key, value in args.items() if key in _PROPERTIES and key != "value"))
+        key = str(block.elem_id or block._id)
+        if sent.get(key) == props:
+            changed[block] = args.get("value", values.get(block))
+        else:
+            changed[block] = update
+            sent[key] = props
+    changed[record] = sent
+    return changed

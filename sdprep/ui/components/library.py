@@ -20,7 +20,7 @@ from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
 from sdprep.ui.components.actions import fill_fields, fill_outputs, load_into_form
-from sdprep.ui.components.common import message_box, plain_values, redraw_on_language, say
+from sdprep.ui.components.common import message_box, only_changed, plain_values, redraw_on_language, say
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views.library import library_html
@@ -101,7 +101,11 @@ def select_model(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     model = find_model(state.engines_root(), str(slug)) if slug else None
     choices = variant_choices(model, lang)
     return {
-        form.parts["lib_variant"]: gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
+        # The same properties as refresh() gives it (a model was chosen, so the library is not empty): only a change
+        # of choices is sent as one (common.only_changed).
+        form.parts["lib_variant"]: gr.Dropdown(
+            choices=choices, value=choices[0][1] if choices else None, interactive=True
+        ),
         form.parts["lib_load"]: gr.Button(interactive=bool(choices)),
     }
 
@@ -149,13 +153,16 @@ def listen(form: Form) -> None:
     lang_input = {form.lang} if form.lang is not None else set()
     names = ("library", "lib_model", "lib_variant", "lib_load", "lib_sure", "lib_delete", "lib_access")
     listing = [form.parts[name] for name in names]
-    refresh_inputs = {form.parts["lib_model"], form.parts["lib_variant"], *lang_input}
+    # The lists get their choices only when they change (common.only_changed): they are inputs too.
+    sent = form.part("lib_sent", gr.State(None))
+    listing.append(sent)
+    refresh_inputs = {form.parts["lib_model"], form.parts["lib_variant"], form.parts["lib_sure"], sent, *lang_input}
 
     def list_library(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
-        return refresh(form, values, is_owner(request))
+        return only_changed(sent, values, refresh(form, values, is_owner(request)))
 
     def variants(values: dict[Block, Any]) -> dict[Block, Any]:
-        return select_model(form, values)
+        return only_changed(sent, values, select_model(form, values))
 
     def load_variant(values: dict[Block, Any]) -> dict[Block, Any]:
         return load(form, values)
@@ -179,8 +186,8 @@ def listen(form: Form) -> None:
     )
     form.get("lib_model", gr.Dropdown).input(
         variants,
-        inputs={form.parts["lib_model"], *lang_input},
-        outputs=[form.parts["lib_variant"], form.parts["lib_load"]],
+        inputs={form.parts["lib_model"], form.parts["lib_variant"], sent, *lang_input},
+        outputs=[form.parts["lib_variant"], form.parts["lib_load"], sent],
         api_name="library_variants",
         concurrency_limit=None,
     )
