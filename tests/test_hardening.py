@@ -856,9 +856,12 @@ HUGE_LINE = "x" * 1_000_000
 
 @pytest.fixture(scope="module")
 def printing_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """An app whose stand-in StreamDiffusion prints the file `<workdir>/printed.txt` once a model is loaded."""
+    """An app whose stand-in StreamDiffusion prints the file `<workdir>/printed.txt` once a model is loaded, and
+    whose stand-in torch takes a second to import."""
     workdir = tmp_path_factory.mktemp("hardening-text")
-    with running_app(workdir, {"STANDIN_PRINT_FILE": str(workdir / "printed.txt")}) as app:
+    # torch imports in a second, as on a real machine: a probe then takes long enough to queue clicks behind it.
+    env = {"STANDIN_PRINT_FILE": str(workdir / "printed.txt"), "STANDIN_TORCH_IMPORT_SECONDS": "1"}
+    with running_app(workdir, env) as app:
         yield app
 
 

@@ -13,6 +13,8 @@ from torch import _machine
 
 # A CUDA wheel whose cuDNN cannot be loaded fails at the very first import, before any torch attribute exists.
 _machine.check_cudnn(__file__)
+# Real torch takes seconds to import (CUDA libraries); STANDIN_TORCH_IMPORT_SECONDS simulates that.
+_machine.import_delay()
 
 from torch import cuda, version  # noqa: E402 - after the load check above, like real torch's library loading
 from torch._tensor import Tensor, arange, device, empty, tensor, zeros  # noqa: E402

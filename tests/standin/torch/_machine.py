@@ -41,6 +41,19 @@ def cuda_version() -> str | None:
     return None if value.lower() in ("none", "cpu") else value
 
 
+def import_delay() -> None:
+    """Sleep STANDIN_TORCH_IMPORT_SECONDS (default 0): the seconds a real torch import takes, for a probe or a
+    build child as slow to start as on a real machine."""
+    try:
+        seconds = float(_get("STANDIN_TORCH_IMPORT_SECONDS", "0"))
+    except ValueError:
+        seconds = 0.0
+    if seconds > 0:
+        import time
+
+        time.sleep(seconds)
+
+
 def check_cudnn(torch_init: str) -> None:
     """Fail the import of torch the way a CUDA wheel does when its cuDNN library cannot be loaded.
 
