@@ -33,13 +33,15 @@ IPAdapterType = Literal["regular", "plus", "faceid"]
 IPAdapterTokens = Literal[4, 16]
 Section = Literal["checkpoint", "sampling", "resolution", "lora", "controlnet", "ipadapter", "profile", "output"]
 
-# The engines a config needs (FACTS §1.3); a parameter enters the identity of the ones it reaches.
+# The engines a config needs (docs/streamdiffusion-facts.md §1.3); a parameter enters the identity of the ones it
+# reaches.
 EngineKind = Literal["unet", "vae", "cnet", "safety"]
 ENGINE_KINDS: tuple[EngineKind, ...] = get_args(EngineKind)
 ALL_ENGINES: frozenset[EngineKind] = frozenset(ENGINE_KINDS)
 
 # One pixel range for width and height, used by the slider, the CLI help and the rules. The UNet takes 256-1024,
-# but the VAE engines of a dynamic-shape (Flexible) build only 384-1024 (FACTS §2); one range that always builds.
+# but the VAE engines of a dynamic-shape (Flexible) build only 384-1024 (docs/streamdiffusion-facts.md §2); one range
+# that always builds.
 SIZE_RANGE = (384, 1024)
 SIZE_STEP = 8
 STEPS_RANGE = (1, 8)
