@@ -101,7 +101,7 @@ def test_the_form_locks_the_profile_where_the_fork_cannot_build_it(
     monkeypatch: pytest.MonkeyPatch, page_environment: None
 ) -> None:
     state.remember_environment(probed(monkeypatch, STANDIN_SD_FORK="livepeer"))
-    form = Form(runtime_defaults())  # type: ignore[arg-type]
+    form = Form(runtime_defaults())
     with gr.Blocks():
         profile.render(form)
     updates = profile.availability(form, DEFAULTS, "en")
@@ -127,7 +127,7 @@ def test_fp8_is_offered_only_on_ada_or_newer_with_modelopt(
     no_modelopt = probe(SPEC, refresh=True)
     assert "ModelOpt" in profile_availability(no_modelopt, DEFAULTS, "en")[1]
     state.remember_environment(no_modelopt)
-    form = Form(runtime_defaults())  # type: ignore[arg-type]
+    form = Form(runtime_defaults())
     with gr.Blocks():
         profile.render(form)
     updates = profile.availability(form, DEFAULTS, "en")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from sdprep.child.protocol import EVENT_PREFIX
+from testkit.processes import run as run_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sdprep" / "child" / "self_test.py"
@@ -37,7 +38,7 @@ def run_self_test(
         job_file = tmp / "job.json"
         job_file.write_text(json.dumps(job), encoding="utf-8")
         args.append(str(job_file))
-    proc = subprocess.run(args, env=child_env, capture_output=True, text=True, timeout=60)
+    proc = run_process(args, env=child_env)
     events = [
         json.loads(line[len(EVENT_PREFIX) :]) for line in proc.stdout.splitlines() if line.startswith(EVENT_PREFIX)
     ]
@@ -130,7 +131,7 @@ def test_the_script_imports_only_the_standard_library() -> None:
         f"import sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); import self_test; "
         "print(sorted(m for m in ('torch', 'tensorrt', 'streamdiffusion') if m in sys.modules))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=os.environ)
+    proc = run_process([sys.executable, "-c", code])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
