@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from sdprep.jobs.process import run_command
+
 OVERRIDE_ENV = "UV_CUDA_DRIVER_VERSION"
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -41,9 +43,7 @@ def driver_version() -> tuple[int, ...] | None:
     if smi is None:
         return None
     try:
-        done = subprocess.run(
-            [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=15
-        )
+        done = run_command([smi, "--query-gpu=driver_version", "--format=csv,noheader"], timeout=15)
     except (OSError, subprocess.SubprocessError):
         return None
     return parse_version(done.stdout) if done.returncode == 0 else None

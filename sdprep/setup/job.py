@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sdprep.jobs.job import Job, JobResult
-from sdprep.jobs.process import ChildProcess, ChildSpec, venv_python
+from sdprep.jobs.process import ChildProcess, ChildSpec, run_command, venv_python
 from sdprep.jobs.progress import JobEvent
 from sdprep.messages import Message, Size, msg, os_reason
 from sdprep.paths import atomic_write_text, user_path
@@ -37,6 +37,7 @@ from sdprep.setup.plan import SetupRequest, Step, choose_variant, constraints_te
 RECORD_NAME = "sdprep-setup.json"
 # A CUDA torch (~4 GB), TensorRT's libraries (~2.5 GB), the fork's stack, and room for uv to unpack.
 DISK_NEEDED = 15 * 1024**3
+UV_ANSWERS_WITHIN = 60.0  # seconds for uv's quick answers (its version, a venv's package list), however loaded
 WATCHED = ("torch", "torchvision", "tensorrt-cu12", "tensorrt-cu13", "streamdiffusion")
 
 
@@ -117,7 +118,7 @@ class Setup(Job[SetupResult]):
         return self.install(variant, fork, driver)
 
     def prerequisites(self, fork: Fork) -> SetupResult | None:
-        probe = subprocess.run([*uv(), "--version"], capture_output=True, text=True)
+        probe = run_command([*uv(), "--version"], timeout=UV_ANSWERS_WITHIN)
         if probe.returncode != 0:
             return self.result("unavailable", msg("setup_no_uv", python=sys.executable))
         self.say("setup_uv", version=probe.stdout.strip())
@@ -240,11 +241,8 @@ class Setup(Job[SetupResult]):
 def installed_versions(venv: Path) -> dict[str, str]:
     """Distribution versions in a venv, from `uv pip list` (fast: nothing is imported)."""
     with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
-        done = subprocess.run(
-            [*uv(), "pip", "list", "--python", str(venv_python(venv)), "--format", "json"],
-            capture_output=True,
-            text=True,
-            timeout=30,
+        done = run_command(
+            [*uv(), "pip", "list", "--python", str(venv_python(venv)), "--format", "json"], timeout=UV_ANSWERS_WITHIN
         )
         if done.returncode == 0:
             return {str(item["name"]).lower(): str(item["version"]) for item in json.loads(done.stdout)}
