@@ -296,9 +296,9 @@ def test_lock_makes_a_second_build_wait_and_no_wait_refuses(tmp_path: Path) -> N
 def test_lock_holds_across_processes(tmp_path: Path) -> None:
     code = (
         "import sys, time; sys.path.insert(0, sys.argv[1]); from sdprep.locks import gpu_lock; "
-        "lock = gpu_lock(0); lock.acquire('cli build'); print('locked', flush=True); time.sleep(30)"
+        "lock = gpu_lock(0); lock.acquire('cli build'); print('locked', flush=True); time.sleep(3600)"
     )
-    other = spawn([sys.executable, "-c", code, str(ROOT)])
+    other = spawn([sys.executable, "-c", code, str(ROOT)])  # holds the lock until stopped
     try:
         assert other.stdout and other.stdout.wait_for("locked")
         refused, _ = build(make(tmp_path), BuildOptions(child=OPTIONS.child, wait_for_gpu=False))
