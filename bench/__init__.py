@@ -2,5 +2,5 @@
 
 One module per thing measured (startup, form_change, builds, streaming, up_to_date, waiting_builds); common.py holds
 the statistics and the process helpers; report.py turns the raw figures into metrics and the page. Starting apps,
-free ports and naming components come from tests/ui_helpers.py and tests/page_client.py, as the UI tests use them.
+free ports and naming components come from the `testkit` package, as the UI tests use them.
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import MB, STANDIN, child_env, rss_tree
-from tests.page_client import PageClient
+from testkit.page_client import PageClient
 
 _OUTCOMES = {"✔ Built": "built", "✔ Up to date": "up_to_date", "✘ Build failed": "failed", "■ Cancelled": "cancelled"}
 _models = count()

@@ -15,8 +15,8 @@ from typing import Any
 
 import psutil
 
-from tests.conftest import runtime_defaults
-from tests.ui_helpers import ROOT, STANDIN, RunningApp, running_app
+from testkit.app import RunningApp, running_app, runtime_defaults
+from testkit.paths import ROOT, STANDIN
 
 APP = ROOT / "gradio_prepare.py"
 MINIMAL = ROOT / "bench" / "minimal_app.py"

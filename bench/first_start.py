@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import ROOT
-from tests.ui_helpers import free_port
+from testkit.app import free_port
 
 FIRST_START_LIMIT_S = 600.0
 

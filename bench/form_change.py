@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import MINIMAL, app_server, form_changes, use_state_here
-from tests.page_client import PageClient
-from tests.ui_helpers import Api, free_port
+from testkit.api import Api
+from testkit.app import free_port
+from testkit.page_client import PageClient
 
 
 def round_trips(page: PageClient, count: int, warmup: int = 5) -> tuple[list[float], list[float]]:
@@ -116,13 +117,14 @@ def server_time(count: int, state: Path) -> dict[str, Any]:
         Blocks.process_api = real_process_api  # type: ignore[method-assign]
     server = [a + b for a, b in zip(timings["push"], timings["process_api"], strict=True)]
 
-    from tests.ui_helpers import component_name
+    from testkit.api import component_name
 
+    assert function.fn is not None
     components = list(function.inputs)
     by_name = {component_name(getattr(c, "elem_id", None)): c for c in components}
     handler = []
     for values in form_changes(count + 5):
-        form = {component: component.value for component in components}
+        form = {component: getattr(component, "value", None) for component in components}
         for name, value in values.items():
             form[by_name[name]] = value
         started = time.perf_counter()

@@ -15,7 +15,8 @@ import gradio as gr
 
 
 def create_demo() -> gr.Blocks:
-    with gr.Blocks(title="minimal", analytics_enabled=False) as demo:
+    demo = gr.Blocks(title="minimal", analytics_enabled=False)
+    with demo:
         gr.Markdown("# Minimal Gradio app")
         name = gr.Textbox(label="Name", elem_id="name")
         button = gr.Button("Greet")

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from bench.common import form_changes, runtime_defaults, use_state_here
 from tests.page_client import PageClient
@@ -32,14 +32,13 @@ LOCAL_MODEL = "local-model"
 
 def populate(root: Path, models_dir: Path) -> tuple[Path, int]:
     """(the local model's folder, the number of builds) after filling `root` as the module docstring says."""
-    from sdprep.config import RuntimeDefaults
     from sdprep.jobs.build import BuildOptions, run_build
     from sdprep.jobs.process import ChildSpec
     from sdprep.params import params_from_values
 
     seed_root = root.parent / "seed-engines"
     options = BuildOptions(child=ChildSpec(streamdiffusion_src=str(STANDIN)))
-    runtime = cast(RuntimeDefaults, runtime_defaults())
+    runtime = runtime_defaults()
     result = run_build(params_from_values({"engines_dir": str(seed_root)}), runtime, options)
     if not result.ok:
         raise RuntimeError(f"the seed build failed: {result.outcome}")

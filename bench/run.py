@@ -46,7 +46,7 @@ from bench import (  # noqa: E402
     waiting_builds,
 )
 from bench.common import app_server, fmt, median  # noqa: E402
-from tests.page_client import PageClient  # noqa: E402
+from testkit.page_client import PageClient  # noqa: E402
 
 
 def measure_app(args: argparse.Namespace, state: Path, say: Any) -> dict[str, Any]:
@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-json", metavar="PATH", help="only render the page from a run's raw results")
     args = parser.parse_args(argv)
     if args.from_json:
-        data = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
-        data["notes"] = data.get("notes", []) + args.note
-        Path(args.out).write_text(report.render(data, report.metrics(data)), encoding="utf-8")
+        raw = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        raw["notes"] = raw.get("notes", []) + args.note
+        Path(args.out).write_text(report.render(raw, report.metrics(raw)), encoding="utf-8")
         print(f"wrote {args.out}")
         return 0
     args.rounds = 2 if args.quick else 5

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.builds import BuildRun, ui_build
 from bench.common import STANDIN, runtime_defaults, use_state_here
-from tests.page_client import PageClient
+from testkit.page_client import PageClient
 
 SLOW_ENV = {"STANDIN_SLOW_SECONDS": "1.0", "STANDIN_SLOW_STEPS": "6"}  # read by `standin/slow-*` models only
 _LOG_ELAPSED = re.compile(r"^\[\s*([0-9.]+)s\]")
@@ -83,14 +83,15 @@ def measure_in_process(state: Path) -> dict[str, list[float]]:
 
     def parse(raw: bytes) -> Any:
         line = real_parse(raw)
-        key = _key_of_line(line.event) if line.event else None
-        if key and "time" in line.event:
-            printed[key] = float(line.event["time"])
+        event = line.event
+        key = _key_of_line(event) if event else None
+        if key and event and "time" in event:
+            printed[key] = float(event["time"])
         return line
 
     use_state_here(state)
     os.environ.update(SLOW_ENV)
-    child_module._parse = parse  # type: ignore[assignment]  # a timer on the parent's reading of each line
+    child_module._parse = parse  # a timer on the parent's reading of each line
     try:
         on_event: list[float] = []
 
@@ -119,6 +120,6 @@ def measure_in_process(state: Path) -> dict[str, list[float]]:
             seen = len(events)
         return {"on_event_ms": on_event, "follow_ms": follower}
     finally:
-        child_module._parse = real_parse  # type: ignore[assignment]
+        child_module._parse = real_parse
         for name in SLOW_ENV:
             os.environ.pop(name, None)

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.builds import ui_build
 from bench.common import APP, STANDIN, child_env, runtime_defaults, use_state_here
-from tests.page_client import PageClient
+from testkit.page_client import PageClient
 
 
 def measure_ui(page: PageClient, model: str, rounds: int) -> dict[str, list[float]]:

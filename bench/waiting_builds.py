@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import app_server, median, percentile
 from bench.form_change import round_trips
-from tests.page_client import PageClient
+from testkit.page_client import PageClient
 
 PAGES = 40
 PER_PAGE = 2  # JobBoard.MAX_WAITING_PER_OWNER

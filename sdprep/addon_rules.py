@@ -1,7 +1,8 @@
 """The rules for what a model takes on top: the user's LoRAs, ControlNets and the IP-Adapter.
 
 Each is a Hugging Face id or an existing file or folder (not a device or a pipe), of the model's family where the
-family is known (the fork's own registry of ControlNets and IP-Adapters, FACTS §6-7). Called by validate().
+family is known (the fork's own registry of ControlNets and IP-Adapters, docs/streamdiffusion-facts.md §6-7). Called by
+validate().
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def ipadapter(params: BakedParams) -> list[Problem]:
     family = derive.family(params)
     made_for = ipadapter_family(params.ipadapter_model_path)
     if family == "sd2.1":
-        # The fork knows no IP-Adapter for SD 2.1 and turns a known one off (FACTS §7): it would not be baked.
+        # The fork knows no IP-Adapter for SD 2.1 and turns a known one off (docs/streamdiffusion-facts.md §7): it would
+        # not be baked.
         if made_for is not None:
             problems.append(error("use_ipadapter", "ipadapter_none_for_sd21", model_id=params.ipadapter_model_path))
         else:

@@ -136,7 +136,8 @@ def make_config(params: BakedParams, runtime: RuntimeDefaults) -> dict[str, Any]
     batch = derive.unet_batch(params)
     config: dict[str, Any] = {
         "model_id": params.model,
-        # Dead key in every fork (FACTS §6); it records the family so the config loads back exactly.
+        # Dead key in every fork (docs/streamdiffusion-facts.md §6); it records the family so the config loads back
+        # exactly.
         "pipeline_type": derive.family(params),
         "engine_dir": derive.engine_dir(params).as_posix(),
         "acceleration": "tensorrt",
@@ -153,7 +154,8 @@ def make_config(params: BakedParams, runtime: RuntimeDefaults) -> dict[str, Any]
             "scheduler": derive.scheduler(params),
             "sampler": runtime["sampler"],
             "use_denoising_batch": True,
-            # Read by forks whose loader passes them; the newest ignores them and builds 1..4 (FACTS §0.7).
+            # Read by forks whose loader passes them; the newest ignores them and builds 1..4
+            # (docs/streamdiffusion-facts.md §0.7).
             "min_batch_size": batch,
             "max_batch_size": batch,
             # Explicitly off: livepeer's default True would silently add an LCM LoRA the user did not choose.
@@ -182,7 +184,8 @@ def make_config(params: BakedParams, runtime: RuntimeDefaults) -> dict[str, Any]
         config["controlnets"] = [_controlnet_item(slot, runtime) for slot in params.controlnets]
     if params.use_ipadapter:
         # The raw list, not `ipadapters:`: the newest loaders drop num_image_tokens from `ipadapters:` items
-        # (a Plus adapter would be built with 4 tokens and fail); every fork passes this list through (FACTS §7).
+        # (a Plus adapter would be built with 4 tokens and fail); every fork passes this list through
+        # (docs/streamdiffusion-facts.md §7).
         config["ipadapter_config"] = [
             {
                 "ipadapter_model_path": params.ipadapter_model_path,

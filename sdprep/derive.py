@@ -1,7 +1,7 @@
 """Values derived from BakedParams: one small pure function each, so the form, the CLI and the build agree.
 
-Sources for the rules: the StreamDiffusion facts (FACTS.md, section numbers in the comments) kept with the project's
-design notes; tests/data holds the parts the tests check against.
+Sources for the rules: the StreamDiffusion facts the app relies on, with where each was read, in
+docs/streamdiffusion-facts.md (section numbers in the comments); tests/data holds the parts the tests check against.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from sdprep.messages import Message, Quote, msg
 from sdprep.params import SPECS, BakedParams
 from sdprep.paths import MODEL_FILE_SUFFIXES, absolute_model, is_hf_id
 
-# Denoising step count -> t_index_list. Indices point into the 50-step schedule that StreamDiffusion prepares
-# by default (valid range 0..49; FACTS §3). For img2img a larger index is a less noisy timestep: one step at 32
-# keeps the input's structure, more steps start earlier (more change) and all end at 45, the low-noise end the
+# Denoising step count -> t_index_list. Indices point into the 50-step schedule that StreamDiffusion prepares by default
+# (valid range 0..49; docs/streamdiffusion-facts.md §3). For img2img a larger index is a less noisy timestep: one step
+# at 32 keeps the input's structure, more steps start earlier (more change) and all end at 45, the low-noise end the
 # fork's own examples use ([32, 45], [22, 32, 45]).
 T_INDEX_PRESETS: dict[int, tuple[int, ...]] = {
     1: (32,),
@@ -33,8 +33,8 @@ T_INDEX_PRESETS: dict[int, tuple[int, ...]] = {
 }
 NUM_INFERENCE_STEPS = 50
 
-# Consistency LoRAs by family (FACTS §4). There is no LCM LoRA for SD2.1: the fork's own fallback would add the
-# SD1.5 one, which does not fit an SD2.1 UNet.
+# Consistency LoRAs by family (docs/streamdiffusion-facts.md §4). There is no LCM LoRA for SD2.1: the fork's own
+# fallback would add the SD1.5 one, which does not fit an SD2.1 UNet.
 CONSISTENCY_LORAS: dict[str, dict[str, str]] = {
     "lcm": {"sd1.5": "latent-consistency/lcm-lora-sdv1-5", "sdxl": "latent-consistency/lcm-lora-sdxl"},
     "tcd": {"sd1.5": "h1t/TCD-SD15-LoRA", "sd2.1": "h1t/TCD-SD21-base-LoRA", "sdxl": "h1t/TCD-SDXL-LoRA"},
@@ -119,12 +119,12 @@ def lora_dict(params: BakedParams) -> dict[str, float]:
 
 
 def uses_denoising_batch(params: BakedParams) -> bool:
-    # TCD runs the steps one after another (FACTS §2, §4).
+    # TCD runs the steps one after another (docs/streamdiffusion-facts.md §2, §4).
     return scheduler(params) != "tcd"
 
 
 def unet_batch(params: BakedParams) -> int:
-    """trt_unet_batch_size: the batch the UNet engine is built for (FACTS §2)."""
+    """trt_unet_batch_size: the batch the UNet engine is built for (docs/streamdiffusion-facts.md §2)."""
     fbs = params.frame_buffer_size
     if not uses_denoising_batch(params):
         return fbs

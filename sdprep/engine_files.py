@@ -1,9 +1,9 @@
 """The engine files a config needs, the ones on disk, and the identity of each: what it was built from.
 
 StreamDiffusion reuses any engine file whose folder name matches, and several baked values are not in those names
-(FACTS §1.5: the UNet batch in the newest fork, IP-Adapter weights, the ControlNet batch, static shapes for the VAE).
-So the app computes its own key per engine: every baked config key that reaches that engine (the declarations in
-params.py and config.py say which; an undeclared key reaches all), hashed.
+(docs/streamdiffusion-facts.md §1.5: the UNet batch in the newest fork, IP-Adapter weights, the ControlNet batch, static
+shapes for the VAE). So the app computes its own key per engine: every baked config key that reaches that engine (the
+declarations in params.py and config.py say which; an undeclared key reaches all), hashed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sdprep.config import NOT_BAKED_KEYS, RUNTIME_ITEM_KEYS, key_engines
 from sdprep.derive import T_INDEX_PRESETS
 from sdprep.params import EngineKind
 
-# Engine file stem (FACTS §1.3) -> the engine kind parameters declare they reach.
+# Engine file stem (docs/streamdiffusion-facts.md §1.3) -> the engine kind parameters declare they reach.
 FILE_KINDS: dict[str, EngineKind] = {
     "unet": "unet",
     "vae_encoder": "vae",
@@ -72,7 +72,8 @@ class EngineSlot:
 
 
 def controlnet_folder_prefix(model_id: str) -> str:
-    # StreamDiffusion names a ControlNet engine folder controlnet_<model_id with / as _> (FACTS §1.4, §12).
+    # StreamDiffusion names a ControlNet engine folder controlnet_<model_id with / as _> (docs/streamdiffusion-facts.md
+    # §1.4, §12).
     return "controlnet_" + model_id.replace("/", "_").replace("\\", "_")
 
 

@@ -1,7 +1,8 @@
 """Which family (SD 1.5, SD 2.1, SDXL) a model, a ControlNet or an IP-Adapter belongs to, found without loading it.
 
 The family picks the consistency LoRA, the ControlNets and the IP-Adapter weights that fit. StreamDiffusion detects
-it on the loaded UNet (FACTS §10); the app must know it before the build, from what it can read cheaply.
+it on the loaded UNet (docs/streamdiffusion-facts.md §10); the app must know it before the build, from what it can read
+cheaply.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ KNOWN_MODEL_FAMILIES: dict[str, str] = {
     "stabilityai/stable-diffusion-2-1-base": "sd2.1",
 }
 
-# ControlNet ids by family, from the fork's own registry (demo/realtime-img2img/controlnet_registry.yaml, FACTS §6):
+# ControlNet ids by family, from the fork's own registry (demo/realtime-img2img/controlnet_registry.yaml,
+# docs/streamdiffusion-facts.md §6):
 # a known id outside the model's family is an error, with the id of the same kind offered instead.
 _CONTROLNET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^lllyasviel/(control_v11\w*_sd15_|sd-controlnet-)"), "sd1.5"),
@@ -54,8 +56,8 @@ DEFAULT_CONTROLNETS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _CONTROLNET_KINDS = ("canny", "depth", "openpose", "scribble", "lineart", "softedge", "seg", "normal", "tile")
 
-# IP-Adapter weights and encoders the fork knows (its IPADAPTER_MODEL_MAP, FACTS §7). There is none for SD 2.1:
-# the fork turns the adapter off for such a model.
+# IP-Adapter weights and encoders the fork knows (its IPADAPTER_MODEL_MAP, docs/streamdiffusion-facts.md §7). There is
+# none for SD 2.1: the fork turns the adapter off for such a model.
 DEFAULT_IPADAPTERS: dict[str, tuple[str, str]] = {
     "sd1.5": ("h94/IP-Adapter/models/ip-adapter_sd15.bin", "h94/IP-Adapter/models/image_encoder"),
     "sdxl": ("h94/IP-Adapter/sdxl_models/ip-adapter_sdxl.bin", "h94/IP-Adapter/sdxl_models/image_encoder"),
@@ -88,7 +90,7 @@ def _read_unet_family(path: Path) -> str | None:
         return None
     if not isinstance(unet, dict):
         return None
-    # Same test StreamDiffusion's detect_model() makes on the loaded UNet (FACTS §10).
+    # Same test StreamDiffusion's detect_model() makes on the loaded UNet (docs/streamdiffusion-facts.md §10).
     if unet.get("addition_embed_type") is not None:
         return "sdxl"
     dim = unet.get("cross_attention_dim")

@@ -6,7 +6,7 @@
     <engines>/<model>/logs/                     build and check logs
     <engines>/<model>/.aside/                   engines a running build set aside (a working folder: its name
                                                 starts with a dot, like the temp files of atomic writes)
-    <engines>/<model>/<prefix>/.../*.engine     StreamDiffusion's engines (FACTS §1.3, §1.4)
+    <engines>/<model>/<prefix>/.../*.engine     StreamDiffusion's engines (docs/streamdiffusion-facts.md §1.3, §1.4)
 
 The model's lock lives outside it (sdprep.locks). Reading here is:
 - bounded: build.json through the typed parser (sdprep.manifest), which leaves out a poisoned record and names it;

@@ -33,14 +33,16 @@ IPAdapterType = Literal["regular", "plus", "faceid"]
 IPAdapterTokens = Literal[4, 16]
 Section = Literal["checkpoint", "sampling", "resolution", "lora", "controlnet", "ipadapter", "profile", "output"]
 
-# The engines a config needs (FACTS §1.3); a parameter enters the identity of the ones it reaches.
+# The engines a config needs (docs/streamdiffusion-facts.md §1.3); a parameter enters the identity of the ones it
+# reaches.
 EngineKind = Literal["unet", "vae", "cnet", "safety"]
 ENGINE_KINDS: tuple[EngineKind, ...] = get_args(EngineKind)
 ALL_ENGINES: frozenset[EngineKind] = frozenset(ENGINE_KINDS)
 
 # Width and height: the UNet and a static-shape VAE take 256-1024 (Fast build, Quality, FP8), but the VAE engines of
 # a dynamic-shape (Flexible) build only 384-1024 (the fork's wrapper sets min_image_resolution 384 when not static,
-# FACTS §2). SIZE_RANGE bounds the field; size_range() is the one rule for the slider, the CLI help and validate().
+# docs/streamdiffusion-facts.md §2). SIZE_RANGE bounds the field; size_range() is the one rule for the slider, the
+# CLI help and validate().
 SIZE_RANGE = (256, 1024)
 DYNAMIC_SIZE_MIN = 384
 SIZE_STEP = 8

@@ -34,9 +34,11 @@ from sdprep.paths import looks_like_local_path, nearest_existing_parent, special
 __all__ = ["CONFIG_ROUTE_MAX_BATCH", "Problem", "check_unet_batch", "has_errors", "validate"]
 
 # The newest fork's config loader cannot set min/max batch: its UNet engine is always built for batch 1..4
-# (FACTS §0.1). A fork whose loader passes them through lifts this; the build runner tells validate() so.
+# (docs/streamdiffusion-facts.md §0.1). A fork whose loader passes them through lifts this; the build runner tells
+# validate() so.
 CONFIG_ROUTE_MAX_BATCH = 4
-# The VAE folder name is ~120 characters and is not hashed (FACTS §11): warn before Windows' 260 limit bites.
+# The VAE folder name is ~120 characters and is not hashed (docs/streamdiffusion-facts.md §11): warn before Windows' 260
+# limit bites.
 WINDOWS_ENGINE_DIR_BUDGET = 110
 
 
@@ -178,7 +180,8 @@ def _profile(params: BakedParams) -> list[Problem]:
 
 
 def check_unet_batch(params: BakedParams, max_unet_batch: int) -> list[Problem]:
-    """The UNet batch these parameters need must fit the engine StreamDiffusion builds from a config (FACTS §2)."""
+    """The UNet batch these parameters need must fit the engine StreamDiffusion builds from a config
+    (docs/streamdiffusion-facts.md §2)."""
     batch = derive.unet_batch(params)
     if batch <= max_unet_batch:
         return []

@@ -1,36 +1,108 @@
-"""Shared fixtures: the project root, the stand-in StreamDiffusion, and isolated lock/cache folders."""
+"""Shared fixtures: isolated lock/cache folders per test, and the process guard of the run.
+
+The process guard: every process started during the run carries the run's marker in its environment, and every
+process started during a test the test's marker (testkit/processes.py). When a test ends (passed, failed or timed
+out) its processes are killed, group first, then stragglers by parent pid; at the end of the run any process of the
+run still alive is killed and fails the run.
+
+The helpers tests import from here (ROOT, STANDIN, run_cli, runtime_defaults, said) live in the `testkit` package.
+"""
 
 from __future__ import annotations
 
-import ast
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import psutil
 import pytest
 
 # gradio and gradio_client report usage to their makers unless told not to; tests must not reach the network.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROOT = Path(__file__).resolve().parents[1]
-STANDIN = ROOT / "tests" / "standin"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from testkit.app import runtime_defaults
+from testkit.paths import ROOT, STANDIN
+from testkit.processes import RUN_ENV, TEST_ENV, describe, kill, marked, new_marker, run_cli
+from testkit.timing import machine_factor, wait_until
+
+__all__ = ["ROOT", "STANDIN", "run_cli", "runtime_defaults", "said"]
+
+if TYPE_CHECKING:
+    from sdprep.config import RuntimeDefaults
+
+LEFT_BEHIND = pytest.StashKey[list[str]]()
+
+# The quick tier (`bash run_tests.sh --quick`, `pytest -m core`): the pure core, in one process, starting no app
+# (no build, check, probe or server; the stand-in's config loader may run in a child Python). A module of such tests
+# joins by its name here or by `pytestmark = pytest.mark.core`.
+CORE_MODULES = frozenset(
+    {
+        "test_architecture.py",
+        "test_background.py",
+        "test_command_line.py",
+        "test_core_config.py",
+        "test_core_derive.py",
+        "test_core_rules.py",
+        "test_core_validate.py",
+        "test_declarations.py",
+        "test_text.py",
+    }
+)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python gradio_prepare.py ARGS` as a user runs it, its build child finding the stand-in StreamDiffusion."""
-    env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "gradio_prepare.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-    )
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in CORE_MODULES:
+            item.add_marker(pytest.mark.core)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[RUN_ENV] = new_marker()
+    config.stash[LEFT_BEHIND] = []
+
+
+def pytest_report_header() -> str:
+    return f"machine factor {machine_factor():.2f} (budgets of user-felt waits are scaled by it)"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if any process it started is still alive (after a moment for those already ending)."""
+    run = os.environ.get(RUN_ENV, "")
+    try:
+        wait_until(lambda: not marked(RUN_ENV, run), "the run's processes to end", timeout=5)
+        left: list[psutil.Process] = []
+    except AssertionError:
+        left = marked(RUN_ENV, run)
+    lines = session.config.stash.get(LEFT_BEHIND, []) + describe(left)
+    kill(left)
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if lines and reporter is not None:
+        title = "processes left by the run (killed)" if left else "processes left by tests (killed when they ended)"
+        reporter.ensure_newline()
+        reporter.write_sep("=", title, red=bool(left), yellow=not left)
+        for line in lines:
+            reporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def processes_end_with_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every process this test starts (and what those start) is gone when it ends, however it ends."""
+    marker = new_marker()
+    os.environ[TEST_ENV] = marker
+    try:
+        yield
+    finally:
+        os.environ.pop(TEST_ENV, None)
+        left = marked(TEST_ENV, marker)
+        if left:
+            request.config.stash[LEFT_BEHIND].extend(f"{request.node.nodeid}: {line}" for line in describe(left))
+            kill(left)
 
 
 @pytest.fixture(autouse=True)
@@ -62,15 +134,6 @@ def said(message: object) -> str:
     return word(message) if isinstance(message, Message) else str(message)
 
 
-def runtime_defaults() -> dict:
-    """RUNTIME_DEFAULTS as written in gradio_prepare.py, read without importing it (that builds the whole UI)."""
-    tree = ast.parse((ROOT / "gradio_prepare.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "RUNTIME_DEFAULTS":
-            return ast.literal_eval(node.value)  # type: ignore[arg-type]
-    raise AssertionError("gradio_prepare.py has no RUNTIME_DEFAULTS")
-
-
 @pytest.fixture
-def runtime() -> dict:
+def runtime() -> RuntimeDefaults:
     return runtime_defaults()

@@ -127,7 +127,8 @@ def package_files(source: Path, prefix: str) -> dict[str, bytes]:
 
 
 def _tree_metadata() -> dict[str, Any]:
-    return json.loads((Path(__file__).resolve().parent / METADATA_FILE).read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads((Path(__file__).resolve().parent / METADATA_FILE).read_text(encoding="utf-8"))
+    return data
 
 
 def _tree_files(meta: dict[str, Any]) -> dict[str, bytes]:

@@ -33,11 +33,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from testkit.processes import run as run_process
 from tests.standin_backend import normalize, package_files, write_wheel
 
 STANDIN = Path(__file__).resolve().parent / "standin"
@@ -248,7 +248,7 @@ def _git(repo: Path, *args: str) -> str:
         "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
         "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z",
     }
-    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True, timeout=60)
+    done = run_process(["git", *args], cwd=repo, env=env, check=True)
     return done.stdout.strip()
 
 

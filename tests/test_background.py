@@ -7,6 +7,7 @@ import asyncio
 from sdprep.jobs.background import BackgroundJob
 from sdprep.jobs.job import JobResult
 from sdprep.messages import msg
+from testkit.timing import SUITE_TIMEOUT
 
 
 def test_a_result_set_while_the_follower_draws_gets_one_more_round() -> None:
@@ -20,7 +21,7 @@ def test_a_result_set_while_the_follower_draws_gets_one_more_round() -> None:
             if job.result is None:
                 job.set_result(JobResult("failed", msg("unknown")))  # while this round is being drawn
 
-    asyncio.run(asyncio.wait_for(follow(), timeout=5))
+    asyncio.run(asyncio.wait_for(follow(), timeout=SUITE_TIMEOUT))
     assert drawn[0] is None
     assert drawn[-1] is not None and drawn[-1].outcome == "failed"
 
@@ -35,7 +36,7 @@ def test_a_follower_of_a_finished_job_draws_it_once_and_stops() -> None:
         async for _ in job.afollow(interval=0.01, poll=0.001):
             rounds += 1
 
-    asyncio.run(asyncio.wait_for(follow(), timeout=5))
+    asyncio.run(asyncio.wait_for(follow(), timeout=SUITE_TIMEOUT))
     assert rounds == 1
 
 

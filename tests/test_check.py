@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +26,9 @@ from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
 from sdprep.locks import gpu_lock
 from sdprep.params import params_from_values
+from testkit.processes import run as run_process
+from testkit.processes import spawn
+from testkit.timing import SUITE_TIMEOUT, budget, wait_until
 
 from .conftest import ROOT, STANDIN, runtime_defaults, said
 from .conftest import run_cli as cli
@@ -49,12 +51,14 @@ def built(tmp_path: Path, model: str = "standin/model", *extra: str) -> Path:
 
 
 def manifest(config_path: Path) -> dict[str, Any]:
-    return json.loads((config_path.parent / "build.json").read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads((config_path.parent / "build.json").read_text(encoding="utf-8"))
+    return data
 
 
 def latest_check(config_path: Path) -> dict[str, Any] | None:
     data = manifest(config_path)
-    return data["variants"][data["latest_variant"]].get("check")
+    found: dict[str, Any] | None = data["variants"][data["latest_variant"]].get("check")
+    return found
 
 
 def check(config_path: Path, **options: Any) -> tuple[CheckResult, list[JobEvent]]:
@@ -187,7 +191,7 @@ def test_cancel_during_slow_frames_stops_the_child(tmp_path: Path, monkeypatch: 
 
     result = run_check(config, CheckOptions(warmup=0, frames=200), on_event, cancel)
     assert result.outcome == "cancelled"
-    assert cancelled_at and time.monotonic() - cancelled_at[0] < 8
+    assert cancelled_at and time.monotonic() - cancelled_at[0] < budget(8)
     assert psutil.Process().children(recursive=True) == []
     assert latest_check(config) is None and not (config.parent / "check.png").exists()
     lock = gpu_lock(0)
@@ -198,19 +202,13 @@ def test_cancel_during_slow_frames_stops_the_child(tmp_path: Path, monkeypatch: 
 def test_cli_ctrl_c_cancels_with_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = built(tmp_path, "standin/slowframes-model")
     monkeypatch.setenv("STANDIN_FRAME_SECONDS", "0.3")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "gradio_prepare.py"), "check", str(config), "--warmup", "0", "--frames", "200"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = spawn(
+        [sys.executable, str(ROOT / "gradio_prepare.py"), "check", str(config), "--warmup", "0", "--frames", "200"]
     )
     assert process.stdout is not None
-    for line in process.stdout:
-        if "Timing frames" in line:
-            break
+    process.stdout.wait_for("Timing frames")
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 130 and "cancelled" in stderr
+    assert process.wait() == 130 and "cancelled" in process.err()
 
 
 def test_build_with_check_end_to_end(tmp_path: Path) -> None:
@@ -266,6 +264,7 @@ def test_an_up_to_date_build_reuses_its_passed_check(tmp_path: Path) -> None:
     assert reused.fps == first.fps and reused.image_path == first.image_path
     assert not any(event.kind == "stage" and "Loading" in said(event.message) for event in events), "no check child ran"
     # A check that failed is not reused: the next up-to-date build checks again.
+    assert again.config_path is not None
     record = manifest(again.config_path)
     record["variants"][again.variant]["check"]["outcome"] = "failed"
     (again.config_path.parent / "build.json").write_text(json.dumps(record))
@@ -317,13 +316,11 @@ def test_busy_gpu_makes_the_check_wait_or_refuse(tmp_path: Path) -> None:
             target=lambda: box.append(run_check(config, CheckOptions(warmup=0, frames=2), events.append))
         )
         worker.start()
-        deadline = time.monotonic() + 10
-        while not any(event.kind == "waiting" for event in events) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any(event.kind == "waiting" for event in events) and not box
+        wait_until(lambda: any(event.kind == "waiting" for event in list(events)), "the check to say it waits")
+        assert not box
     finally:
         lock.release()
-    worker.join(timeout=30)
+    worker.join(timeout=SUITE_TIMEOUT)
     assert box and box[0].outcome == "passed"
 
 
@@ -357,13 +354,7 @@ def test_check_child_alone_reports_no_gpu(tmp_path: Path) -> None:
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"config": {"model_id": "standin/model"}, "warmup": 0, "frames": 1}))
     env = {**os.environ, "PYTHONPATH": str(STANDIN), "STANDIN_CUDA": "0"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "sdprep" / "child" / "check_engines.py"), str(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-    )
+    done = run_process([sys.executable, str(ROOT / "sdprep" / "child" / "check_engines.py"), str(job)], env=env)
     assert done.returncode == 1
     events = [json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("@@sdprep")]
     assert events[-1]["event"] == "error" and events[-1]["no_gpu"] is True

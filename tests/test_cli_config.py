@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from testkit.processes import run as run_process
 
 from .conftest import ROOT, runtime_defaults
 from .conftest import run_cli as run
@@ -109,12 +110,7 @@ def test_relative_engines_dir_is_resolved_against_the_working_directory(tmp_path
 )
 def test_help_does_not_import_gradio(args: tuple[str, ...]) -> None:
     """--help is instant: the headless commands (and help) never import the web UI's libraries."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", str(ROOT / "gradio_prepare.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_process([sys.executable, "-X", "importtime", str(ROOT / "gradio_prepare.py"), *args])
     assert done.returncode == 0 and "usage:" in done.stdout
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
     assert "gradio" not in imported

@@ -39,7 +39,7 @@ ANY_PARAMS = st.fixed_dictionaries(
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = cli_main([*args, "--lang", "en"], runtime_defaults(), serve=lambda a: 0, out=out, err=err)  # type: ignore[arg-type]
+    code = cli_main([*args, "--lang", "en"], runtime_defaults(), serve=lambda a: 0, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -123,7 +123,7 @@ def test_the_command_writes_the_same_config_as_save_config_only(
     by_cli = Path(out.strip().splitlines()[-1]).read_bytes() if code == 0 else None
     if code == 0:
         shutil.rmtree(root / "my engines")
-    saved = save_config(params, runtime_defaults())  # type: ignore[arg-type]
+    saved = save_config(params, runtime_defaults())
     assert (code == 0) == saved.ok, (line, err, saved.reason)
     if saved.ok:
         assert saved.config_path is not None
@@ -158,7 +158,7 @@ def test_values_that_start_with_a_dash_or_hold_json_survive_both_shells(shell: S
     assert code == 0, (line, err)
     written = Path(out.strip().splitlines()[-1]).read_bytes()
     shutil.rmtree(tmp_path / "my engines")
-    saved = save_config(params, runtime_defaults())  # type: ignore[arg-type]
+    saved = save_config(params, runtime_defaults())
     assert saved.ok and saved.config_path is not None, said(saved.reason)
     assert written == saved.config_path.read_bytes(), line
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,12 @@ import pytest
 import yaml
 from hypothesis import given, settings
 
-from sdprep.config import make_config, render_config, write_config
+from sdprep.config import RuntimeDefaults, make_config, render_config, write_config
 from sdprep.config_load import ConfigError, params_from_config, read_config
 from sdprep.params import params_from_values
 from sdprep.paths import atomic_write_text
 from sdprep.text import word
+from testkit.processes import run as run_process
 
 from .conftest import ROOT, STANDIN, runtime_defaults
 from .strategies import baked_params
@@ -54,7 +54,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario_config_uses_only_loader_keys_with_right_types(name: str, runtime: dict, tmp_path: Path) -> None:
+def test_scenario_config_uses_only_loader_keys_with_right_types(
+    name: str, runtime: RuntimeDefaults, tmp_path: Path
+) -> None:
     params = params_from_values({**SCENARIOS[name], "engines_dir": str(tmp_path)})
     config = make_config(params, runtime)
     for key, value in config.items():
@@ -71,7 +73,7 @@ def test_scenario_config_uses_only_loader_keys_with_right_types(name: str, runti
     assert config["engine_dir"].endswith(config["engine_dir"].rsplit("/", 1)[-1])
 
 
-def test_runtime_defaults_go_into_every_config(runtime: dict, tmp_path: Path) -> None:
+def test_runtime_defaults_go_into_every_config(runtime: RuntimeDefaults, tmp_path: Path) -> None:
     params = params_from_values({**SCENARIOS["two controlnets"], "use_ipadapter": True, "engines_dir": str(tmp_path)})
     config = make_config(params, runtime)
     assert (config["sampler"], config["guidance_scale"], config["delta"]) == ("normal", 1.2, 0.7)
@@ -80,7 +82,7 @@ def test_runtime_defaults_go_into_every_config(runtime: dict, tmp_path: Path) ->
     assert config["ipadapter_config"][0]["scale"] == 0.7
 
 
-def test_ipadapter_goes_in_the_raw_form_with_tokens(runtime: dict, tmp_path: Path) -> None:
+def test_ipadapter_goes_in_the_raw_form_with_tokens(runtime: RuntimeDefaults, tmp_path: Path) -> None:
     config = make_config(params_from_values({**SCENARIOS["ip-adapter plus"], "engines_dir": str(tmp_path)}), runtime)
     assert config["use_ipadapter"] is True and "ipadapters" not in config
     assert config["ipadapter_config"] == [
@@ -102,14 +104,13 @@ def _wrapper_params_via_standin(config: dict[str, Any]) -> dict[str, Any]:
         "print(json.dumps(x(json.load(sys.stdin)), default=str))"
     )
     env = {**os.environ, "PYTHONPATH": str(STANDIN)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], input=json.dumps(config), capture_output=True, text=True, env=env, check=True
-    )
-    return json.loads(done.stdout)
+    done = run_process([sys.executable, "-c", code], input=json.dumps(config), env=env, check=True)
+    params: dict[str, Any] = json.loads(done.stdout)
+    return params
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_the_loader_hands_the_wrapper_what_was_chosen(name: str, runtime: dict, tmp_path: Path) -> None:
+def test_the_loader_hands_the_wrapper_what_was_chosen(name: str, runtime: RuntimeDefaults, tmp_path: Path) -> None:
     params = params_from_values({**SCENARIOS[name], "engines_dir": str(tmp_path)})
     config = make_config(params, runtime)
     wrapper = _wrapper_params_via_standin(yaml.safe_load(render_config(params, runtime)))
@@ -125,7 +126,7 @@ def test_the_loader_hands_the_wrapper_what_was_chosen(name: str, runtime: dict, 
         assert wrapper["lora_dict"] == config["lora_dict"]
 
 
-def test_yaml_has_header_stable_order_and_utf8(runtime: dict, tmp_path: Path) -> None:
+def test_yaml_has_header_stable_order_and_utf8(runtime: RuntimeDefaults, tmp_path: Path) -> None:
     params = params_from_values({"model": str(tmp_path / "модель.safetensors"), "engines_dir": str(tmp_path)})
     (tmp_path / "модель.safetensors").write_bytes(b"0")
     text = render_config(params, runtime)

@@ -69,11 +69,11 @@ def pair(name: str) -> tuple[BakedParams, BakedParams]:
 
 @pytest.mark.parametrize("name", FIELDS)
 def test_every_field_has_a_cli_flag(name: str) -> None:
-    build = next(
-        action
-        for action in build_parser("en")._subparsers._group_actions[0].choices["build"]._actions  # type: ignore[union-attr]
-        if SPECS[name].flag in action.option_strings
-    )
+    subparsers = build_parser("en")._subparsers
+    assert subparsers is not None
+    choices = subparsers._group_actions[0].choices
+    assert isinstance(choices, dict)
+    build = next(action for action in choices["build"]._actions if SPECS[name].flag in action.option_strings)
     assert build is not None
 
 
@@ -99,7 +99,7 @@ def test_every_field_has_a_widget_on_the_page() -> None:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Form, "__init__", capture)
-        create_demo(runtime_defaults())  # type: ignore[arg-type]
+        create_demo(runtime_defaults())
     (form,) = forms
     shown = set(form.fields) | ({"controlnets"} if form.slots else set())
     assert set(FIELDS) <= shown, f"no widget for {sorted(set(FIELDS) - shown)}"

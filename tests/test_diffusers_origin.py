@@ -1,4 +1,4 @@
-"""Which diffusers the build Python has, and whether it is the build the fork pins (FACTS §13).
+"""Which diffusers the build Python has, and whether it is the build the fork pins (docs/streamdiffusion-facts.md §13).
 
 The forkni fork pins diffusers from git (varshith15/diffusers@3e3b72f5…); with PyPI's diffusers, configs with cfg_type
 full and initialize fail when they run. The probe reads the installed distribution's origin (PEP 610

@@ -46,7 +46,8 @@ def build(params: BakedParams, options: BuildOptions = OPTIONS) -> tuple[BuildRe
 
 
 def manifest(tmp_path: Path, slug: str = "stabilityai--sd-turbo") -> dict[str, Any]:
-    return json.loads((tmp_path / "engines" / slug / "build.json").read_text())
+    data: dict[str, Any] = json.loads((tmp_path / "engines" / slug / "build.json").read_text())
+    return data
 
 
 def worded(message: Message) -> tuple[str, str]:
@@ -113,7 +114,7 @@ def past(kind: str, seconds: float | None, size: int = 1000, **changes: Any) -> 
     return PastEngine(**values)
 
 
-def earlier(name: str, gpu: str, seconds: float, unet: float, vae: float, **changes: Any) -> PastBuild:
+def earlier(name: str, gpu: str, seconds: float, unet: float, vae: float | None, **changes: Any) -> PastBuild:
     engines = (past("unet", unet, **changes), past("vae_encoder", vae), past("vae_decoder", vae))
     return PastBuild(gpu, seconds, engines, name)
 
@@ -214,14 +215,14 @@ def test_the_cli_refuses_with_the_flag_named_and_allow_low_disk_overrides(
     monkeypatch.setenv("SDPREP_STREAMDIFFUSION_SRC", str(STANDIN))
     args = ["build", "--engines-dir", str(tmp_path / "engines"), "--lang", "en"]
     out, err = io.StringIO(), io.StringIO()
-    code = cli_main(args, runtime_defaults(), serve=lambda a: 0, out=out, err=err)  # type: ignore[arg-type]
+    code = cli_main(args, runtime_defaults(), serve=lambda a: 0, out=out, err=err)
     assert code == 2, err.getvalue()
     assert "error: --engines-dir: " in err.getvalue() and "2.0 GiB free" in err.getvalue()
     assert out.getvalue().startswith("Estimate before building:\n")
     assert "Free in the engines folder: 2.0 GiB: not enough, the build will be refused" in out.getvalue()
     assert not (tmp_path / "engines").exists()
     out, err = io.StringIO(), io.StringIO()
-    code = cli_main([*args, "--allow-low-disk"], runtime_defaults(), serve=lambda a: 0, out=out, err=err)  # type: ignore[arg-type]
+    code = cli_main([*args, "--allow-low-disk"], runtime_defaults(), serve=lambda a: 0, out=out, err=err)
     assert code == 0, err.getvalue()
     assert out.getvalue().strip().splitlines()[-1].endswith("config.yaml")
 

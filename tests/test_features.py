@@ -182,7 +182,7 @@ def test_a_build_whose_feature_is_missing_is_refused_before_any_child_work(tmp_p
 
 
 def test_the_form_locks_ip_adapter_and_fp8_where_their_packages_are_missing(page_environment: None) -> None:
-    form = Form(runtime_defaults())  # type: ignore[arg-type]
+    form = Form(runtime_defaults())
     with gr.Blocks():
         ipadapter.render(form)
         profile.render(form)
@@ -217,10 +217,11 @@ def test_the_environment_tab_lists_each_feature_with_the_command_that_installs_i
 
 
 def test_the_size_sliders_follow_the_profile_with_the_reason_under_flexible() -> None:
-    form = Form(runtime_defaults())  # type: ignore[arg-type]
+    form = Form(runtime_defaults())
     with gr.Blocks():
         resolution.render(form)
-    assert form.fields["width"].minimum == 384  # the page starts on Flexible
+    width: Any = form.fields["width"]  # a gr.Slider
+    assert width.minimum == 384  # the page starts on Flexible
     flexible = resolution.follow_profile(form, DEFAULTS, "en")[form.fields["height"]]
     assert flexible["minimum"] == 384 and "Flexible" in flexible["info"] and "256" in flexible["info"]
     static = resolution.follow_profile(form, params_from_values(profile_values("fast")), "ru")[form.fields["width"]]

@@ -21,7 +21,6 @@ from typing import Any, cast
 import pytest
 
 from sdprep import derive, model_folder
-from sdprep.config import RuntimeDefaults
 from sdprep.engines import find_model, list_models
 from sdprep.estimate import estimate, load_history, shape_of
 from sdprep.jobs.build import BuildOptions, run_build
@@ -37,7 +36,7 @@ from sdprep.ui.views.library import library_html
 from .conftest import ROOT, STANDIN, runtime_defaults, said
 
 OPTIONS = BuildOptions(child=ChildSpec(streamdiffusion_src=str(STANDIN)))
-RUNTIME = cast(RuntimeDefaults, runtime_defaults())
+RUNTIME = runtime_defaults()
 VICTIM = "victim--model"  # the other model's folder, where the poison sits
 
 

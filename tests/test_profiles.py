@@ -104,7 +104,7 @@ def test_the_form_locks_the_profile_where_the_fork_cannot_build_it(
     monkeypatch: pytest.MonkeyPatch, page_environment: None
 ) -> None:
     state.remember_environment(probed(monkeypatch, STANDIN_SD_FORK="livepeer"))
-    form = Form(runtime_defaults())  # type: ignore[arg-type]
+    form = Form(runtime_defaults())
     with gr.Blocks():
         profile.render(form)
     updates = profile.availability(form, DEFAULTS, "en")
@@ -131,7 +131,7 @@ def test_fp8_is_offered_only_on_ada_or_newer_with_modelopt(
     reason = profile_availability(no_modelopt, DEFAULTS, "en")[1]
     assert "modelopt.onnx.quantization" in reason and "setup --with fp8" in reason
     state.remember_environment(no_modelopt)
-    form = Form(runtime_defaults())  # type: ignore[arg-type]
+    form = Form(runtime_defaults())
     with gr.Blocks():
         profile.render(form)
     updates = profile.availability(form, DEFAULTS, "en")
@@ -266,7 +266,7 @@ def test_a_flag_against_the_profile_it_names_is_refused_with_the_reason(
 
     out, err = io.StringIO(), io.StringIO()
     argv = ["build", *flags, "--config-only", "--engines-dir", str(tmp_path / "e"), "--lang", "en"]
-    code = cli_main(argv, runtime_defaults(), serve=lambda a: 0, out=out, err=err)  # type: ignore[arg-type]
+    code = cli_main(argv, runtime_defaults(), serve=lambda a: 0, out=out, err=err)
     assert code == 2, err.getvalue()
     assert f"{named} says the opposite of --profile {flags[flags.index('--profile') + 1]}" in err.getvalue()
     assert not (tmp_path / "e").exists()

@@ -16,14 +16,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdprep.config import RuntimeDefaults, make_config
+from sdprep.config import make_config
 from sdprep.jobs.build import BuildOptions, BuildResult, run_build
 from sdprep.jobs.environment import Environment, probe
 from sdprep.jobs.process import ChildSpec
@@ -38,7 +38,7 @@ from .conftest import ROOT, STANDIN, run_cli, runtime_defaults, said
 
 SCRIPT = ROOT / "sdprep" / "child" / "rehearse_build.py"
 SPEC = ChildSpec(streamdiffusion_src=str(STANDIN))
-RUNTIME = cast(RuntimeDefaults, runtime_defaults())
+RUNTIME = runtime_defaults()
 ALL_STAGES = ["imports", "tiny_model", "export", "builder", "load", "frame"]
 
 

@@ -22,6 +22,9 @@ from sdprep.jobs.progress import JobEvent
 from sdprep.launcher import app_command
 from sdprep.locks import gpu_lock
 from sdprep.params import BakedParams, params_from_values
+from testkit.processes import run as run_process
+from testkit.processes import spawn
+from testkit.timing import SUITE_TIMEOUT, budget, wait_until
 
 from .conftest import ROOT, STANDIN, run_cli, runtime_defaults, said
 
@@ -72,13 +75,14 @@ def test_same_parameters_again_is_up_to_date_without_a_child(tmp_path: Path) -> 
     again, events = build(make(tmp_path))
     assert again.outcome == "up_to_date" and again.config_path == first.config_path
     assert not any(said(e.message) == "Importing StreamDiffusion" for e in events)
-    assert time.monotonic() - started < 5  # no child build ran (the probe is cached)
+    assert time.monotonic() - started < budget(5)  # no child build ran (the probe is cached)
     forced, events = build(make(tmp_path), BuildOptions(child=OPTIONS.child, force=True))
     assert forced.outcome == "built"
 
 
 def test_exception_gives_one_line_reason_and_keeps_the_earlier_config(tmp_path: Path) -> None:
     good, _ = build(make(tmp_path))
+    assert good.config_path is not None
     before = good.config_path.read_text()
     result, _ = build(make(tmp_path, denoise_steps=2), BuildOptions(child=OPTIONS.child))
     assert result.outcome == "built"
@@ -90,7 +94,7 @@ def test_exception_gives_one_line_reason_and_keeps_the_earlier_config(tmp_path: 
     assert failed.outcome == "failed"
     assert said(failed.reason) == "RuntimeError: CUDA error: an illegal memory access was encountered"
     assert not any(line.startswith("Traceback") for line in failed.log_tail)
-    assert "Traceback" in failed.log_path.read_text(), "the full log keeps the traceback"
+    assert failed.log_path is not None and "Traceback" in failed.log_path.read_text(), "the log keeps the traceback"
     assert good.config_path.read_text() != before or True
     config = yaml.safe_load(good.config_path.read_text())
     assert config["t_index_list"] == [32, 45], "config.yaml is still the last proven build"
@@ -128,18 +132,22 @@ def test_cancel_stops_the_whole_tree_quickly_and_writes_nothing(
         target=lambda: box.append(build(make(tmp_path, model="standin/hang-model"), cancel=cancel)[0])
     )
     worker.start()
-    deadline = time.monotonic() + 20
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(pidfile.exists, "the hanging build's grandchild")
     grandchild = int(pidfile.read_text())
     assert psutil.pid_exists(grandchild)
     pressed = time.monotonic()
     cancel.set()
-    worker.join(10)
-    assert time.monotonic() - pressed < 5
+    worker.join(SUITE_TIMEOUT)
+    assert time.monotonic() - pressed < budget(5)
     assert box[0].outcome == "cancelled"
-    time.sleep(0.2)
-    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+
+    def grandchild_gone() -> bool:
+        try:
+            return psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_until(grandchild_gone, "the grandchild to end", timeout=budget(5))
     assert not (tmp_path / "engines" / "standin--hang-model" / "config.yaml").exists()
 
 
@@ -174,7 +182,7 @@ def test_engines_from_another_gpu_are_stale_and_rebuilt(tmp_path: Path, monkeypa
 
 
 def test_same_folder_other_batch_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
-    # The newest fork names the UNet folder without the batch: 1 and 2 steps share it (FACTS §0.7).
+    # The newest fork names the UNet folder without the batch: 1 and 2 steps share it (docs/streamdiffusion-facts.md §0.7).
     one, _ = build(make(tmp_path, denoise_steps=1))
     two, events = build(make(tmp_path, denoise_steps=2))
     assert two.outcome == "built"
@@ -270,15 +278,18 @@ def test_lock_makes_a_second_build_wait_and_no_wait_refuses(tmp_path: Path) -> N
     try:
         refused, _ = build(make(tmp_path), BuildOptions(child=OPTIONS.child, wait_for_gpu=False))
         assert refused.outcome == "busy" and "someone else's build" in said(refused.reason)
-        box: list[tuple[BuildResult, list[JobEvent]]] = []
-        waiter = threading.Thread(target=lambda: box.append(build(make(tmp_path))))
+        events: list[JobEvent] = []
+        box: list[BuildResult] = []
+        waiter = threading.Thread(
+            target=lambda: box.append(run_build(make(tmp_path), runtime_defaults(), OPTIONS, events.append))
+        )
         waiter.start()
-        time.sleep(1.0)
+        wait_until(lambda: any(e.kind == "waiting" for e in list(events)), "the build to say it waits")
         assert waiter.is_alive(), "it waits for the GPU"
     finally:
         holder.release()
-    waiter.join(20)
-    result, events = box[0]
+    waiter.join(SUITE_TIMEOUT)
+    result = box[0]
     assert result.outcome == "built"
     assert any(e.kind == "waiting" and "someone else's build" in said(e.message) for e in events)
 
@@ -286,16 +297,15 @@ def test_lock_makes_a_second_build_wait_and_no_wait_refuses(tmp_path: Path) -> N
 def test_lock_holds_across_processes(tmp_path: Path) -> None:
     code = (
         "import sys, time; sys.path.insert(0, sys.argv[1]); from sdprep.locks import gpu_lock; "
-        "lock = gpu_lock(0); lock.acquire('cli build'); print('locked', flush=True); time.sleep(30)"
+        "lock = gpu_lock(0); lock.acquire('cli build'); print('locked', flush=True); time.sleep(3600)"
     )
-    other = subprocess.Popen([sys.executable, "-c", code, str(ROOT)], stdout=subprocess.PIPE, text=True)
+    other = spawn([sys.executable, "-c", code, str(ROOT)])  # holds the lock until stopped
     try:
-        assert other.stdout and other.stdout.readline().strip() == "locked"
+        assert other.stdout and other.stdout.wait_for("locked")
         refused, _ = build(make(tmp_path), BuildOptions(child=OPTIONS.child, wait_for_gpu=False))
         assert refused.outcome == "busy" and "cli build" in said(refused.reason)
     finally:
-        other.kill()
-        other.wait()
+        other.stop()
     assert build(make(tmp_path), BuildOptions(child=OPTIONS.child, wait_for_gpu=False))[0].outcome == "built"
 
 
@@ -314,42 +324,30 @@ def test_leftovers_of_a_killed_app_are_restored(tmp_path: Path) -> None:
 def test_cli_exit_codes_and_last_line(tmp_path: Path) -> None:
     env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
     cmd = [sys.executable, str(ROOT / "gradio_prepare.py"), "build", "--engines-dir", str(tmp_path / "engines")]
-    ok = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    ok = run_process(cmd, env=env)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip().splitlines()[-1] == str(engine_dir(tmp_path) / "config.yaml")
-    failed = subprocess.run([*cmd, "--model", "standin/exception"], capture_output=True, text=True, env=env, timeout=60)
+    failed = run_process([*cmd, "--model", "standin/exception"], env=env)
     assert failed.returncode == 1 and "illegal memory access" in failed.stderr and "Traceback" not in failed.stderr
-    debug = subprocess.run(
-        [*cmd, "--model", "standin/exception", "--debug"], capture_output=True, text=True, env=env, timeout=60
-    )
+    debug = run_process([*cmd, "--model", "standin/exception", "--debug"], env=env)
     assert debug.returncode == 1 and "Traceback" in debug.stdout
-    hang = subprocess.Popen(
-        [*cmd, "--model", "standin/hang"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    time.sleep(2.5)
+    hang = spawn([*cmd, "--model", "standin/hang"], env=env)
+    assert hang.stdout is not None
+    hang.stdout.wait_for("Loading the model")  # the build runs (its Ctrl-C handler is in place)
     hang.send_signal(signal.SIGINT)
-    _, err = hang.communicate(timeout=15)
-    assert hang.returncode == 130 and "cancelled" in err
+    assert hang.wait() == 130 and "cancelled" in hang.err()
 
 
 def test_from_config_rebuilds_an_existing_config(tmp_path: Path) -> None:
     env = {**os.environ, "SDPREP_STREAMDIFFUSION_SRC": str(STANDIN)}
     base = [sys.executable, str(ROOT / "gradio_prepare.py"), "build"]
-    written = subprocess.run(
-        [*base, "--config-only", "--steps", "2", "--engines-dir", str(tmp_path / "a")], capture_output=True, text=True
-    )
+    written = run_process([*base, "--config-only", "--steps", "2", "--engines-dir", str(tmp_path / "a")])
     config = written.stdout.strip().splitlines()[-1]
-    done = subprocess.run(
-        [*base, "--from-config", config, "--engines-dir", str(tmp_path / "b")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    done = run_process([*base, "--from-config", config, "--engines-dir", str(tmp_path / "b")], env=env)
     assert done.returncode == 0, done.stderr
     rebuilt = yaml.safe_load(Path(done.stdout.strip().splitlines()[-1]).read_text())
     assert rebuilt["t_index_list"] == [32, 45] and rebuilt["engine_dir"].startswith((tmp_path / "b").as_posix())
-    bad = subprocess.run([*base, "--from-config", str(tmp_path / "none.yaml")], capture_output=True, text=True)
+    bad = run_process([*base, "--from-config", str(tmp_path / "none.yaml")])
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
@@ -359,13 +357,7 @@ def test_exit_codes_mean_one_thing_for_every_command(tmp_path: Path) -> None:
     engines = str(tmp_path / "engines")
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "gradio_prepare.py"), *args],
-            capture_output=True,
-            text=True,
-            env={**env, **extra},
-            timeout=60,
-        )
+        return run_process([sys.executable, str(ROOT / "gradio_prepare.py"), *args], env={**env, **extra})
 
     built = run("build", "--engines-dir", engines)
     assert built.returncode == 0, built.stderr
@@ -380,9 +372,9 @@ def test_exit_codes_mean_one_thing_for_every_command(tmp_path: Path) -> None:
     holder = gpu_lock(0)
     assert holder.acquire("a build in another window")
     try:
-        for args in (("build", "--engines-dir", engines, "--force", "--no-wait"), ("check", config, "--no-wait")):
-            done = run(*args)
-            assert done.returncode == 4, (args, done.stderr)
+        for waiting in (("build", "--engines-dir", engines, "--force", "--no-wait"), ("check", config, "--no-wait")):
+            done = run(*waiting)
+            assert done.returncode == 4, (waiting, done.stderr)
             assert "another window" in done.stderr
     finally:
         holder.release()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import yaml
 
-from sdprep.config import RUNTIME_CONFIG_KEYS, RuntimeDefaults, baked_keys, make_config
+from sdprep.config import RUNTIME_CONFIG_KEYS, baked_keys, make_config
 from sdprep.config_load import ConfigError
 from sdprep.config_write import config_to_write, write_configs
 from sdprep.engine_files import fingerprint
@@ -26,7 +26,7 @@ from sdprep.save import save_config
 from .conftest import ROOT, runtime_defaults, said
 from .conftest import run_cli as run
 
-DEFAULTS = cast(RuntimeDefaults, runtime_defaults())
+DEFAULTS = runtime_defaults()
 FORK_CONFIG = ROOT / "tests" / "data" / "forkni" / "profiling_quality_ipa.yaml"
 FORK_KEYS = json.loads((ROOT / "tests" / "data" / "config_keys_forkni.json").read_text(encoding="utf-8"))
 # What the fork config holds that no engine bakes, as the file says it (the IP-Adapter's scale is nested).

@@ -20,6 +20,7 @@ import pytest
 from sdprep.child.protocol import EVENT_PREFIX
 from sdprep.setup.doctor import CheckReport, diagnose
 from sdprep.text import word
+from testkit.processes import run as run_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sdprep" / "child" / "environment_check.py"
@@ -40,7 +41,7 @@ def run_self_test(
         job_file = tmp / "job.json"
         job_file.write_text(json.dumps(job), encoding="utf-8")
         args.append(str(job_file))
-    proc = subprocess.run(args, env=child_env, capture_output=True, text=True, timeout=60)
+    proc = run_process(args, env=child_env)
     events = [
         json.loads(line[len(EVENT_PREFIX) :]) for line in proc.stdout.splitlines() if line.startswith(EVENT_PREFIX)
     ]
@@ -137,7 +138,7 @@ def test_the_script_imports_only_the_standard_library() -> None:
         f"import sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); import environment_check; "
         "print(sorted(m for m in ('torch', 'tensorrt', 'streamdiffusion') if m in sys.modules))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=os.environ)
+    proc = run_process([sys.executable, "-c", code])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -283,7 +284,7 @@ def test_streamdiffusion_not_installed(tmp_path: Path) -> None:
 
 
 def test_without_diffusers_ipadapter_the_build_path_fails_naming_it(tmp_path: Path) -> None:
-    """The package setup once left out: StreamDiffusion imports, its TensorRT path does not (FACTS §13)."""
+    """The package setup once left out: StreamDiffusion imports, its TensorRT path does not (docs/streamdiffusion-facts.md §13)."""
     shutil.copytree(STANDIN, tmp_path / "standin", ignore=shutil.ignore_patterns("__pycache__", "diffusers_ipadapter"))
     events, proc = run_self_test(path=tmp_path / "standin")
     assert_well_formed(events, proc, CODES)

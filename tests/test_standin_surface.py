@@ -2,7 +2,7 @@
 
 Other tests trust the stand-ins to behave like the forkni fork, so this file pins
 them to the reference data in tests/data (wrapper signature,
-config keys; see its README for where it comes from) and to the verified engine paths of FACTS §1.4. Everything runs in
+config keys; see its README for where it comes from) and to the verified engine paths of docs/streamdiffusion-facts.md §1.4. Everything runs in
 a child Python with PYTHONPATH=tests/standin, so the stand-in ``torch`` never
 meets a real one in this process.
 """
@@ -16,15 +16,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from testkit.processes import run as run_process
+from testkit.processes import spawn
+from testkit.timing import SUITE_TIMEOUT, wait_until
+
 STANDIN = Path(__file__).resolve().parent / "standin"
 
-# FACTS §1.4 verified example: stabilityai/sd-turbo, 512x512, config defaults, TRT 10.16.1.11, cc 8.9.
+# docs/streamdiffusion-facts.md §1.4 verified example: stabilityai/sd-turbo, 512x512, config defaults, TRT 10.16.1.11, cc 8.9.
 CANONICAL_UNET_KEY = (
     "stabilityai/sd-turbo--tiny_vae-True--min_batch-1--max_batch-4--use_cached_attn-False--fi-True"
     "--sbatch0--mode-img2img--trt10.16.1.11--cc89--res-512x512"
@@ -49,20 +52,14 @@ def _load_reference(name: str) -> Any:
 
 
 def run_child(
-    code: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60
+    code: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = SUITE_TIMEOUT
 ) -> subprocess.CompletedProcess[str]:
     # A clean machine description: no STANDIN_* leaking in from the outer environment.
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("STANDIN_")}
     child_env["PYTHONPATH"] = str(STANDIN)
     child_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=child_env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return run_process(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=child_env, input=stdin, timeout=timeout
     )
 
 
@@ -526,28 +523,12 @@ def test_hang_mode_leaves_a_grandchild(tmp_path: Path) -> None:
     env.update(PYTHONPATH=str(STANDIN), STANDIN_GRANDCHILD_PIDFILE=str(pidfile))
     config = {"model_id": "standin/hang-model", "compile_engines_only": True}
     code = f"from streamdiffusion import create_wrapper_from_config as c; c({config!r})"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    grandchild = None
+    proc = spawn([sys.executable, "-c", code], cwd=tmp_path, env=env)
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "hanging"
-        deadline = time.monotonic() + 10
-        while grandchild is None and time.monotonic() < deadline:
-            text = pidfile.read_text() if pidfile.exists() else ""
-            grandchild = int(text) if text.strip() else None
-            time.sleep(0.02)
-        assert grandchild is not None
-        os.kill(grandchild, 0)  # alive
-        assert proc.poll() is None
+        proc.stdout.wait_for("hanging")
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), "the grandchild's pid file")
+        os.kill(int(pidfile.read_text()), 0)  # alive
+        assert proc.process.poll() is None
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        if grandchild is not None:
-            os.kill(grandchild, signal.SIGKILL)
+        proc.stop()  # its group, the sleeping grandchild with it

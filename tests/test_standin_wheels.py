@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 
 from sdprep.child.protocol import EVENT_PREFIX
+from testkit.processes import run as run_process
+from testkit.timing import SUITE_TIMEOUT
 from tests.standin_wheels import build_wheelhouse, make_streamdiffusion_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,10 +45,8 @@ def uv_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def uv(cache: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "uv", *args], env=uv_env(cache), capture_output=True, text=True, timeout=timeout
-    )
+def uv(cache: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    done = run_process([sys.executable, "-m", "uv", *args], env=uv_env(cache), timeout=timeout)
     assert done.returncode == 0, f"uv {' '.join(args)}\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -104,9 +104,7 @@ def self_test(venv: Venv, env: dict[str, str] | None = None) -> tuple[dict[str, 
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("STANDIN_")}
     child_env.pop("PYTHONPATH", None)  # only what the venv installed may be imported
     child_env.update(env or {})
-    proc = subprocess.run(
-        [str(venv.python), str(SCRIPT)], env=child_env, capture_output=True, text=True, timeout=60, cwd=venv.path
-    )
+    proc = run_process([str(venv.python), str(SCRIPT)], env=child_env, cwd=venv.path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events = [
         json.loads(line[len(EVENT_PREFIX) :]) for line in proc.stdout.splitlines() if line.startswith(EVENT_PREFIX)
@@ -343,7 +341,5 @@ def test_uv_venv_finds_this_python_by_version_offline(tmp_path: Path) -> None:
         str(tmp_path / "v"),
     )
     python = tmp_path / "v" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    version = subprocess.run(
-        [str(python), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
-    )
+    version = run_process([str(python), "-c", "import sys; print(sys.version_info[:2])"])
     assert version.stdout.strip() == str(tuple(sys.version_info[:2])), done.stderr

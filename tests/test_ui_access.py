@@ -58,7 +58,7 @@ def model(app: RunningApp) -> Path:
     folder = app.engines / SLUG
     atomic_write_text(
         folder / "config.yaml",
-        render_config(params_from_values({"model": "KBlueLeaf/kohaku-v2.1"}), runtime_defaults()),  # type: ignore[arg-type]
+        render_config(params_from_values({"model": "KBlueLeaf/kohaku-v2.1"}), runtime_defaults()),
     )
     return folder
 

@@ -17,8 +17,11 @@ from sdprep.config import render_config
 from sdprep.params import ControlNetSlot, params_from_values
 from sdprep.paths import atomic_write_text
 from sdprep.text import t
+from testkit.api import Api
+from testkit.app import RunningApp, held, running_app
+from testkit.paths import ARTIFACTS
+from testkit.timing import SUITE_TIMEOUT
 from tests.conftest import runtime_defaults
-from tests.ui_helpers import ARTIFACTS, Api, RunningApp, running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -27,8 +30,8 @@ pytestmark = [
 ]
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-TIMEOUT = 20_000  # ms for anything that waits on the server
-BUILD_TIMEOUT = 60_000
+TIMEOUT = int(SUITE_TIMEOUT * 1000)  # ms for anything that waits on the server
+BUILD_TIMEOUT = TIMEOUT
 expect.set_options(timeout=TIMEOUT)
 
 
@@ -113,7 +116,7 @@ def button(page: Any, name: str) -> Any:
 
 def write_config(path: Path, **values: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, render_config(params_from_values(values), runtime_defaults()))  # type: ignore[arg-type]
+    atomic_write_text(path, render_config(params_from_values(values), runtime_defaults()))
     return path
 
 
@@ -216,22 +219,23 @@ def test_width_2000_ends_in_one_consistent_state(page: Any, app: RunningApp) -> 
 
 
 # --- building ---------------------------------------------------------------------------------------------------
-def test_build_streams_the_log_then_shows_success(page: Any, engines: Path) -> None:
+def test_build_streams_the_log_then_shows_success(page: Any, app: RunningApp, engines: Path) -> None:
     expect(button(page, "Cancel")).to_be_disabled()  # nothing runs yet
     type_into(page, "model", "standin/slow-model")
     page.locator("#check input[type=checkbox]").uncheck()
-    button(page, "Build").click()
     result, log, progress = (
         page.locator("#build-result"),
         page.locator("#build-log textarea"),
         page.locator("#build-progress"),
     )
-    expect(log).to_have_value(re.compile(r"\[slow\] building unet"), timeout=BUILD_TIMEOUT)
-    expect(progress).to_contain_text("elapsed")
-    expect(button(page, "Cancel")).to_be_enabled()
-    assert "Built" not in result.inner_text()  # the log arrived while the build was still running
-    first = log.input_value()
-    shot(page, "04-building")
+    with held(app):
+        button(page, "Build").click()
+        expect(log).to_have_value(re.compile(r"\[slow\] exporting unet"), timeout=BUILD_TIMEOUT)
+        expect(progress).to_contain_text("elapsed")
+        expect(button(page, "Cancel")).to_be_enabled()
+        assert "Built" not in result.inner_text()  # the log arrived while the build was still running
+        first = log.input_value()
+        shot(page, "04-building")
     expect(result).to_contain_text("Built", timeout=BUILD_TIMEOUT)
     assert len(log.input_value()) > len(first)
     config = engines / "standin--slow-model" / "config.yaml"

@@ -14,13 +14,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import gradio as gr
 import httpx
 import pytest
 
-from sdprep.config import RuntimeDefaults
 from sdprep.ui import sessions
 from sdprep.ui.app import MAX_THREADS, create_demo
 from tests.conftest import ROOT, runtime_defaults
@@ -32,7 +31,7 @@ FORK_CONFIG = ROOT / "tests" / "data" / "forkni" / "profiling_quality_ipa.yaml"
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[gr.Blocks, str]]:
     monkeypatch.setenv("SDPREP_ENGINES_DIR", str(tmp_path / "engines"))
-    blocks = create_demo(cast(RuntimeDefaults, runtime_defaults()))
+    blocks = create_demo(runtime_defaults())
     _, url, _ = blocks.launch(prevent_thread_lock=True, quiet=True, max_threads=MAX_THREADS)
     try:
         yield blocks, url

@@ -24,7 +24,8 @@ from typing import Any
 
 from protocol import emit, end_with_parent  # run by path: sys.path[0] is this folder
 
-# The engine files StreamDiffusion writes (FACTS §1.3); the parent words them, the child only names them.
+# The engine files StreamDiffusion writes (docs/streamdiffusion-facts.md §1.3); the parent words them, the child only
+# names them.
 ENGINE_FILES = ("unet", "vae_encoder", "vae_decoder", "cnet", "safety_checker")
 # Log message fragments (lower case) that mark a stage; loading the model is announced by build() itself.
 # Only for showing progress: success is decided by the exit code, the result event and the engine files on disk.

@@ -79,8 +79,9 @@ CHECKS: tuple[str, ...] = (
     "streamdiffusion",
     "build_path",
 )
-# What `create_wrapper_from_config(..., compile_engines_only=True)` imports on its way to TensorRT (FACTS §13): the
-# first is every fork's; the others are imported where this fork has them (a fork without one never imports it).
+# What `create_wrapper_from_config(..., compile_engines_only=True)` imports on its way to TensorRT
+# (docs/streamdiffusion-facts.md §13): the first is every fork's; the others are imported where this fork has them (a
+# fork without one never imports it).
 BUILD_PATH_MODULES: tuple[str, ...] = (
     "streamdiffusion.acceleration.tensorrt",
     "streamdiffusion.acceleration.tensorrt.engine_manager",

@@ -58,7 +58,8 @@ IMPORTS: tuple[str, ...] = (
     "streamdiffusion.config",
     "streamdiffusion.acceleration.tensorrt",
 )
-# The engine files every TensorRT build writes (FACTS §1.3); a ControlNet adds one cnet.engine each.
+# The engine files every TensorRT build writes (docs/streamdiffusion-facts.md §1.3); a ControlNet adds one
+# cnet.engine each.
 REQUIRED_ENGINES: tuple[str, ...] = ("unet.engine", "vae_encoder.engine", "vae_decoder.engine")
 TRACEBACK_LINES = 12
 WARNING_LINES = 5

@@ -34,7 +34,8 @@ GIB = 1024**3
 REFERENCE_SIZE = 512 * 512  # the pixel count the table's run figures are for
 
 
-DYNAMIC_VAE_MAX = 1024 * 1024  # a Flexible VAE engine is sized for 1024x1024 (FACTS §2: 384-1024 px)
+# A Flexible VAE engine is sized for 1024x1024 (docs/streamdiffusion-facts.md §2: 384-1024 px).
+DYNAMIC_VAE_MAX = 1024 * 1024
 
 
 TABLE_MAX_BATCH = 4  # the table's run figures are for batch up to 4
@@ -123,7 +124,8 @@ def time_factor(kind: str, shape: Shape) -> float:
     if kind not in ("unet", "cnet") or shape.fp8:
         return 1.0
     factor = LEVEL_TIME.get(shape.opt_level, 1.0)
-    # ControlNets are always built with static shapes (FACTS §1.5); only the UNet's batch follows the profile.
+    # ControlNets are always built with static shapes (docs/streamdiffusion-facts.md §1.5); only the UNet's batch
+    # follows the profile.
     return factor * (DYNAMIC_TIME if kind == "unet" and not shape.static_shapes else 1.0)
 
 

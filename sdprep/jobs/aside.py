@@ -2,9 +2,9 @@
 if it fails.
 
 StreamDiffusion reuses an engine whenever its folder name matches, and several baked values are not in the names
-(FACTS §1.5). Before the child runs, every engine in a slot of this build whose recorded key differs (or whose
-origin is unknown) goes to `.aside/<stamp>/`; a proven build drops the ones it replaced, anything else puts them back.
-A killed app's leftovers are put back by the next build of that model.
+(docs/streamdiffusion-facts.md §1.5). Before the child runs, every engine in a slot of this build whose recorded key
+differs (or whose origin is unknown) goes to `.aside/<stamp>/`; a proven build drops the ones it replaced, anything else
+puts them back. A killed app's leftovers are put back by the next build of that model.
 """
 
 from __future__ import annotations

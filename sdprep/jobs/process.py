@@ -1,5 +1,7 @@
 """Start a child Python that may import StreamDiffusion, read what it says line by line, and end it for sure.
 
+The one module of the app that starts processes (tests/test_architecture.py holds it to that): the build Python's
+scripts, setup's steps, and short commands whose answer is read whole (`run_command`).
 The UI process never imports torch, TensorRT or StreamDiffusion; the probe and the build run here instead.
 The child writes protocol events as lines starting with EVENT_PREFIX followed by one JSON object; every
 other line is raw log. Its stdout and stderr are merged so the log keeps their order.
@@ -216,6 +218,12 @@ def stop_tree(pid: int, grace: float = 2.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=1.0)
+
+
+def run_command(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """A short command whose whole answer is read when it ends (a version, a package list), as text. Raises OSError
+    when it cannot start and subprocess.TimeoutExpired (it is killed) when it runs past `timeout` seconds."""
+    return subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
 # Signals by name: Windows has no SIGKILL, SIGBUS, ... (getattr keeps this importable there).

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from sdprep.jobs.process import run_command
+
 OVERRIDE_ENV = "UV_CUDA_DRIVER_VERSION"
 CAPABILITY_ENV = "SDPREP_GPU_COMPUTE_CAPABILITY"  # "8.9": an override, as UV_CUDA_DRIVER_VERSION is
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
@@ -54,12 +56,7 @@ def _smi(query: str, gpu: int = 0) -> str | None:
     if smi is None:
         return None
     try:
-        done = subprocess.run(
-            [smi, f"--query-gpu={query}", "--format=csv,noheader", "-i", str(gpu)],
-            capture_output=True,
-            text=True,
-            timeout=15,
-        )
+        done = run_command([smi, f"--query-gpu={query}", "--format=csv,noheader", "-i", str(gpu)], timeout=15)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None

@@ -89,7 +89,8 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
         "fail_dependency_pin",
         "fix_setup_upgrade",
     ),
-    # The forkni fork's TensorRT path imports it for every build (FACTS §13); setup installs it at the fork's pin.
+    # The forkni fork's TensorRT path imports it for every build (docs/streamdiffusion-facts.md §13); setup installs
+    # it at the fork's pin.
     _known(r"No module named 'diffusers_ipadapter'", "fail_ipadapter_missing", "fix_setup_upgrade"),
     _known(r"No module named '([\w.]+)'", "fail_missing_module", "fix_setup_upgrade"),
 )

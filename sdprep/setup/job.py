@@ -29,7 +29,7 @@ from typing import Any
 
 from sdprep.features import Feature
 from sdprep.jobs.job import Job, JobResult
-from sdprep.jobs.process import ChildProcess, ChildSpec, venv_python
+from sdprep.jobs.process import ChildProcess, ChildSpec, run_command, venv_python
 from sdprep.jobs.progress import JobEvent
 from sdprep.locks import environment_gate, environment_users, setup_lock
 from sdprep.messages import Message, Size, msg, os_reason
@@ -57,6 +57,7 @@ DISK_NEEDED = 15 * 1024**3
 CACHE_NEEDED = 8 * 1024**3
 # The first self-test of a fresh environment loads 3-5 GB of new CUDA libraries, which a virus scanner reads first.
 FIRST_SELF_TEST_TIMEOUT = max(600.0, SELF_TEST_TIMEOUT)
+UV_ANSWERS_WITHIN = 60.0  # seconds for uv's quick answers (its version, a venv's package list), however loaded
 WATCHED = ("torch", "torchvision", "tensorrt-cu12", "tensorrt-cu13", "streamdiffusion")
 
 
@@ -177,7 +178,7 @@ class Setup(Job[SetupResult]):
         return self.install(variant, fork, driver)
 
     def prerequisites(self, fork: Fork) -> SetupResult | None:
-        probe = subprocess.run([*uv(), "--version"], capture_output=True, text=True)
+        probe = run_command([*uv(), "--version"], timeout=UV_ANSWERS_WITHIN)
         if probe.returncode != 0:
             return self.result("unavailable", msg("setup_no_uv", python=sys.executable))
         self.say("setup_uv", version=probe.stdout.strip())
@@ -372,11 +373,8 @@ class Setup(Job[SetupResult]):
 def installed_versions(venv: Path) -> dict[str, str]:
     """Distribution versions in a venv, from `uv pip list` (fast: nothing is imported)."""
     with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
-        done = subprocess.run(
-            [*uv(), "pip", "list", "--python", str(venv_python(venv)), "--format", "json"],
-            capture_output=True,
-            text=True,
-            timeout=30,
+        done = run_command(
+            [*uv(), "pip", "list", "--python", str(venv_python(venv)), "--format", "json"], timeout=UV_ANSWERS_WITHIN
         )
         if done.returncode == 0:
             return {str(item["name"]).lower(): str(item["version"]) for item in json.loads(done.stdout)}

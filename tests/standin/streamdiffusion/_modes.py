@@ -6,9 +6,11 @@ lets one test pick a behaviour per job without touching the environment.
 
   success          build/load normally
   slow             sleep STANDIN_SLOW_SECONDS per engine (in STANDIN_SLOW_STEPS steps),
-                   printing "[slow] <stage> <engine> k/n" progress lines to stdout
+                   printing "[slow] <stage> <engine> k/n" progress lines to stdout; while the
+                   file named by STANDIN_HOLD exists, it waits after each such line (a test
+                   holds a build running for as long as it needs, however slow the machine)
   exception        RuntimeError("CUDA error: an illegal memory access was encountered")
-  exporterror      the UNet's ONNX export fails with the tensor size mismatch seen on a GPU (FACTS §13)
+  exporterror      the UNet's ONNX export fails with the tensor size mismatch seen on a GPU (docs/streamdiffusion-facts.md §13)
   crash            the process kills itself with SIGSEGV (os.abort() on Windows)
   oomkill          the process kills itself with SIGKILL (as the Linux OOM killer does)
   hang             start a sleeping grandchild (pid -> STANDIN_GRANDCHILD_PIDFILE),
@@ -124,6 +126,9 @@ class Behaviour:
             for k in range(1, steps + 1):
                 time.sleep(pause)
                 print(f"[slow] {verb} {kind} {k}/{steps}", flush=True)
+                hold = os.environ.get("STANDIN_HOLD")
+                while hold and os.path.exists(hold):
+                    time.sleep(0.02)
         if self.mode == "exporterror" and kind == "unet" and stage == "export":
             raise RuntimeError(SIZE_MISMATCH)
         if self.mode == "fallback" and kind == "unet" and stage == "optimize":

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def unet_batch_for(steps: int, frame_buffer_size: int, use_denoising_batch: bool, cfg_type: str) -> int:
-    """UNet engine batch for a step count (FACTS §2); TCD callers pass use_denoising_batch=False."""
+    """UNet engine batch for a step count (docs/streamdiffusion-facts.md §2); TCD callers pass use_denoising_batch=False."""
     if not use_denoising_batch:
         return frame_buffer_size
     if cfg_type == "initialize":
@@ -29,6 +29,8 @@ def unet_batch_for(steps: int, frame_buffer_size: int, use_denoising_batch: bool
 
 class StreamDiffusion:
     """Holds what the wrapper needs from the real stream: batch sizes and prepared state."""
+
+    vae_engines: dict[str, Any]  # set by the wrapper once the VAE engines are loaded
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 try:  # only present in a wheel built by tests/standin_wheels.py
-    from tensorrt import _baked  # type: ignore[attr-defined]
+    from tensorrt import _baked
 
     _BAKED: dict[str, Any] = dict(_baked.BAKED)
 except ImportError:

@@ -10,6 +10,7 @@ really computes the network on the numbers at the addresses it was given.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import json
 import math
@@ -299,7 +300,7 @@ class IBuilderConfig:
     def clear_flag(self, flag: BuilderFlag) -> None:
         self._flags.discard(BuilderFlag(flag))
 
-    def get_flag(self, flag: BuilderFlag) -> bool:
+    def get_flag(self, flag: BuilderFlag) -> builtins.bool:
         return BuilderFlag(flag) in self._flags
 
 
@@ -472,7 +473,7 @@ class IExecutionContext:
         self.engine = engine
         self._addresses: dict[str, int] = {}
 
-    def set_tensor_address(self, name: str, memory: int) -> bool:
+    def set_tensor_address(self, name: str, memory: int) -> builtins.bool:
         if self.engine._find(name) is None:
             _log(
                 self.engine._logger,
@@ -486,11 +487,11 @@ class IExecutionContext:
     def get_tensor_address(self, name: str) -> int:
         return self._addresses.get(name, 0)
 
-    def set_input_shape(self, name: str, shape: Sequence[int]) -> bool:
+    def set_input_shape(self, name: str, shape: Sequence[int]) -> builtins.bool:
         item = self.engine._find(name)
         return item is not None and list(shape) == item["shape"]
 
-    def execute_async_v3(self, stream_handle: int) -> bool:
+    def execute_async_v3(self, stream_handle: int) -> builtins.bool:
         """Run the network: read the inputs at their addresses, compute layer by layer, write the outputs."""
         int(stream_handle)  # a handle is an int (0 = the legacy default stream); anything else is a TypeError
         for item in self.engine._io:

@@ -18,7 +18,7 @@ from typing import Any
 GIB = 1024**3
 
 try:  # only present in a wheel built by tests/standin_wheels.py
-    from torch import _baked  # type: ignore[attr-defined]
+    from torch import _baked
 
     _BAKED: dict[str, Any] = dict(_baked.BAKED)
 except ImportError:

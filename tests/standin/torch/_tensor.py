@@ -22,6 +22,9 @@ _CTYPES: dict[str, Any] = {
 
 
 class device:  # lowercase on purpose: same name as torch.device
+    type: str
+    index: int | None
+
     def __init__(self, spec: str | device | int, index: int | None = None) -> None:
         if isinstance(spec, device):
             self.type, self.index = spec.type, spec.index

@@ -1,7 +1,7 @@
 """Engine naming and the build/load dispatch, following the forkni ``EngineManager``.
 
 The naming rules are the part product code must predict, so they follow
-FACTS §1.4 exactly (including the quirks: stem-of-existing-path, raw
+docs/streamdiffusion-facts.md §1.4 exactly (including the quirks: stem-of-existing-path, raw
 ``use_feature_injection``, a TRT/cc part that silently disappears, and the
 SHA-1 folder name for the UNet). ``get_engine_path`` keeps the real signature so
 code that calls it through ``EngineManager.__new__`` (as the fork's own tests
