@@ -97,7 +97,7 @@ def same_drive(first: Path, second: Path) -> bool:
 def uv_cache_dir() -> Path | None:
     """Where uv keeps its downloads ($UV_CACHE_DIR, else its default: on Windows %LOCALAPPDATA%\\uv\\cache)."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run([*uv(), "cache", "dir"], capture_output=True, text=True, timeout=30)
+        done = run_command([*uv(), "cache", "dir"], timeout=UV_ANSWERS_WITHIN)
         if done.returncode == 0 and done.stdout.strip():
             return Path(done.stdout.strip().splitlines()[-1])
     return None
