@@ -81,7 +81,6 @@ def test_every_page_event_is_a_named_endpoint(api: Api) -> None:
         "/cancel",
         "/follow",
         "/probe_environment",
-        "/reprobe_environment",
         "/cached_environment",
         "/library_list",
         "/library_variants",
@@ -421,7 +420,7 @@ def test_environment_probe(api: Api) -> None:
     assert f"{t('feat_compile_engines_only')} | ✔ {t('yes')}" in out
     assert t("env_ready") in out
     assert "NVIDIA GeForce RTX 4090" in api.call("/cached_environment")["environment"]
-    assert opening("env_checked_at") in api.call("/reprobe_environment")["environment"]
+    assert opening("env_checked_at") in api.call("/probe_environment")["environment"]
 
 
 def test_environment_shows_what_is_missing(tmp_path: Path) -> None:

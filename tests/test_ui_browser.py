@@ -424,7 +424,7 @@ def test_library_loads_a_built_variant_into_the_form(page: Any) -> None:
 
 def test_environment_tab(page: Any) -> None:
     page.get_by_role("tab", name="Environment").click()
-    button(page, "Check environment").click()
+    button(page, "Check again").click()
     environment = page.locator("#environment")
     expect(environment).to_contain_text("NVIDIA GeForce RTX 4090")
     expect(environment).to_contain_text("10.16.1.11")
@@ -594,7 +594,7 @@ def test_live_language_switch_relabels_and_redraws(page: Any) -> None:
     type_into(page, "load_path", "/etc/passwd")
     expect(page.locator("#action-message")).to_contain_text("Only configs inside the engines folder")
     page.get_by_role("tab", name="Environment").click()
-    button(page, "Check environment").click()
+    button(page, "Check again").click()
     expect(page.locator("#environment")).to_contain_text("Everything needed to build is there.")
     page.get_by_role("tab", name="Prepare").click()
 

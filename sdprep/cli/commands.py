@@ -112,6 +112,9 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         return EXIT_INVALID
     if args.config_only:
         return _save(params, runtime, printer)
+    if _cannot_build_here(child_spec(args), printer):
+        printer.problems(problems)  # the warnings still stand, after the reason nothing runs
+        return EXIT_CODES["unavailable"]
     printer.problems(problems)  # the warnings the build goes ahead with, before it starts
     _print_estimate(params, child_spec(args), printer)
     options = BuildOptions(
@@ -141,6 +144,23 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     code = printer.check(check)
     print(str(result.config_path), file=out)  # the build's contract: its last stdout line is the config path
     return code
+
+
+def _cannot_build_here(spec: ChildSpec, printer: Printer) -> bool:
+    """Whether this machine cannot build, said first and one reason a line: an estimate of a build that cannot
+    start would only hide the refusal. The probe is the build's own (cached); a probe that fails is left to the build,
+    which reports it in full."""
+    try:
+        environment = probe_environment(spec)
+    except ProbeError:
+        return False
+    missing = environment.missing()
+    if not missing:
+        return False
+    print(f"{t('cli_outcome_unavailable', printer.lang)}: {t('cli_cannot_build', printer.lang)}", file=printer.err)
+    for line in missing:
+        print(f"  - {printer.word(line)}", file=printer.err)
+    return True
 
 
 def _print_estimate(params: BakedParams, spec: ChildSpec, printer: Printer) -> None:
@@ -212,7 +232,8 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         source = chosen_by(environment) or "app"
         print(f"{t('env_python', args.lang):26} {interpreter}  ({t(f'python_chosen_{source}', args.lang)})", file=out)
         for key, value in environment.summary().items():
-            shown = printer.word(t("env_none", args.lang)) if value is None else value
+            none = t("env_none_gpu" if key == "gpu" else "env_none", args.lang)
+            shown = none if value is None else value
             if key == "vram_total" and isinstance(value, int):
                 from sdprep.text import human_size
 

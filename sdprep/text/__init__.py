@@ -12,6 +12,7 @@ program's own words) is written as a `code span`, which the page shows as code.
 from __future__ import annotations
 
 import os
+import re
 import string
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
@@ -47,9 +48,31 @@ def word(message: Message | str, lang: str = "en", namer: FieldNamer = field_lab
         code = f"{code}__{plural_form(message.params['count'], lang)}"  # "{count} steps", "{count} шага", ...
     template = table.get(code) or TABLE["en"][code]
     values = {key: _render(value, lang, namer) for key, value in message.params.items()}
+    if lang == "ru":
+        # Russian writes a clause after a colon in lower case ("нельзя: для FP8 нужна…"), though the nested
+        # sentence starts with a capital when it stands alone.
+        for key in _AFTER_COLON.findall(template):
+            if key in values and not isinstance(message.params.get(key), Quote):
+                values[key] = _lower_initial(values[key])
     # Always formatted: a template without fields may still write a brace as {{ }}; a field left without a value
     # stays as written rather than failing the whole sentence.
     return template.format_map(_Unfilled(values))
+
+
+_AFTER_COLON = re.compile(r": \{(\w+)\}")
+_CAPITALISED_WORD = re.compile(r"^[А-ЯЁ][а-яё]*\b")
+
+
+def _lower_initial(text: str) -> str:
+    """ "Для FP8 нужна…" -> "для FP8 нужна…"; an acronym or a Latin name ("CUDA", "PyTorch") stays as written."""
+    return text[0].lower() + text[1:] if _CAPITALISED_WORD.match(text) else text
+
+
+def _sentences_or_items(rendered: list[str]) -> str:
+    """Whole sentences follow one another ("… torch. TensorRT …"); short items are listed with commas."""
+    if len(rendered) > 1 and all(item.rstrip().endswith((".", "!", "?")) for item in rendered):
+        return " ".join(item.strip() for item in rendered)
+    return ", ".join(rendered)
 
 
 class _Unfilled(dict[str, str]):
@@ -97,7 +120,7 @@ def _render(value: Any, lang: str, namer: FieldNamer) -> str:
     if isinstance(value, Mapping):
         return str(dict(value))
     if isinstance(value, (list, tuple, set, frozenset)):
-        return ", ".join(_render(item, lang, namer) for item in _ordered(value))
+        return _sentences_or_items([_render(item, lang, namer) for item in _ordered(value)])
     return str(value)
 
 

@@ -17,9 +17,11 @@ from typing import Any
 import gradio as gr
 
 from sdprep.config import RuntimeDefaults
+from sdprep.jobs.environment import ProbeError, probe
 from sdprep.messages import has_errors
 from sdprep.params import DEFAULTS
-from sdprep.text import system_language, t
+from sdprep.text import system_language, t, word
+from sdprep.ui import state
 from sdprep.ui.components import (
     actions,
     build,
@@ -155,10 +157,7 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
         print(t("warn_open_server", lang, host=host or "0.0.0.0", port=port), file=sys.stderr, flush=True)
     if open_browser is None:
         open_browser = os.environ.get(OPEN_BROWSER_ENV, "") not in ("", "0")
-    # Not on a hot reload (launch() then runs in the reloader's thread): one tab per start is enough.
-    if open_browser and threading.current_thread() is threading.main_thread():
-        open_browser_when_up(browser_url(host, port))
-    print(t("serving_at", lang, url=browser_url(host, port)), flush=True)
+    main = threading.current_thread() is threading.main_thread()  # not a hot reload's watcher thread
     try:
         demo.launch(
             server_name=host,
@@ -173,10 +172,36 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
             max_file_size=actions.UPLOAD_LIMIT,
             max_threads=MAX_THREADS,
             footer_links=["gradio", "settings"] if credentials else ["api", "gradio", "settings"],
+            prevent_thread_lock=True,  # the address is printed once the port is ours, then this thread waits
         )
     except OSError as problem:
         if "port" in str(problem).lower() or "address" in str(problem).lower():
             print(t("port_busy", lang, port=port, next=port + 1), file=sys.stderr)
             return 3
         raise
+    print(t("serving_at", lang, url=browser_url(host, port)), flush=True)
+    if main:
+        say_when_cannot_build(lang)
+        if open_browser:  # one tab per start, not one per hot reload
+            open_browser_when_up(browser_url(host, port))
+        demo.block_thread()
     return 0
+
+
+def say_when_cannot_build(lang: str) -> None:
+    """One console line when this machine cannot build (no NVIDIA GPU, torch or TensorRT yet), from a probe in a
+    thread: the page is already served, and the probe's answer is the one the first page shows."""
+
+    def probe_and_say() -> None:
+        try:
+            environment = probe(state.child_spec())
+        except ProbeError as problem:
+            print(f"{t('sev_warning', lang)}: {word(problem.message, lang)}", file=sys.stderr, flush=True)
+            return
+        if state.last_environment() is None:
+            state.remember_environment(environment)
+        missing = environment.missing()
+        if missing:
+            print(t("console_cannot_build", lang, first=missing[0], count=len(missing)), file=sys.stderr, flush=True)
+
+    threading.Thread(target=probe_and_say, name="sdprep-start-probe", daemon=True).start()

@@ -3,7 +3,8 @@ StreamDiffusion and its features), what is missing, and the two buttons that fix
 environment" (the `setup` command) and "Run the self-test" (`doctor`). Both stream their log with stages and elapsed
 time and can be cancelled; they run in the server (one at a time) and a reopened page follows them.
 
-Probing runs a child Python, so it happens only on request; page load shows the cached answer when there is one.
+Probing runs a child Python: page load shows the cached answer when there is one (and probes a machine never probed);
+"Check again" probes afresh.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from sdprep.ui.views import environment as view_environment
 
 def render(form: Form) -> None:
     gr.Markdown(label("env_intro"))
-    with gr.Row():
-        form.part("env_check", gr.Button(label("btn_env_check"), variant="primary", elem_id="env-check"))
-        form.part("env_refresh", gr.Button(label("btn_env_refresh"), elem_id="env-refresh"))
+    # One button: the page probes a machine never probed on load, so the only thing left to ask is a fresh probe
+    # (after installing a driver, torch or TensorRT by hand).
+    form.part("env_check", gr.Button(label("btn_env_check"), elem_id="env-check", size="md"))
     form.part("environment", gr.Markdown(label("env_not_checked"), elem_id="environment"))
     gr.Markdown(label("sec_setup"), elem_classes=["sdprep-heading"])
     gr.Markdown(label("setup_intro"))
@@ -143,9 +144,6 @@ def listen(form: Form) -> None:
     lang_input = form.language_input()
     output = form.parts["environment"]
 
-    def check_environment(values: dict[Block, Any]) -> str:
-        return show(form.language(values), refresh=False)
-
     def probe_again(values: dict[Block, Any]) -> str:
         return show(form.language(values), refresh=True)
 
@@ -159,13 +157,14 @@ def listen(form: Form) -> None:
             return show(lang, refresh=False)
         return show(lang, refresh=None)
 
-    for button, fn, name in (
-        (form.get("env_check", gr.Button), check_environment, "probe_environment"),
-        (form.get("env_refresh", gr.Button), probe_again, "reprobe_environment"),
-    ):
-        form.events[name] = button.click(
-            fn, inputs=lang_input, outputs=output, api_name=name, concurrency_limit=1, concurrency_id="probe"
-        )
+    form.events["probe_environment"] = form.get("env_check", gr.Button).click(
+        probe_again,
+        inputs=lang_input,
+        outputs=output,
+        api_name="probe_environment",
+        concurrency_limit=1,
+        concurrency_id="probe",
+    )
 
     async def set_up(values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
         async for update in follow(form, start_job("setup", values, form), form.language(values)):

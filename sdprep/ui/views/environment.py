@@ -23,7 +23,7 @@ def environment_markdown(environment: Environment | None, error: Message | None,
     interpreter = environment.python.get("interpreter") or environment.python.get("executable")
     rows = [
         ("env_python", f"`{interpreter}` — {t(f'python_chosen_{source}', lang)}" if interpreter else none),
-        ("env_gpu", summary.get("gpu") or none),
+        ("env_gpu", summary.get("gpu") or t("env_none_gpu", lang)),
         ("env_vram", human_size(summary["vram_total"], lang) if summary.get("vram_total") else "—"),
         ("env_cc", summary.get("compute_capability") or "—"),
         ("env_cuda", summary.get("cuda") or none),
