@@ -464,6 +464,7 @@ def test_library_list_load_and_delete(api: Api, engines: Path) -> None:
     loaded = api.call("/library_load", **{"library-model": "KBlueLeaf--kohaku-v2.1", "library-variant": choices[-1]})
     assert loaded["model"] == "KBlueLeaf/kohaku-v2.1" and loaded["denoise_steps"] == 2
     assert loaded["library-message"].startswith(opening("load_ok"))
+    assert loaded["action-message"].startswith(opening("load_ok"))  # said on the Prepare tab, where it goes
 
     unsure = api.call("/library_delete", **{"library-model": "KBlueLeaf--kohaku-v2.1", "library-sure": False})
     assert unsure["library-message"] == t("lib_sure_first")

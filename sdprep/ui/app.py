@@ -57,7 +57,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
                 gr.Markdown(label("subtitle"))
             with gr.Column(scale=1, min_width=240):
                 language.render(form)
-        with gr.Tabs():
+        with form.part("tabs", gr.Tabs(elem_id="tabs")):
             with form.part("tab_prepare", gr.Tab(label("tab_prepare"), id="prepare", elem_id="tab-prepare")):
                 _prepare_tab(form)
             with form.part("tab_library", gr.Tab(label("tab_library"), id="library", elem_id="tab-library")):
