@@ -134,3 +134,41 @@ def test_the_console_says_when_this_machine_cannot_build(tmp_path: Path) -> None
         log = app.log_text()
     assert "This machine cannot build engines yet: PyTorch cannot be imported" in log, log
     assert log.index("Open http://127.0.0.1:") < log.index("cannot build engines yet")
+
+
+# --- results named by what ran ----------------------------------------------------------------------------------
+def test_results_are_headed_by_the_job_that_ran() -> None:
+    from sdprep.ui.views.jobs import outcome_label
+
+    assert outcome_label("failed", "en") == "✘ Build failed"
+    assert outcome_label("failed", "en", "setup") == "✘ Setup failed"
+    assert outcome_label("failed", "en", "doctor") == "✘ Self-test failed"
+    assert outcome_label("passed", "ru", "doctor") == "✔ Самопроверка пройдена"
+
+
+def test_a_self_test_without_torch_is_a_failed_self_test_in_one_line_a_check(tmp_path: Path) -> None:
+    from .ui_helpers import Api
+
+    empty = tmp_path / "no-fork"
+    empty.mkdir()
+    with running_app(tmp_path / "app", {"SDPREP_STREAMDIFFUSION_SRC": str(empty)}) as app:
+        out = Api(app.url).call("/doctor")
+    assert out["setup-progress"].startswith("✘ Self-test failed"), out["setup-progress"]
+    assert "Build failed" not in out["setup-progress"]
+    log = out["setup-log"]
+    assert "✘ torch: torch is not installed in this Python." in log, log
+    assert "Traceback" not in log and "ModuleNotFoundError" not in log, log
+
+
+def test_the_cli_self_test_prints_no_traceback_for_an_expected_state(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SDPREP_")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "gradio_prepare.py"), "doctor", "--lang", "en", "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        env={**env, "SDPREP_CACHE_DIR": str(tmp_path / "cache")},
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "torch is not installed in this Python" in done.stdout
+    assert "ModuleNotFoundError" not in done.stdout + done.stderr and "Last lines of the log" not in done.stderr

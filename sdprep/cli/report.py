@@ -48,11 +48,12 @@ class Printer:
 
         return show
 
-    def failure(self, result: JobResult) -> None:
-        """Why a job did not succeed, the end of its log, and where the whole log is."""
+    def failure(self, result: JobResult, expected: bool = False) -> None:
+        """Why a job did not succeed, the end of its log (not for an expected state, unless --debug), and where the
+        whole log is."""
         outcome = t(f"cli_outcome_{result.outcome}", self.lang)
         print(f"{outcome}: {self.word(result.reason)}", file=self.err)
-        if result.outcome == "failed" and result.log_tail:
+        if result.outcome == "failed" and result.log_tail and (self.debug or not expected):
             self.line("res_log_tail", self.err)
             for line in result.log_tail[-12:]:
                 print(f"  {line}", file=self.err)

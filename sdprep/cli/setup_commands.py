@@ -78,7 +78,7 @@ def doctor(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err:
     )
     print_checks(result, printer)
     if not result.ok:
-        printer.failure(result)
+        printer.failure(result, expected=result.expected)
         return result.exit_code
     print(printer.word(result.reason), file=out)
     return 0

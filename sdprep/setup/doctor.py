@@ -41,6 +41,15 @@ class DoctorResult(JobResult):
     def check(self, name: str) -> CheckReport | None:
         return next((report for report in self.checks if report.name == name), None)
 
+    @property
+    def expected(self) -> bool:
+        """Whether every failed check is a known state worded with its fix ("torch is not installed"): its traceback
+        then says nothing more, and stays in the log file."""
+        failed = [report for report in self.checks if not report.ok and not report.skipped]
+        return bool(failed) and all(
+            report.reason is not None and report.reason.code != "doctor_failed_plain" for report in failed
+        )
+
 
 def diagnose(report: CheckReport) -> Message:
     """Why a check failed, in one line with what to do."""

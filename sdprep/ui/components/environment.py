@@ -106,12 +106,12 @@ def start_job(kind: str, values: dict[Block, Any], form: Form) -> BackgroundJob[
             gpu=state.child_spec().gpu,
         )
         job: BackgroundJob[JobResult] = run_in_background(
-            BackgroundJob(), lambda on_event, cancel: run_setup(request, on_event, cancel), internal_error
+            BackgroundJob(kind="setup"), lambda on_event, cancel: run_setup(request, on_event, cancel), internal_error
         )
     else:
         spec = state.child_spec()
         job = run_in_background(
-            BackgroundJob(), lambda on_event, cancel: run_doctor(spec, on_event, cancel), internal_error
+            BackgroundJob(kind="doctor"), lambda on_event, cancel: run_doctor(spec, on_event, cancel), internal_error
         )
     state.remember_environment_job(job)
     return job

@@ -10,6 +10,7 @@ from sdprep.jobs.job import JobResult
 from sdprep.messages import Message
 from sdprep.text import TABLE, human_duration, human_size, t, word
 from sdprep.ui.views.html import prose
+from sdprep.ui.views.jobs import outcome_label
 
 
 def environment_markdown(environment: Environment | None, error: Message | None, lang: str) -> str:
@@ -86,7 +87,7 @@ def job_progress(job: BackgroundJob[JobResult], lang: str) -> str:
         ended = t(
             "prog_finished",
             lang,
-            outcome=t(f"out_{job.result.outcome}", lang),
+            outcome=outcome_label(job.result.outcome, lang, job.kind),
             elapsed=human_duration(job.result.duration, lang),
         )
         return f"{ended}  \n{prose(word(job.result.reason, lang))}"
@@ -100,4 +101,7 @@ def job_progress(job: BackgroundJob[JobResult], lang: str) -> str:
 
 
 def job_log(job: BackgroundJob[JobResult], lang: str) -> str:
-    return "\n".join(f"[{event.elapsed:7.1f}s] {word(event.message, lang)}" for event in job.events[-400:])
+    """The job's log on the page. The self-test words every failed check in one line with its fix; the child's own
+    tracebacks behind them stay in its log file (and the CLI's --debug), not here."""
+    events = [event for event in job.events if not (job.kind == "doctor" and event.kind == "raw")]
+    return "\n".join(f"[{event.elapsed:7.1f}s] {word(event.message, lang)}" for event in events[-400:])

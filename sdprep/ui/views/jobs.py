@@ -13,7 +13,7 @@ from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent, stage_message
 from sdprep.messages import Message, Size
-from sdprep.text import field_label, human_duration, t, word
+from sdprep.text import TABLE, field_label, human_duration, t, word
 from sdprep.ui.views.html import prose
 
 LOG_MAX_LINES = 400
@@ -61,8 +61,10 @@ def reason_markdown(reason: Message | str, lang: str) -> str:
     return "\n".join(parts)
 
 
-def outcome_label(outcome: str, lang: str) -> str:
-    return t(f"out_{outcome}", lang)
+def outcome_label(outcome: str, lang: str, kind: str = "build") -> str:
+    """How a job ended, named by what ran: "✘ Build failed", "✘ Self-test failed", "✘ Setup failed"."""
+    own = f"out_{kind}_{outcome}"
+    return t(own if own in TABLE["en"] else f"out_{outcome}", lang)
 
 
 def _stages_line(stages: list[tuple[str, float]], lang: str) -> str:
