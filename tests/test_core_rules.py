@@ -33,7 +33,7 @@ def test_one_size_range_for_the_slider_the_flag_and_the_rules(tmp_path: Path) ->
     assert [p.message.code for p in too_small] == ["out_of_range"] and f"from {low} to {high}" in word(
         too_small[0].message
     )
-    assert f"[{low}-{high}]" in pytest.importorskip("sdprep.cli.args")._help("width", "en")
+    assert f"[{low}-{high}, a multiple of 8;" in pytest.importorskip("sdprep.cli.args")._help("width", "en")
 
 
 def test_a_controlnet_of_another_family_is_an_error_offering_the_right_one(tmp_path: Path) -> None:

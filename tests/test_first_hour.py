@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,177 @@ def test_the_cli_self_test_prints_no_traceback_for_an_expected_state(tmp_path: P
     assert done.returncode == 1
     assert "torch is not installed in this Python" in done.stdout
     assert "ModuleNotFoundError" not in done.stdout + done.stderr and "Last lines of the log" not in done.stderr
+
+
+# --- ids: near misses and the Hub -------------------------------------------------------------------------------
+HUB_MODELS: dict[str, dict[str, object]] = {
+    "stabilityai/sd-turbo": {
+        "gated": False,
+        "siblings": [{"rfilename": "model_index.json"}, {"rfilename": "unet/config.json"}],
+    },
+    "someone/gated-model": {"gated": "manual", "siblings": [{"rfilename": "model_index.json"}]},
+    "someone/single-file": {"gated": False, "siblings": [{"rfilename": "model.safetensors"}]},
+}
+
+
+class FakeHub:
+    """A Hugging Face Hub on 127.0.0.1 that knows a few ids: its model API, as the real one answers it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        models = HUB_MODELS
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                model = self.path.removeprefix("/api/models/")
+                body = models.get(model)
+                if body is None:
+                    self.send_response(401)
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                    payload = b'{"error": "Repository not found"}'
+                else:
+                    self.send_response(200)
+                    payload = json.dumps({"id": model, **body}).encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    hub = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    yield hub
+    hub.close()
+
+
+def test_a_near_miss_of_a_known_id_is_a_warning_with_the_known_id(tmp_path: Path) -> None:
+    from sdprep.model_ids import did_you_mean, known_ids
+    from sdprep.params import params_from_values
+    from sdprep.validate import validate
+
+    known = known_ids()
+    assert did_you_mean("stabilityai/sd-trubo", known) == "stabilityai/sd-turbo"  # two letters swapped
+    assert did_you_mean("StabilityAI/SD-Turbo", known) == "stabilityai/sd-turbo"  # case
+    assert did_you_mean("kblueleaf/kohaku-v2.1", known) == "KBlueLeaf/kohaku-v2.1"
+    assert did_you_mean("stabilityai/sd-turbo", known) is None and did_you_mean("stabilityai/sdxl-turbo", known) is None
+    assert did_you_mean("someone/completely-else", known) is None and did_you_mean("./a/b", known) is None
+    # A model prepared earlier in the engines folder is known too.
+    (tmp_path / "me--my-model-v3").mkdir()
+    (tmp_path / "me--my-model-v3" / "config.yaml").write_text("model_id: me/my-model-v3\n", encoding="utf-8")
+    params = params_from_values({"model": "me/my-modle-v3", "engines_dir": str(tmp_path)})
+    said = [str(problem) for problem in validate(params) if problem.message.code == "model_did_you_mean"]
+    assert said == ["warning: model: me/my-modle-v3 is not a model this app knows; did you mean me/my-model-v3?"]
+
+
+def test_the_hub_answers_exists_gated_missing_and_which_files(fake_hub: FakeHub) -> None:
+    from sdprep.hub import HubChecker
+
+    checker = HubChecker()
+    turbo = checker.answer("stabilityai/sd-turbo", wait=10)
+    assert turbo is not None and turbo.status == "exists" and turbo.diffusers and "unet/config.json" in turbo.files
+    gated = checker.answer("someone/gated-model", wait=10)
+    assert gated is not None and gated.status == "gated"
+    missing = checker.answer("stabilityai/sd-trubo", wait=10)
+    assert missing is not None and missing.status == "missing"
+
+
+def test_offline_the_hub_check_is_skipped_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdprep.hub import HubChecker
+
+    with socket.socket() as closed:  # a port nobody listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    checker = HubChecker()
+    first = checker.answer("stabilityai/sd-turbo", wait=10)
+    assert first is not None and first.status == "skipped"
+    # Known to be offline now: another id is answered at once, with no question asked (no thread, no wait).
+    again = checker.answer("someone/other-model", wait=0)
+    assert again is not None and again.status == "skipped"
+
+
+def test_cli_refuses_an_id_the_hub_does_not_have_and_names_the_near_miss(fake_hub: FakeHub, tmp_path: Path) -> None:
+    done = run_cli(
+        "build", "--model", "stabilityai/sd-trubo", "--config-only", "--engines-dir", str(tmp_path), "--lang", "en"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "error: --model: stabilityai/sd-trubo does not exist on Hugging Face" in done.stderr
+    assert "did you mean stabilityai/sd-turbo?" in done.stderr
+    assert not any(tmp_path.iterdir())
+    ok = run_cli("build", "--model", "stabilityai/sd-turbo", "--config-only", "--engines-dir", str(tmp_path))
+    assert ok.returncode == 0, ok.stderr
+    single = run_cli("build", "--model", "someone/single-file", "--config-only", "--engines-dir", str(tmp_path))
+    assert single.returncode == 2 and "has no model_index.json on Hugging Face" in single.stderr
+
+
+def test_the_page_marks_a_missing_id_an_error_and_says_when_the_check_was_skipped(
+    fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    from .ui_helpers import Api
+
+    with running_app(tmp_path / "app") as app:
+        api = Api(app.url)
+        out = api.call("/preview", model="stabilityai/sd-trubo")
+        deadline = time.monotonic() + 30
+        while "does not exist on Hugging Face" not in out["problems-checkpoint"] and time.monotonic() < deadline:
+            out = api.call("/preview", model="stabilityai/sd-trubo")  # the answer arrives in the background
+        assert "does not exist on Hugging Face" in out["problems-checkpoint"], out["problems-checkpoint"]
+        assert "did you mean stabilityai/sd-turbo?" in out["problems-checkpoint"]
+        assert "On Hugging Face: not found." in out["hint-checkpoint"]
+        refused = api.call("/build", model="stabilityai/sd-trubo")
+        assert refused["build-result"].startswith("#### ⊘ Not started"), refused["build-result"]
+        fine = api.call("/preview", model="stabilityai/sd-turbo")
+        assert "On Hugging Face: found (2 files)." in fine["hint-checkpoint"] or "checking" in fine["hint-checkpoint"]
+    with running_app(tmp_path / "offline", {"HF_HUB_OFFLINE": "1"}) as app:
+        out = Api(app.url).call("/preview", model="stabilityai/sd-trubo")
+        assert "Hugging Face check off" in out["hint-checkpoint"]
+        assert "does not exist" not in out["problems-checkpoint"]
+
+
+# --- paths from another machine ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("typed", "server", "kind"),
+    [
+        ("C:\\Users\\me\\models\\dreamshaper_8.safetensors", "posix", "windows"),
+        ("d:/models/x.safetensors", "posix", "windows"),
+        ("\\\\nas\\share\\model.ckpt", "posix", "windows"),
+        ("/home/me/models/x.safetensors", "nt", "posix"),
+        ("~/models/x.safetensors", "nt", "posix"),
+        ("/home/me/models/x.safetensors", "posix", None),
+        ("stabilityai/sd-turbo", "posix", None),
+    ],
+)
+def test_a_path_of_another_machine_is_named_as_such(typed: str, server: str, kind: str | None) -> None:
+    from sdprep.paths import foreign_path
+
+    assert foreign_path(typed, server) == kind
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a Windows path on a POSIX server")
+def test_a_windows_model_path_says_the_server_runs_on_another_system(tmp_path: Path) -> None:
+    typed = "C:\\Users\\me\\models\\dreamshaper_8.safetensors"
+    done = run_cli("build", "--model", typed, "--config-only", "--engines-dir", str(tmp_path), "--lang", "en")
+    assert done.returncode == 2
+    assert f"error: --model: {typed} is a path on a Windows machine; the server runs on " in done.stderr
+    assert "give a path on the server or a Hugging Face id." in done.stderr
+    assert str(ROOT) not in done.stderr  # not "the local model <app folder>/C:\Users\... does not exist"

@@ -16,6 +16,8 @@ from sdprep.config_load import ConfigError, load_params
 from sdprep.engines import list_models
 from sdprep.estimate import estimate, free_space, load_history, shape_of
 from sdprep.estimate import lines as estimate_lines
+from sdprep.hub import TIMEOUT as HUB_TIMEOUT
+from sdprep.hub import hub_problems
 from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.jobs.check import CheckOptions, run_check
 from sdprep.jobs.check_files import read_check_config
@@ -105,7 +107,7 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         params = loaded
     else:
         params, problems = params_from_args(args)
-    problems += validate(params)
+    problems += validate(params) + hub_problems(params, wait=HUB_TIMEOUT)
     if has_errors(problems):
         printer.problems(problems)
         printer.line("nothing_written", err)

@@ -70,6 +70,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
         # (the banner needs it). Library last: it refreshes after build, cancel and save.
         language.listen(form, demo)
         environment.listen(form)
+        checkpoint.listen(form)
         controlnet.listen(form)
         ipadapter.listen(form)
         profile.listen(form)

@@ -19,7 +19,18 @@ KEY_PREFIX = "sdprep_"  # keeps our keys apart from Gradio's own translation key
 LANGUAGE_CHOICES: list[tuple[str, str]] = [("English", "en"), ("Русский", "ru")]
 STORAGE_KEY = "sdprep-lang"
 
-I18N = gr.I18n(**{lang: {KEY_PREFIX + key: text for key, text in TABLE[lang].items()} for lang in LANGUAGES})
+# Gradio's own words that its status line reads out to screen readers: with an I18n of the app's, the page otherwise
+# announces the raw key ("common.complete").
+GRADIO_KEYS = {"common.complete": "sr_complete", "common.error": "sr_error", "common.loading": "sr_loading"}
+I18N = gr.I18n(
+    **{
+        lang: {
+            **{KEY_PREFIX + key: text for key, text in TABLE[lang].items()},
+            **{gradio_key: TABLE[lang][key] for gradio_key, key in GRADIO_KEYS.items()},
+        }
+        for lang in LANGUAGES
+    }
+)
 
 # Runs once Gradio has started (Gradio adds `head` to the page then). It gives the switch Gradio's own changeLocale,
 # applies a stored or ?lang= choice, and reports every change of <html lang> to the hidden #page-lang field.

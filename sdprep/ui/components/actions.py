@@ -14,6 +14,7 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.config_load import ConfigError, load_params
+from sdprep.hub import TIMEOUT as HUB_TIMEOUT
 from sdprep.messages import Message, has_errors, msg
 from sdprep.paths import inside, user_path
 from sdprep.save import save_config
@@ -61,7 +62,7 @@ def render(form: Form, build_enabled: bool) -> None:
 def save(form: Form, values: dict[Block, Any]) -> list[Message]:
     """Validate, then write config.yaml where the build would, and say what it replaced and what loading it does."""
     params = form.params(values)
-    if has_errors(check(params)):
+    if has_errors(check(params, hub_wait=HUB_TIMEOUT)):
         return [msg("save_errors")]
     saved = save_config(params, form.runtime)
     return [saved.reason, *saved.notes]

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
+from sdprep.hub import TIMEOUT as HUB_TIMEOUT
 from sdprep.jobs.board import BuildJob, BuildRefused
 from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.messages import has_errors, msg
@@ -150,7 +151,7 @@ def refused_view(form: Form, values: dict[Block, Any], result: BuildResult, lang
 async def start(form: Form, values: dict[Block, Any], owner: str) -> AsyncIterator[dict[Block, Any]]:
     lang = form.language(values)
     params = form.params(values)
-    problems = check(params)
+    problems = check(params, hub_wait=HUB_TIMEOUT)
     blocked = build_blocked(state.last_environment(), lang)
     if has_errors(problems) or blocked:
         reason = msg("build_invalid") if not blocked else msg("build_blocked_env")

@@ -15,6 +15,7 @@ import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.estimate import Estimate, estimate, free_space, load_history, shape_of
+from sdprep.hub import hub_problems
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
 from sdprep.ui import state
@@ -25,13 +26,19 @@ from sdprep.ui.views import params as view_params
 from sdprep.ui.views.environment import banner_markdown, build_blocked
 from sdprep.validate import CONFIG_ROUTE_MAX_BATCH, validate
 
+# A form change waits this long at most for the Hub's answer about a new id (offline: not at all); Build and Save wait
+# for the whole of the Hub's timeout.
+PREVIEW_HUB_WAIT = 0.8
 
-def check(params: BakedParams) -> list[Problem]:
-    """validate(), plus what the last probed StreamDiffusion cannot build (no probe here: only what is known)."""
+
+def check(params: BakedParams, hub_wait: float = PREVIEW_HUB_WAIT) -> list[Problem]:
+    """validate(), what the Hub says of the model id, and what the last probed StreamDiffusion cannot build (no probe
+    here: only what is known)."""
     environment = state.last_environment()
+    hub = hub_problems(params, hub_wait)
     if environment is None:
-        return validate(params, max_unet_batch=CONFIG_ROUTE_MAX_BATCH)
-    return validate(params, max_unet_batch=environment.max_unet_batch()) + environment.refusals(params)
+        return validate(params, max_unet_batch=CONFIG_ROUTE_MAX_BATCH) + hub
+    return validate(params, max_unet_batch=environment.max_unet_batch()) + hub + environment.refusals(params)
 
 
 def estimate_text(params: BakedParams, problems: list[Problem], lang: str) -> str:

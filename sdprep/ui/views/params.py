@@ -15,8 +15,11 @@ from sdprep.config import RuntimeDefaults, render_config
 from sdprep.estimate import Estimate
 from sdprep.estimate import lines as estimate_lines
 from sdprep.family import FAMILY_LABELS, detect_family
+from sdprep.hub import enabled as hub_enabled
+from sdprep.hub import hub_answer
 from sdprep.messages import Problem
 from sdprep.params import BakedParams
+from sdprep.paths import is_hf_id
 from sdprep.profiles import profile_of, profile_values
 from sdprep.text import field_label, t, word
 from sdprep.ui.views.html import join, prose, render
@@ -106,6 +109,20 @@ def config_preview(params: BakedParams, runtime: RuntimeDefaults, problems: list
     return "\n".join([f"# {t('yaml_blocked', lang)}", *lines]) + "\n"
 
 
+def _hub_line(model: str, lang: str) -> str:
+    """What the Hub said of the id (no waiting: the answer known so far), or that the check was skipped."""
+    if not is_hf_id(model.strip()):
+        return ""
+    if not hub_enabled():
+        return t("hub_hint_off", lang)
+    answer = hub_answer(model.strip())
+    if answer is None:
+        return t("hub_hint_pending", lang)
+    if answer.status == "exists":
+        return t("hub_hint_exists", lang, count=len(answer.files))
+    return t(f"hub_hint_{answer.status}", lang)
+
+
 def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
     """One line of derived values for under each section."""
     guess = detect_family(params.model)
@@ -115,6 +132,9 @@ def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
         checkpoint = t("hint_family", lang, family=detected, source=source)
     else:
         checkpoint = t("hint_family_set", lang, family=_family_text(params), detected=detected)
+    hub_line = _hub_line(params.model, lang)
+    if hub_line:
+        checkpoint = f"{checkpoint}  \n{hub_line}"
     sampling = _safe(
         lambda: t(
             "hint_sampling",
