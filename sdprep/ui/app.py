@@ -41,6 +41,7 @@ from sdprep.ui.components import (
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import HEAD, I18N, label
 from sdprep.ui.style import CSS, THEME
+from sdprep.ui.views.params import summary_markdown
 
 FORM_SECTIONS = (checkpoint, sampling, resolution, lora, controlnet, ipadapter, profile, output)
 OPEN_BROWSER_ENV = "SDPREP_OPEN_BROWSER"
@@ -89,7 +90,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
 
 
 def _prepare_tab(form: Form) -> None:
-    """The banner, then the form's sections in order with the buttons and the build; the live preview beside them."""
+    """The banner, then the form's sections in order with the build; the live preview beside them; the action bar."""
     form.part("banner", gr.Markdown("", visible=False, elem_id="setup-banner", elem_classes=["sdprep-banner"]))
     with gr.Row():
         with gr.Column(scale=3):
@@ -97,11 +98,15 @@ def _prepare_tab(form: Form) -> None:
                 with gr.Column(variant="panel"):
                     section.render(form)
             with gr.Column(variant="panel"):
-                actions.render(form, build_enabled=not has_errors(preview.check(DEFAULTS)))
+                actions.render(form)
                 build.render(form)
         with gr.Column(scale=2, elem_id="preview-column"):
             gr.Markdown(label("sec_preview"), elem_classes=["sdprep-heading"])
             preview.render(form)
+    # Last in the tab and sticky: in view at the bottom of the window on every width, and at the very end of the page
+    # in its own place, below the content it would otherwise cover.
+    problems = preview.check(DEFAULTS)
+    actions.render_bar(form, summary_markdown(problems, "en"), build_enabled=not has_errors(problems))
 
 
 def _prepare_for_hot_reload(demo: gr.Blocks) -> None:

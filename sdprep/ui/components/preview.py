@@ -61,7 +61,6 @@ def estimate_text(params: BakedParams, problems: list[Problem], lang: str) -> st
 def render(form: Form) -> None:
     problems = check(DEFAULTS)
     shown = replace(DEFAULTS, engines_dir=str(state.engines_root()))
-    form.part("summary", gr.Markdown(view_params.summary_markdown(problems, "en"), elem_id="summary"))
     form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en"), elem_id="derived"))
     form.part(
         "yaml",

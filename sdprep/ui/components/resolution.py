@@ -17,7 +17,7 @@ def render(form: Form) -> None:
     with gr.Row():
         form.add("width")
         form.add("height")
-    with gr.Row():
+    with gr.Row(elem_classes=["sdprep-wrap"]):
         for name in ("use_tiny_vae", "use_cached_attn", "use_safety_checker"):
             form.add(name)
     form.add("cache_maxframes", visible=DEFAULTS.use_cached_attn)

@@ -22,7 +22,7 @@ from sdprep.params import BakedParams
 from sdprep.paths import is_hf_id
 from sdprep.profiles import profile_of, profile_values
 from sdprep.text import field_label, t, word
-from sdprep.ui.views.html import join, prose, render
+from sdprep.ui.views.html import join, path_code, prose, render
 
 if TYPE_CHECKING:
     from sdprep.jobs.environment import Environment
@@ -85,9 +85,9 @@ def derived_markdown(params: BakedParams, lang: str) -> str:
         (t("d_family", lang), _family_text(params)),
         (t("d_profile", lang), t(f"profile_{profile_of(params)}", lang)),
         (t("d_lora_dict", lang), f"`{_safe(lambda: json.dumps(derive.lora_dict(params)), missing)}`"),
-        (t("d_engine_dir", lang), f"`{_safe(lambda: derive.engine_dir(params), missing)}`"),
-        (t("d_config_path", lang), f"`{_safe(lambda: derive.config_path(params), missing)}`"),
-        (t("d_variant", lang), f"`{_safe(lambda: derive.variant_name(params), missing)}`"),
+        (t("d_engine_dir", lang), path_code(_safe(lambda: derive.engine_dir(params), missing))),
+        (t("d_config_path", lang), path_code(_safe(lambda: derive.config_path(params), missing))),
+        (t("d_variant", lang), path_code(_safe(lambda: derive.variant_name(params), missing))),
     ]
     lines = [f"| {t('d_name', lang)} | {t('d_value', lang)} |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
