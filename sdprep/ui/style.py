@@ -57,6 +57,7 @@ html { scroll-padding-bottom: 7rem; }
 .sdprep-model input { text-overflow: ellipsis; padding-right: 2.2rem; }
 /* An id is long: where the column is narrow, the family goes below the model rather than squeezing it. */
 .block.sdprep-model { min-width: min(19rem, 100%) !important; flex: 3 1 19rem !important; }
+.block.sdprep-family { min-width: min(11rem, 100%) !important; flex: 2 1 11rem !important; }
 #model-fix { align-self: flex-start; width: auto; }
 /* Paths and ids break where they may (after / \ - and _), never past the window. */
 code { overflow-wrap: anywhere; }

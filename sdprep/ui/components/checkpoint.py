@@ -43,6 +43,7 @@ def render(form: Form) -> None:
                 label=label("f_model_family"),
                 info=label("i_model_family"),
                 scale=2,
+                elem_classes=["sdprep-family"],
             ),
         )
     form.part("model_fix", gr.Button("", visible=False, size="sm", elem_id="model-fix"))
