@@ -531,7 +531,7 @@ TEXT: dict[str, str] = {
     "lib_folder_plain": "Engines folder: {folder}",
     "banner_cannot_build": "**This machine cannot build yet.** Missing:",
     "banner_setup": "Run `python gradio_prepare.py setup` (or `run.bat setup`) once: it installs torch, TensorRT and StreamDiffusion into `.venv-build` and checks them; the Environment tab shows the result. Save config only still works.",
-    "build_blocked_env": "⊘ Build is disabled: this machine cannot build yet (see above).",
+    "build_blocked_env": "⊘ Build is disabled: this machine cannot build yet (the top of the page says what is missing).",
     "env_python_version": "Python version",
     "auth_bad": "--auth must look like user:password, with neither part empty.",
     "warn_open_server": "warning: serving on all interfaces ({host}:{port}) without a password: anyone on this network can build and delete engines. Use --auth user:password (or SDPREP_AUTH), or --host 127.0.0.1.",

@@ -27,7 +27,7 @@ def environment_markdown(environment: Environment | None, error: Message | None,
         ("env_gpu", summary.get("gpu") or t("env_none_gpu", lang)),
         ("env_vram", human_size(summary["vram_total"], lang) if summary.get("vram_total") else "—"),
         ("env_cc", summary.get("compute_capability") or "—"),
-        ("env_cuda", summary.get("cuda") or none),
+        ("env_cuda", summary.get("cuda") or t("env_none_gpu", lang)),  # "CUDA: не найдена", as the GPU
         ("env_torch", summary.get("torch") or none),
         ("env_tensorrt", summary.get("tensorrt") or none),
         ("env_python_version", summary.get("python") or "—"),
