@@ -668,6 +668,9 @@ class _FakeDemo:
     def launch(self, **kwargs: object) -> None:
         self.launched = kwargs
 
+    def block_thread(self) -> None:
+        """launch() serves without blocking, prints the address, then waits here (until Ctrl-C)."""
+
 
 def test_launch_warns_when_serving_all_interfaces_without_auth(capsys: pytest.CaptureFixture[str]) -> None:
     from sdprep.ui.app import launch

@@ -187,7 +187,8 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
         raise
     print(t("serving_at", lang, url=browser_url(host, port)), flush=True)
     if main:
-        say_when_cannot_build(lang)
+        if getattr(demo, "server", None) is not None:  # a served page (not a stand-in for launch())
+            say_when_cannot_build(lang)
         if open_browser:  # one tab per start, not one per hot reload
             open_browser_when_up(browser_url(host, port))
         demo.block_thread()
