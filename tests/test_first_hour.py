@@ -347,3 +347,17 @@ def test_a_windows_model_path_says_the_server_runs_on_another_system(tmp_path: P
     assert f"error: --model: {typed} is a path on a Windows machine; the server runs on " in done.stderr
     assert "give a path on the server or a Hugging Face id." in done.stderr
     assert str(ROOT) not in done.stderr  # not "the local model <app folder>/C:\Users\... does not exist"
+
+
+# --- the README -------------------------------------------------------------------------------------------------
+def test_the_readme_starts_short_with_a_screenshot_and_the_test_time() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sections = [line for line in readme.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Quick start", sections[:3]
+    start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    for needed in ("run.bat", "./run.sh", "setup", "Build", "config.yaml", "Without an NVIDIA GPU", "about"):
+        assert needed in start, needed
+    assert len(start.splitlines()) <= 40, "the short start stays short"
+    shot = ROOT / "docs" / "screenshot-prepare.png"
+    assert "(docs/screenshot-prepare.png)" in start and shot.is_file()
+    assert shot.stat().st_size < 300_000
