@@ -142,7 +142,7 @@ class Doctor(Job[DoctorResult]):
         self.progress.event(
             "log",
             msg(
-                f"doctor_{'ok' if report.ok else 'no'}_line",
+                f"doctor_{'ok' if report.ok else 'skip' if report.skipped else 'no'}_line",
                 check=msg(f"check_{report.name}"),
                 text=passed_line(report) if report.ok else report.reason,
             ),

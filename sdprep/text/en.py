@@ -628,6 +628,7 @@ TEXT: dict[str, str] = {
     "doctor_ok": "works",
     "doctor_ok_line": "✔ {check}: {text}",
     "doctor_no_line": "✘ {check}: {text}",
+    "doctor_skip_line": "· {check}: {text}",
     "doctor_skipped": "not run: {check} failed first.",
     "doctor_broken_dependency": "{package} is installed, but importing it fails in its dependency {module}: {error}. {fix}",
     "doctor_not_installed": "{package} is not installed in this Python. Run `python gradio_prepare.py setup`.",

@@ -629,6 +629,7 @@ TEXT: dict[str, str] = {
     "doctor_ok": "работает",
     "doctor_ok_line": "✔ {check}: {text}",
     "doctor_no_line": "✘ {check}: {text}",
+    "doctor_skip_line": "· {check}: {text}",
     "doctor_skipped": "не запускалась: раньше не прошла проверка «{check}».",
     "doctor_broken_dependency": "{package} установлен, но его импорт падает в зависимости {module}: {error}. {fix}",
     "doctor_not_installed": "{package} не установлен в этом Python. Запустите `python gradio_prepare.py setup`.",
