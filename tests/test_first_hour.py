@@ -82,7 +82,7 @@ def test_build_without_a_gpu_refuses_first_one_reason_a_line_and_no_estimate(tmp
     assert done.returncode == 3, done.stderr
     assert "Estimate before building" not in done.stdout + done.stderr
     lines = done.stderr.splitlines()
-    assert lines[0] == "cannot run here: this machine cannot build yet; nothing was built:", lines
+    assert lines[0] == "This machine cannot build yet, so nothing was built. Missing:", lines
     assert lines[1].startswith("  - PyTorch cannot be imported") and lines[2].startswith("  - TensorRT")
     assert "., " not in done.stderr
     assert not (tmp_path / "e").exists()

@@ -27,7 +27,7 @@ from sdprep.jobs.environment import probe as probe_environment
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.jobs.pipeline import build_and_check
 from sdprep.jobs.process import ChildSpec
-from sdprep.messages import Problem, has_errors
+from sdprep.messages import Problem, has_errors, msg
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
 from sdprep.save import save_config
 from sdprep.text import t
@@ -159,7 +159,7 @@ def _cannot_build_here(spec: ChildSpec, printer: Printer) -> bool:
     missing = environment.missing()
     if not missing:
         return False
-    print(f"{t('cli_outcome_unavailable', printer.lang)}: {t('cli_cannot_build', printer.lang)}", file=printer.err)
+    print(t("cli_cannot_build", printer.lang), file=printer.err)
     for line in missing:
         print(f"  - {printer.word(line)}", file=printer.err)
     return True
@@ -234,7 +234,7 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         source = chosen_by(environment) or "app"
         print(f"{t('env_python', args.lang):26} {interpreter}  ({t(f'python_chosen_{source}', args.lang)})", file=out)
         for key, value in environment.summary().items():
-            none = t("env_none_gpu" if key == "gpu" else "env_none", args.lang)
+            none = t("env_none_gpu" if key in ("gpu", "cuda") else "env_none", args.lang)
             shown = none if value is None else value
             if key == "vram_total" and isinstance(value, int):
                 from sdprep.text import human_size
@@ -246,7 +246,7 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
             print(f"{'feature ' + name:26} {mark}", file=out)
     missing = environment.missing()
     for line in missing:
-        print(f"{t('cli_missing', args.lang)}: {printer.word(line)}", file=err)
+        print(printer.word(msg("cli_missing", what=line)), file=err)
     return EXIT_CODES["unavailable"] if missing else 0
 
 
