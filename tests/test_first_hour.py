@@ -361,3 +361,16 @@ def test_the_readme_starts_short_with_a_screenshot_and_the_test_time() -> None:
     shot = ROOT / "docs" / "screenshot-prepare.png"
     assert "(docs/screenshot-prepare.png)" in start and shot.is_file()
     assert shot.stat().st_size < 300_000
+
+
+def test_russian_problems_after_a_field_label_start_in_lower_case(tmp_path: Path) -> None:
+    from sdprep.params import params_from_values
+    from sdprep.ui.views.params import problems_html
+    from sdprep.validate import validate
+
+    missing = str(tmp_path / "nope.safetensors")
+    params = params_from_values({"model": missing, "engines_dir": str(tmp_path)})
+    html = problems_html(validate(params), "ru")
+    assert f"Модель (model_id)</b>: локальной модели {missing} нет" in html, html
+    done = run_cli("build", "--model", missing, "--config-only", "--engines-dir", str(tmp_path), "--lang", "ru")
+    assert f"ошибка: --model: локальной модели {missing} нет" in done.stderr, done.stderr

@@ -68,6 +68,11 @@ def _lower_initial(text: str) -> str:
     return text[0].lower() + text[1:] if _CAPITALISED_WORD.match(text) else text
 
 
+def after_colon(text: str, lang: str) -> str:
+    """A sentence written after "label: " — in Russian its first word goes to lower case ("Ширина (width): должно…")."""
+    return _lower_initial(text) if lang == "ru" else text
+
+
 def _sentences_or_items(rendered: list[str]) -> str:
     """Whole sentences follow one another ("… torch. TensorRT …"); short items are listed with commas."""
     if len(rendered) > 1 and all(item.rstrip().endswith((".", "!", "?")) for item in rendered):

@@ -13,7 +13,7 @@ from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent, stage_message
 from sdprep.messages import Message, Size
-from sdprep.text import TABLE, field_label, human_duration, t, word
+from sdprep.text import TABLE, after_colon, field_label, human_duration, t, word
 from sdprep.ui.views.html import prose
 
 LOG_MAX_LINES = 400
@@ -107,7 +107,7 @@ def _problems_list(result: JobResult, lang: str) -> list[str]:
         return []
     lines = [f"**{t('res_problems', lang)}**", ""]
     for p in result.problems:
-        where, what = html.escape(field_label(p.field, lang)), prose(word(p.message, lang))
+        where, what = html.escape(field_label(p.field, lang)), prose(after_colon(word(p.message, lang), lang))
         lines.append(f"- {t('sev_' + p.severity, lang)}: **{where}**: {what}")
     return [*lines, ""]
 

@@ -21,7 +21,7 @@ from sdprep.messages import Problem
 from sdprep.params import BakedParams
 from sdprep.paths import is_hf_id
 from sdprep.profiles import profile_of, profile_values
-from sdprep.text import field_label, t, word
+from sdprep.text import after_colon, field_label, t, word
 from sdprep.ui.views.html import join, path_code, prose, render
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def problems_html(problems: Iterable[Problem], lang: str) -> str:
             severity=problem.severity,
             label=t(f"sev_{problem.severity}", lang),
             field=field_label(problem.field, lang),
-            text=prose(word(problem.message, lang)),
+            text=prose(after_colon(word(problem.message, lang), lang)),
         )
         for problem in sorted(problems, key=lambda p: p.severity != "error")
     ]
@@ -105,7 +105,11 @@ def config_preview(params: BakedParams, runtime: RuntimeDefaults, problems: list
             return render_config(params, runtime)
         except (ValueError, KeyError, TypeError):
             pass
-    lines = [f"# {field_label(p.field, lang)}: {word(p.message, lang)}" for p in problems if p.severity == "error"]
+    lines = [
+        f"# {field_label(p.field, lang)}: {after_colon(word(p.message, lang), lang)}"
+        for p in problems
+        if p.severity == "error"
+    ]
     return "\n".join([f"# {t('yaml_blocked', lang)}", *lines]) + "\n"
 
 
