@@ -374,3 +374,13 @@ def test_russian_problems_after_a_field_label_start_in_lower_case(tmp_path: Path
     assert f"Модель (model_id)</b>: локальной модели {missing} нет" in html, html
     done = run_cli("build", "--model", missing, "--config-only", "--engines-dir", str(tmp_path), "--lang", "ru")
     assert f"ошибка: --model: локальной модели {missing} нет" in done.stderr, done.stderr
+
+
+def test_the_summary_does_not_allow_a_build_the_machine_refuses() -> None:
+    from sdprep.messages import warning
+    from sdprep.ui.views.params import summary_markdown
+
+    warned = [warning("model", "turbo_with_lora")]
+    assert "the build is allowed" in summary_markdown(warned, "en")
+    blocked = summary_markdown(warned, "en", "⊘ Build is disabled: this machine cannot build yet.")
+    assert "the build is allowed" not in blocked and "Save config only works" in blocked

@@ -6,6 +6,7 @@ wherever one scrolls, without covering the end of the page. Screenshots go to te
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +177,26 @@ def test_no_raw_message_key_is_shown_or_read_out(browser: Any, app: RunningApp) 
         page.screenshot(path=str(ARTIFACTS / "layout-self-test-failed.png"))
     finally:
         page.context.close()
+
+
+def test_the_action_bar_buttons_fit_side_by_side_in_russian_at_390(browser: Any, app: RunningApp) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 900}, locale="ru-RU")
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    try:
+        page.goto(app.url + "?lang=ru")
+        expect(page.locator("#setup-banner")).to_contain_text("На этой машине пока нельзя собирать")
+        boxes = [page.locator(f"#{name}").bounding_box() for name in ("build-button", "cancel-button", "save-button")]
+        assert all(box is not None for box in boxes)
+        for left, right in itertools.pairwise(boxes):
+            assert left is not None and right is not None and left["x"] + left["width"] <= right["x"] + 0.5, boxes
+        clipped = page.evaluate(
+            "() => [...document.querySelectorAll('#action-bar button')]"
+            ".filter((b) => b.scrollWidth > b.clientWidth + 1).map((b) => b.textContent)"
+        )
+        assert clipped == []
+        # Build is disabled by the machine: the form's own line does not say the build is allowed.
+        expect(page.locator("#summary")).not_to_contain_text("сборка разрешена")
+        page.screenshot(path=str(ARTIFACTS / "layout-390px-ru.png"))
+    finally:
+        context.close()

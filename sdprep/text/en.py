@@ -82,6 +82,7 @@ TEXT: dict[str, str] = {
     "o_yaml": "config.yaml that will be written",
     "sum_ok": "✔ No problems: ready to build.",
     "sum_warnings": "⚠ {warnings} warning(s); the build is allowed.",
+    "sum_warnings_form": "⚠ {warnings} warning(s) in the form (Save config only works).",
     "sum_errors": "⊘ {errors} error(s), {warnings} warning(s): Build is disabled until the errors are fixed.",
     "sev_error": "error",
     "sev_warning": "warning",

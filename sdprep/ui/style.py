@@ -87,7 +87,7 @@ code { overflow-wrap: anywhere; }
   #action-bar { padding: .3rem .4rem; gap: .2rem; }
   #action-bar .sdprep-summary p { font-size: .85em; }
   #action-bar > .sdprep-action-buttons { width: 100%; gap: .3rem; }
-  #action-bar > .sdprep-action-buttons > button { flex: 1 1 auto; padding: .35rem .4rem; white-space: normal;
-    line-height: 1.15; }
+  #action-bar > .sdprep-action-buttons > button { flex: 1 1 0; min-width: 0 !important; padding: .35rem .3rem;
+    white-space: normal; overflow-wrap: anywhere; line-height: 1.15; font-size: .95em; }
 }
 """

@@ -50,7 +50,7 @@ def summary_markdown(problems: list[Problem], lang: str, blocked: str = "") -> s
     if errors:
         line = t("sum_errors", lang, errors=errors, warnings=warnings)
     elif warnings:
-        line = t("sum_warnings", lang, warnings=warnings)
+        line = t("sum_warnings_form" if blocked else "sum_warnings", lang, warnings=warnings)
     else:
         line = t("sum_form_ok" if blocked else "sum_ok", lang)
     return f"{blocked}  \n{line}" if blocked else line
