@@ -29,7 +29,7 @@ def measure(state: Path, say: Callable[[str], None]) -> dict[str, Any]:
         probe_s = time.perf_counter() - started
         clickers = [PageClient(server.url, deadline=300) for _ in range(CLICKS)]
         clicked = time.perf_counter()
-        events = [(page, page.join("reprobe_environment")) for page in clickers]
+        events = [(page, page.join("probe_environment")) for page in clickers]
         time.sleep(0.3)  # every click queued, the first probe running
         panel_s = []
         for _ in range(NEW_PAGES):
@@ -41,7 +41,7 @@ def measure(state: Path, say: Callable[[str], None]) -> dict[str, Any]:
                 raise RuntimeError(f"the environment panel of a new page: {str(out)[:300]}")
             page.close()
         for page, event in events:
-            for _ in page.follow("reprobe_environment", event):
+            for _ in page.follow("probe_environment", event):
                 pass
         all_clicks_s = time.perf_counter() - clicked
         say(

@@ -13,7 +13,16 @@ from sdprep import derive
 from sdprep.family import DEFAULT_IPADAPTERS, FAMILY_LABELS, controlnet_family, controlnet_for, ipadapter_family
 from sdprep.messages import Problem, error, shown, warning
 from sdprep.params import MAX_CONTROLNETS, PREPROCESSORS, BakedParams
-from sdprep.paths import MAX_NAME, MAX_PATH_TEXT, looks_like_local_path, special_file, too_long, user_path
+from sdprep.paths import (
+    MAX_NAME,
+    MAX_PATH_TEXT,
+    foreign_path,
+    looks_like_local_path,
+    server_system,
+    special_file,
+    too_long,
+    user_path,
+)
 
 
 def too_long_problem(name: str, text: str) -> Problem:
@@ -38,6 +47,9 @@ def _reference_problems(name: str, value: str, empty_code: str, **context: objec
     if looks_like_local_path(text, hub_subpaths=True):
         path = user_path(text)
         if not path.exists():
+            foreign = foreign_path(text)
+            if foreign is not None:
+                return [error(name, f"{foreign}_path", path=text, server=server_system())]
             if "/" not in text and "\\" not in text and not text.startswith((".", "~")):
                 return [error(name, "not_file_nor_id", value=text)]
             return [error(name, "reference_missing", path=text)]

@@ -18,6 +18,7 @@ from sdprep import derive
 from sdprep.params import ALL_ENGINES, SPECS, BakedParams, ControlNetSlot, EngineKind, config_key_engines
 from sdprep.paths import atomic_write_text
 from sdprep.profiles import VAE_OPT_LEVEL
+from sdprep.validate import CONFIG_ROUTE_MAX_BATCH
 
 
 class RuntimeDefaults(TypedDict):
@@ -155,9 +156,10 @@ def make_config(params: BakedParams, runtime: RuntimeDefaults) -> dict[str, Any]
             "sampler": runtime["sampler"],
             "use_denoising_batch": True,
             # Read by forks whose loader passes them; the newest ignores them and builds 1..4
-            # (docs/streamdiffusion-facts.md §0.7).
-            "min_batch_size": batch,
-            "max_batch_size": batch,
+            # (docs/streamdiffusion-facts.md §0.7). What the page promises: dynamic shapes take any batch 1..4 at
+            # runtime, static shapes exactly this one.
+            "min_batch_size": batch if params.static_shapes else 1,
+            "max_batch_size": batch if params.static_shapes else max(CONFIG_ROUTE_MAX_BATCH, batch),
             # Explicitly off: livepeer's default True would silently add an LCM LoRA the user did not choose.
             "use_lcm_lora": False,
             "lora_dict": derive.lora_dict(params) or None,

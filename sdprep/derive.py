@@ -83,6 +83,22 @@ def _refuse_constant(name: str) -> float:
     raise InvalidLoras(msg("lora_not_finite", value=name))
 
 
+def json_fix(text: str, error: json.JSONDecodeError) -> str | None:
+    """The usual fix for a JSON mistake people make when they write a dict as in Python, as a message code."""
+    before, after = text[: error.pos].rstrip(), text[error.pos :].lstrip()
+    if before.endswith(",") and after[:1] in ("}", "]"):
+        return "json_fix_trailing_comma"
+    if "'" in text and ("double quotes" in error.msg or error.msg == "Expecting value"):
+        return "json_fix_double_quotes"
+    if error.msg == "Extra data" and not text.startswith("{"):
+        return "json_fix_braces"
+    if error.msg == "Expecting ',' delimiter":
+        return "json_fix_comma"
+    if "double quotes" in error.msg or (error.msg == "Expecting value" and after[:1].isalpha()):
+        return "json_fix_quote_names"
+    return None
+
+
 def parse_lora_json(text: str) -> dict[str, float]:
     """The user's LoRAs {id_or_path: scale}; InvalidLoras when the text is not that."""
     stripped = text.strip()
@@ -91,8 +107,10 @@ def parse_lora_json(text: str) -> dict[str, float]:
     try:
         loaded = json.loads(stripped, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
+        where = {"reason": Quote(error.msg), "line": error.lineno, "column": error.colno}
+        fix = json_fix(stripped, error)
         raise InvalidLoras(
-            msg("lora_bad_json", reason=Quote(error.msg), line=error.lineno, column=error.colno)
+            msg("lora_bad_json_fix", fix=msg(fix), **where) if fix else msg("lora_bad_json", **where)
         ) from None
     if not isinstance(loaded, dict):
         raise InvalidLoras(msg("lora_not_object"))

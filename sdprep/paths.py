@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import re
 import stat
 import tempfile
@@ -54,6 +55,23 @@ def looks_like_local_path(text: str, hub_subpaths: bool = False) -> bool:
     return text.lower().endswith(_WEIGHT_SUFFIXES) or not _HF_ID.match(text)
 
 
+def server_system() -> str:
+    """The server's operating system as people name it: "Linux", "Windows", "macOS"."""
+    name = platform.system()
+    return {"Darwin": "macOS", "": "this system"}.get(name, name)
+
+
+def foreign_path(text: str, server_os: str = os.name) -> str | None:
+    """ "windows" for a Windows path typed on a POSIX server (C:\\Users\\me, \\\\host\\share), "posix" for a POSIX
+    one on a Windows server (/home/me, ~/models): such a path can only name a file on another machine."""
+    text = text.strip()
+    if server_os != "nt" and (bool(_WINDOWS_DRIVE.match(text)) or text.startswith("\\\\")):
+        return "windows"
+    if server_os == "nt" and ((text.startswith("/") and not text.startswith("//")) or text.startswith("~/")):
+        return "posix"
+    return None
+
+
 def is_hf_id(text: str) -> bool:
     return not looks_like_local_path(text) and bool(text.strip())
 
@@ -65,7 +83,9 @@ def absolute_path(path: str) -> str:
 
 def absolute_model(model: str, hub_subpaths: bool = False) -> str:
     """A model (or LoRA / ControlNet / IP-Adapter) reference: local paths made absolute, hub ids as they are."""
-    return absolute_path(model) if looks_like_local_path(model, hub_subpaths) and len(model) <= MAX_PATH_TEXT else model
+    local = looks_like_local_path(model, hub_subpaths) and len(model) <= MAX_PATH_TEXT
+    # Another machine's path stays as typed: resolved here it would name a file under the working directory.
+    return absolute_path(model) if local and foreign_path(model) is None else model
 
 
 def too_long(text: str) -> bool:

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from sdprep import derive
 from sdprep.addon_rules import controlnets, ipadapter, loras, too_long_problem
@@ -21,6 +22,7 @@ from sdprep.family import (
     known_model_family,
 )
 from sdprep.messages import Problem, error, has_errors, msg, shown, warning
+from sdprep.model_ids import did_you_mean, known_ids
 from sdprep.params import (
     SIZE_STEP,
     SPECS,
@@ -29,7 +31,15 @@ from sdprep.params import (
     choices_of,
     size_range,
 )
-from sdprep.paths import looks_like_local_path, nearest_existing_parent, special_file, too_long, user_path
+from sdprep.paths import (
+    foreign_path,
+    looks_like_local_path,
+    nearest_existing_parent,
+    server_system,
+    special_file,
+    too_long,
+    user_path,
+)
 
 __all__ = ["CONFIG_ROUTE_MAX_BATCH", "Problem", "check_unet_batch", "has_errors", "validate"]
 
@@ -99,6 +109,9 @@ def _model(params: BakedParams) -> list[Problem]:
     if looks_like_local_path(model):
         path = user_path(model)
         if not path.exists():
+            foreign = foreign_path(model)
+            if foreign is not None:
+                return [error("model", f"{foreign}_path", path=model, server=server_system())]
             return [error("model", "model_missing", path=model)]
         if special_file(path):
             return [error("model", "special_file", path=model)]
@@ -106,6 +119,9 @@ def _model(params: BakedParams) -> list[Problem]:
             problems.append(error("model", "model_bad_suffix", path=model))
         if path.is_dir() and not (path / "model_index.json").exists() and not (path / "unet").is_dir():
             problems.append(error("model", "model_not_diffusers", path=model))
+    suggestion = did_you_mean(model, known_ids(Path(params.engines_dir)))
+    if suggestion is not None:
+        problems.append(warning("model", "model_did_you_mean", typed=model, suggestion=suggestion))
     guess = detect_family(model)
     known = known_model_family(model)
     if params.model_family == "auto" and guess.source == "assumed":

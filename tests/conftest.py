@@ -21,6 +21,8 @@ import pytest
 
 # gradio and gradio_client report usage to their makers unless told not to; tests must not reach the network.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+# Nor the Hugging Face Hub: the id check answers "off" unless a test serves a fake Hub and turns it on.
+os.environ["HF_HUB_OFFLINE"] = "1"
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

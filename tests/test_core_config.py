@@ -12,6 +12,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 
+from sdprep import derive
 from sdprep.config import RuntimeDefaults, make_config, render_config, write_config
 from sdprep.config_load import ConfigError, params_from_config, read_config
 from sdprep.params import params_from_values
@@ -50,6 +51,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "ipadapter_type": "plus",
     },
     "cached attention": {"model": "stabilityai/sd-turbo", "use_cached_attn": True, "cache_maxframes": 2},
+    "quality profile 2 steps full": {"model": SD15, "denoise_steps": 2, "cfg_type": "full", "static_shapes": True},
 }
 
 
@@ -69,7 +71,11 @@ def test_scenario_config_uses_only_loader_keys_with_right_types(
         elif isinstance(default, str):
             assert isinstance(value, str), key
     assert config["acceleration"] == "tensorrt"
-    assert config["min_batch_size"] == config["max_batch_size"]
+    batch = derive.unet_batch(params)
+    if params.static_shapes:  # exactly the batch these settings need
+        assert config["min_batch_size"] == config["max_batch_size"] == batch
+    else:  # what the page promises for dynamic shapes: any batch 1-4 at runtime
+        assert config["min_batch_size"] == 1 and config["max_batch_size"] == max(4, batch)
     assert config["engine_dir"].endswith(config["engine_dir"].rsplit("/", 1)[-1])
 
 

@@ -35,7 +35,7 @@ def test_one_size_range_for_the_slider_the_flag_and_the_rules(tmp_path: Path) ->
     assert [p.message.code for p in too_small] == ["out_of_range"] and f"from {low} to {high}" in word(
         too_small[0].message
     )
-    assert f"[{low}-{high}]" in pytest.importorskip("sdprep.cli.args")._help("width", "en")
+    assert f"[{low}-{high}, a multiple of 8;" in pytest.importorskip("sdprep.cli.args")._help("width", "en")
 
 
 @pytest.mark.parametrize("name", ["fast", "quality", "fp8"])

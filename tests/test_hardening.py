@@ -971,11 +971,11 @@ def test_a_new_page_shows_the_environment_while_twenty_reprobes_wait(printing_ap
     answered: list[float] = []
 
     def follow(clicker: PageClient, event: str) -> None:
-        last = list(clicker.follow("reprobe_environment", event))[-1][1]
+        last = list(clicker.follow("probe_environment", event))[-1][1]
         assert "GPU" in text_of(last)
         answered.append(time.monotonic())
 
-    events = [(clicker, clicker.join("reprobe_environment")) for clicker in clickers]
+    events = [(clicker, clicker.join("probe_environment")) for clicker in clickers]
     page = PageClient(printing_app.url, deadline=60)
     try:
         with ThreadPoolExecutor(len(events)) as pool:

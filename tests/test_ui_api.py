@@ -86,7 +86,6 @@ def test_every_page_event_is_a_named_endpoint(api: Api) -> None:
         "/cancel",
         "/follow",
         "/probe_environment",
-        "/reprobe_environment",
         "/cached_environment",
         "/library_list",
         "/library_variants",
@@ -520,7 +519,7 @@ def test_environment_probe(api: Api) -> None:
     assert f"{t('feat_compile_engines_only')} | ✔ {t('yes')}" in out
     assert t("env_ready") in out
     assert "NVIDIA GeForce RTX 4090" in api.call("/cached_environment")["environment"]
-    assert opening("env_checked_at") in api.call("/reprobe_environment")["environment"]
+    assert opening("env_checked_at") in api.call("/probe_environment")["environment"]
 
 
 def test_environment_shows_what_is_missing(tmp_path: Path) -> None:
@@ -566,6 +565,7 @@ def test_library_list_load_and_delete(api: Api, engines: Path) -> None:
     loaded = api.call("/library_load", **{"library-model": "KBlueLeaf--kohaku-v2.1", "library-variant": choices[-1]})
     assert loaded["model"] == "KBlueLeaf/kohaku-v2.1" and loaded["denoise_steps"] == 2
     assert loaded["library-message"].startswith(opening("load_ok"))
+    assert loaded["action-message"].startswith(opening("load_ok"))  # said on the Prepare tab, where it goes
 
     unsure = api.call("/library_delete", **{"library-model": "KBlueLeaf--kohaku-v2.1", "library-sure": False})
     assert unsure["library-message"] == t("lib_sure_first")
@@ -791,6 +791,9 @@ class _FakeDemo:
 
     def launch(self, **kwargs: object) -> None:
         self.launched = kwargs
+
+    def block_thread(self) -> None:
+        """launch() serves without blocking, prints the address, then waits here (until Ctrl-C)."""
 
 
 def test_launch_warns_when_serving_all_interfaces_without_auth(capsys: pytest.CaptureFixture[str]) -> None:

@@ -414,10 +414,12 @@ def test_engines_library_lists_and_deletes(page: Any, engines: Path) -> None:
     library = page.locator("#library")
     expect(library).to_contain_text("stabilityai--sd-turbo")
     expect(library).to_contain_text("no recorded build")
-    expect(button(page, "Delete")).to_be_enabled()
+    expect(button(page, "Delete")).to_be_disabled()  # until "I am sure" is ticked
     shot(page, "08-library")
-    button(page, "Delete").click()
-    expect(page.locator("#library-message")).to_contain_text("Tick “I am sure” first")
+    page.locator("#library-sure input[type=checkbox]").check()
+    expect(button(page, "Delete")).to_be_enabled()
+    page.locator("#library-sure input[type=checkbox]").uncheck()
+    expect(button(page, "Delete")).to_be_disabled()
     assert (engines / "stabilityai--sd-turbo").is_dir()
     page.locator("#library-sure input[type=checkbox]").check()
     button(page, "Delete").click()
@@ -439,14 +441,15 @@ def test_library_loads_a_built_variant_into_the_form(page: Any) -> None:
     expect(page.locator("#library")).to_contain_text("KBlueLeaf--kohaku-v2.1")  # refreshed after the build
     expect(page.locator("#library")).to_contain_text("NVIDIA GeForce RTX 4090 / 10.16.1.11")
     button(page, "Load into form").click()
-    expect(page.locator("#library-message")).to_contain_text("Loaded")
-    page.get_by_role("tab", name="Prepare").click()
+    # Loading goes to the form, and says there what it loaded.
+    expect(page.get_by_role("tab", name="Prepare")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#action-message")).to_contain_text("Loaded")
     expect(page.locator("#field-consistency_lora").get_by_label("tcd")).to_be_checked()
 
 
 def test_environment_tab(page: Any) -> None:
     page.get_by_role("tab", name="Environment").click()
-    button(page, "Check environment").click()
+    button(page, "Check again").click()
     environment = page.locator("#environment")
     expect(environment).to_contain_text("NVIDIA GeForce RTX 4090")
     expect(environment).to_contain_text("10.16.1.11")
@@ -574,9 +577,10 @@ def test_russian_page_has_no_english_sentence(browser: Any, app: RunningApp, eng
         page.get_by_role("tab", name=ru("tab_library")).click()
         expect(page.locator("#library")).to_contain_text("KBlueLeaf--kohaku-v2.1")
         button(page, ru("btn_lib_load")).click()
+        expect(page.locator("#action-message")).to_contain_text(ru("load_ok", path="")[:10])
+        page.get_by_role("tab", name=ru("tab_library")).click()
         expect(page.locator("#library-message")).to_contain_text(ru("load_ok", path="")[:10])
-        button(page, ru("btn_lib_delete")).click()
-        expect(page.locator("#library-message")).to_have_text(ru("lib_sure_first"))
+        expect(button(page, ru("btn_lib_delete"))).to_be_disabled()
         assert_no_english(page, "library")
         shot(page, "21-ru-library")
         page.locator("#library-sure input[type=checkbox]").check()
@@ -663,7 +667,7 @@ def test_live_language_switch_relabels_and_redraws(page: Any) -> None:
     type_into(page, "load_path", "/etc/passwd")
     expect(page.locator("#action-message")).to_contain_text("Only configs inside the engines folder")
     page.get_by_role("tab", name="Environment").click()
-    button(page, "Check environment").click()
+    button(page, "Check again").click()
     expect(page.locator("#environment")).to_contain_text("Everything needed to build is there.")
     page.get_by_role("tab", name="Prepare").click()
 

@@ -9,8 +9,17 @@ from typing import Any
 
 from sdprep.jobs.check import DEFAULT_FRAMES, DEFAULT_WARMUP
 from sdprep.messages import Problem, error
-from sdprep.params import DEFAULTS, MAX_CONTROLNETS, SPECS, TYPES, BakedParams, choices_of, params_from_values
-from sdprep.profiles import PROFILE_FIELDS, PROFILE_NAMES, contradicted, profile_values
+from sdprep.params import (
+    DEFAULTS,
+    MAX_CONTROLNETS,
+    SIZE_STEP,
+    SPECS,
+    TYPES,
+    BakedParams,
+    choices_of,
+    params_from_values,
+)
+from sdprep.profiles import PROFILE_FIELDS, PROFILE_NAMES, contradicted, profile_of, profile_values
 from sdprep.text import TABLE, t
 
 LANG_CHOICES = ("en", "ru")
@@ -26,10 +35,23 @@ def flag_for(field: str, lang: str = "en") -> str:
 
 
 def _help(name: str, lang: str) -> str:
+    """The field's hint, then its rules and its default: "[384-1024, a multiple of 8; default: 512]"."""
     key = f"i_{name}" if f"i_{name}" in TABLE["en"] else f"f_{name}"
-    text = t(key, lang).replace("%", "%%")  # argparse formats help with %
+    rules: list[str] = []
     bounds = SPECS[name].bounds
-    return f"{text} [{bounds[0]}-{bounds[1]}]" if bounds else text
+    if bounds:
+        rules.append(f"{bounds[0]}-{bounds[1]}")
+    if name in ("width", "height"):
+        rules.append(t("cli_multiple_of", lang, step=SIZE_STEP))
+    default = getattr(DEFAULTS, name)
+    if isinstance(default, bool):
+        shown = SPECS[name].flag if default else "--no-" + SPECS[name].flag.removeprefix("--")
+    else:
+        shown = str(default)
+    if shown:
+        rules = [", ".join(rules)] if rules else []
+        rules.append(t("cli_default", lang, value=shown))
+    return f"{t(key, lang)} [{'; '.join(rules)}]".replace("%", "%%")  # argparse formats help with %
 
 
 def _value_type(name: str) -> Any:
@@ -66,7 +88,7 @@ def add_param_flags(parser: argparse.ArgumentParser, lang: str) -> None:
         "--profile",
         choices=PROFILE_NAMES,
         default=None,
-        help=t("cli_profile", lang),
+        help=f"{t('cli_profile', lang)} [{t('cli_default', lang, value=profile_of(DEFAULTS))}]",
     )
     group.add_argument(
         "--controlnet",
@@ -75,8 +97,12 @@ def add_param_flags(parser: argparse.ArgumentParser, lang: str) -> None:
         metavar="MODEL_ID[,preprocessor=NAME][,channels=N][,enabled=false]",
         help=t("cli_controlnet", lang, max=MAX_CONTROLNETS),
     )
-    group.add_argument("--ipadapter", metavar="PATH", help=t("cli_ipadapter", lang))
-    group.add_argument("--engines-dir", default=None, metavar="DIR", help=t("i_engines_dir", lang))
+    ipadapter_default = t("cli_default", lang, value=DEFAULTS.ipadapter_model_path)
+    group.add_argument("--ipadapter", metavar="PATH", help=f"{t('cli_ipadapter', lang)} [{ipadapter_default}]")
+    engines_default = t("cli_default", lang, value=DEFAULTS.engines_dir)
+    group.add_argument(
+        "--engines-dir", default=None, metavar="DIR", help=f"{t('i_engines_dir', lang)} [{engines_default}]"
+    )
 
 
 def parse_controlnet(text: str, index: int) -> tuple[dict[str, Any], list[Problem]]:

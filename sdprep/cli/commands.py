@@ -16,6 +16,8 @@ from sdprep.config_load import ConfigError
 from sdprep.engines import list_models
 from sdprep.estimate import estimate, free_space, load_history, shape_of
 from sdprep.estimate import lines as estimate_lines
+from sdprep.hub import TIMEOUT as HUB_TIMEOUT
+from sdprep.hub import hub_problems
 from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.jobs.check import CheckOptions, run_check
 from sdprep.jobs.check_files import read_check_config
@@ -121,13 +123,16 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     if params_or_none is None:
         return EXIT_INVALID
     params = params_or_none
-    problems += validate(params)
+    problems += validate(params) + hub_problems(params, wait=HUB_TIMEOUT)
     if has_errors(problems):
         printer.problems(problems)
         printer.line("nothing_written", err)
         return EXIT_INVALID
     if args.config_only:
         return _save(params, runtime, loaded, printer)
+    if _cannot_build_here(child_spec(args), printer):
+        printer.problems(problems)  # the warnings still stand, after the reason nothing runs
+        return EXIT_CODES["unavailable"]
     printer.problems(problems)  # the warnings the build goes ahead with, before it starts
     _print_estimate(params, child_spec(args), printer)
     options = BuildOptions(
@@ -159,6 +164,23 @@ def build(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     code = printer.check(check)
     print(str(result.config_path), file=out)  # the build's contract: its last stdout line is the config path
     return code
+
+
+def _cannot_build_here(spec: ChildSpec, printer: Printer) -> bool:
+    """Whether this machine cannot build, said first and one reason a line: an estimate of a build that cannot
+    start would only hide the refusal. The probe is the build's own (cached); a probe that fails is left to the build,
+    which reports it in full."""
+    try:
+        environment = probe_environment(spec)
+    except ProbeError:
+        return False
+    missing = environment.missing()
+    if not missing:
+        return False
+    print(t("cli_cannot_build", printer.lang), file=printer.err)
+    for line in missing:
+        print(f"  - {printer.word(line)}", file=printer.err)
+    return True
 
 
 def _print_estimate(params: BakedParams, spec: ChildSpec, printer: Printer) -> None:
@@ -225,7 +247,7 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         return EXIT_CODES["unavailable"]
     missing = environment.missing()
     if environment.no_nvidia:  # the root cause first, before any detail
-        print(f"{t('cli_missing', args.lang)}: {printer.word(missing[0])}", file=err)
+        print(printer.word(msg("cli_missing", what=missing[0])), file=err)
     if args.json:
         print(json.dumps(environment.report, indent=2), file=out)
     else:
@@ -233,7 +255,8 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
         source = chosen_by(environment) or "app"
         print(f"{t('env_python', args.lang):26} {interpreter}  ({t(f'python_chosen_{source}', args.lang)})", file=out)
         for key, value in environment.summary().items():
-            shown = printer.word(t("env_none", args.lang)) if value is None else value
+            none = t("env_none_gpu" if key in ("gpu", "cuda") else "env_none", args.lang)
+            shown = none if value is None else value
             if key == "vram_total" and isinstance(value, int):
                 from sdprep.text import human_size
 
@@ -249,7 +272,7 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     if mismatch is not None:
         print(f"{t('sev_warning', args.lang)}: {printer.word(mismatch)}", file=err)
     for line in [] if environment.no_nvidia else missing:
-        print(f"{t('cli_missing', args.lang)}: {printer.word(line)}", file=err)
+        print(printer.word(msg("cli_missing", what=line)), file=err)
     return EXIT_CODES["unavailable"] if missing else 0
 
 

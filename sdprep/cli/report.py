@@ -16,7 +16,7 @@ from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent
 from sdprep.messages import Message, Problem, Size
-from sdprep.text import t, word
+from sdprep.text import after_colon, t, word
 
 MARKERS = {"stage": "==>", "log": "   ", "waiting": "..."}
 
@@ -31,7 +31,8 @@ class Printer:
     def problems(self, problems: list[Problem]) -> None:
         for problem in problems:
             severity = t(f"sev_{problem.severity}", self.lang)
-            print(f"{severity}: {flag_for(problem.field)}: {self.word(problem.message)}", file=self.err)
+            said = after_colon(self.word(problem.message), self.lang)
+            print(f"{severity}: {flag_for(problem.field)}: {said}", file=self.err)
 
     def line(self, code: str, stream: TextIO | None = None, **params: object) -> None:
         print(t(code, self.lang, **params), file=stream or self.out)
@@ -48,11 +49,12 @@ class Printer:
 
         return show
 
-    def failure(self, result: JobResult) -> None:
-        """Why a job did not succeed, the end of its log, and where the whole log is."""
+    def failure(self, result: JobResult, expected: bool = False) -> None:
+        """Why a job did not succeed, the end of its log (not for an expected state, unless --debug), and where the
+        whole log is."""
         outcome = t(f"cli_outcome_{result.outcome}", self.lang)
         print(f"{outcome}: {self.word(result.reason)}", file=self.err)
-        if result.outcome == "failed" and result.log_tail:
+        if result.outcome == "failed" and result.log_tail and (self.debug or not expected):
             self.line("res_log_tail", self.err)
             for line in result.log_tail[-12:]:
                 print(f"  {line}", file=self.err)

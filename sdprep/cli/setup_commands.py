@@ -106,7 +106,7 @@ def self_test(args: argparse.Namespace, printer: Printer) -> int:
         printer.line("doctor_python", python=interpreter, source=t(f"python_chosen_{source}", args.lang))
     print_checks(result, printer)
     if not result.ok:
-        printer.failure(result)
+        printer.failure(result, expected=result.expected)
         return result.exit_code
     print(printer.word(result.reason), file=out)
     return 0

@@ -25,6 +25,7 @@ _ids = itertools.count(1)
 
 @dataclass(kw_only=True)
 class BackgroundJob(Generic[R]):
+    kind: str = "job"  # what runs ("setup", "doctor"): its result is headed by it ("Self-test failed")
     id: int = field(default_factory=lambda: next(_ids))
     created: float = field(default_factory=time.time)
     events: list[JobEvent] = field(default_factory=list)

@@ -42,6 +42,15 @@ class DoctorResult(JobResult):
     def check(self, name: str) -> CheckReport | None:
         return next((report for report in self.checks if report.name == name), None)
 
+    @property
+    def expected(self) -> bool:
+        """Whether every failed check is a known state worded with its fix ("torch is not installed"): its traceback
+        then says nothing more, and stays in the log file."""
+        failed = [report for report in self.checks if not report.ok and not report.skipped]
+        return bool(failed) and all(
+            report.reason is not None and report.reason.code != "doctor_failed_plain" for report in failed
+        )
+
 
 def diagnose(report: CheckReport) -> Message:
     """Why a check failed, in one line with what to do."""
@@ -139,7 +148,7 @@ class Doctor(Job[DoctorResult]):
         self.progress.event(
             "log",
             msg(
-                f"doctor_{'ok' if report.ok else 'no'}_line",
+                f"doctor_{'ok' if report.ok else 'skip' if report.skipped else 'no'}_line",
                 check=msg(f"check_{report.name}"),
                 text=passed_line(report) if report.ok else report.reason,
             ),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import locale
 import os
+import re
 import string
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -73,7 +74,14 @@ def word(message: Message | str, lang: str = "en", namer: FieldNamer = field_lab
     if not known(message.code):
         return word(unknown_value(message.code), lang, namer)
     values = {key: _render(value, lang, namer) for key, value in message.params.items()}
-    return fill(template_for(message, lang), values)
+    template = template_for(message, lang)
+    if lang == "ru":
+        # Russian writes a clause after a colon in lower case ("нельзя: для FP8 нужна…"), though the nested
+        # sentence starts with a capital when it stands alone.
+        for key in _AFTER_COLON.findall(template):
+            if key in values and not isinstance(message.params.get(key), Quote):
+                values[key] = _lower_initial(values[key])
+    return fill(template, values)
 
 
 def template_for(message: Message, lang: str) -> str:
@@ -92,6 +100,27 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     if "{app}" in template and "app" not in values:
         values = {**values, "app": app_command()}
     return template.format_map(_Unfilled(values))
+
+
+_AFTER_COLON = re.compile(r": \{(\w+)\}")
+_CAPITALISED_WORD = re.compile(r"^[А-ЯЁ][а-яё]*\b")
+
+
+def _lower_initial(text: str) -> str:
+    """ "Для FP8 нужна…" -> "для FP8 нужна…"; an acronym or a Latin name ("CUDA", "PyTorch") stays as written."""
+    return text[0].lower() + text[1:] if _CAPITALISED_WORD.match(text) else text
+
+
+def after_colon(text: str, lang: str) -> str:
+    """A sentence written after "label: " — in Russian its first word goes to lower case ("Ширина (width): должно…")."""
+    return _lower_initial(text) if lang == "ru" else text
+
+
+def _sentences_or_items(rendered: list[str]) -> str:
+    """Whole sentences follow one another ("… torch. TensorRT …"); short items are listed with commas."""
+    if len(rendered) > 1 and all(item.rstrip().endswith((".", "!", "?")) for item in rendered):
+        return " ".join(item.strip() for item in rendered)
+    return ", ".join(rendered)
 
 
 class _Unfilled(dict[str, str]):
@@ -145,8 +174,8 @@ def _render(value: Any, lang: str, namer: FieldNamer) -> str:
         return str(dict(value))
     if isinstance(value, (list, tuple, set, frozenset)):
         items = _ordered(value)
-        shown = [_render(item, lang, namer) for item in items[:LIST_LIMIT]]
-        return ", ".join(shown + ([f"… (+{len(items) - LIST_LIMIT})"] if len(items) > LIST_LIMIT else []))
+        rendered = _sentences_or_items([_render(item, lang, namer) for item in items[:LIST_LIMIT]])
+        return rendered + (f", … (+{len(items) - LIST_LIMIT})" if len(items) > LIST_LIMIT else "")
     return str(value)
 
 

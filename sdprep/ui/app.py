@@ -17,9 +17,10 @@ from typing import Any
 import gradio as gr
 
 from sdprep.config import RuntimeDefaults
+from sdprep.jobs.environment import ProbeError, probe
 from sdprep.messages import has_errors
 from sdprep.params import DEFAULTS
-from sdprep.text import system_language, t
+from sdprep.text import system_language, t, word
 from sdprep.ui import state
 from sdprep.ui.components import (
     actions,
@@ -41,6 +42,7 @@ from sdprep.ui.form import Form
 from sdprep.ui.i18n import HEAD, I18N, label
 from sdprep.ui.sessions import release_closed_sessions
 from sdprep.ui.style import CSS, THEME
+from sdprep.ui.views.params import summary_markdown
 
 FORM_SECTIONS = (checkpoint, sampling, resolution, lora, controlnet, ipadapter, profile, output)
 OPEN_BROWSER_ENV = "SDPREP_OPEN_BROWSER"
@@ -57,7 +59,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
                 gr.Markdown(label("subtitle"))
             with gr.Column(scale=1, min_width=240):
                 language.render(form)
-        with gr.Tabs():
+        with form.part("tabs", gr.Tabs(elem_id="tabs")):
             with form.part("tab_prepare", gr.Tab(label("tab_prepare"), id="prepare", elem_id="tab-prepare")):
                 _prepare_tab(form)
             with form.part("tab_library", gr.Tab(label("tab_library"), id="library", elem_id="tab-library")):
@@ -70,6 +72,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
         # (the banner needs it). Library last: it refreshes after build, cancel and save.
         language.listen(form, demo)
         environment.listen(form)
+        checkpoint.listen(form)
         controlnet.listen(form)
         ipadapter.listen(form)
         profile.listen(form)
@@ -89,7 +92,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
 
 
 def _prepare_tab(form: Form) -> None:
-    """The banner, then the form's sections in order with the buttons and the build; the live preview beside them."""
+    """The banner, then the form's sections in order with the build; the live preview beside them; the action bar."""
     form.part("banner", gr.Markdown("", visible=False, elem_id="setup-banner", elem_classes=["sdprep-banner"]))
     with gr.Row():
         with gr.Column(scale=3):
@@ -97,11 +100,15 @@ def _prepare_tab(form: Form) -> None:
                 with gr.Column(variant="panel"):
                     section.render(form)
             with gr.Column(variant="panel"):
-                actions.render(form, build_enabled=not has_errors(preview.check(DEFAULTS)))
+                actions.render(form)
                 build.render(form)
         with gr.Column(scale=2, elem_id="preview-column"):
             gr.Markdown(label("sec_preview"), elem_classes=["sdprep-heading"])
             preview.render(form)
+    # Last in the tab and sticky: in view at the bottom of the window on every width, and at the very end of the page
+    # in its own place, below the content it would otherwise cover.
+    problems = preview.check(DEFAULTS)
+    actions.render_bar(form, summary_markdown(problems, "en"), build_enabled=not has_errors(problems))
 
 
 def _prepare_for_hot_reload(demo: gr.Blocks) -> None:
@@ -161,10 +168,7 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
     print(t("access_policy_auth" if credentials else "access_policy", lang), file=sys.stderr, flush=True)
     if open_browser is None:
         open_browser = os.environ.get(OPEN_BROWSER_ENV, "") not in ("", "0")
-    # Not on a hot reload (launch() then runs in the reloader's thread): one tab per start is enough.
-    if open_browser and threading.current_thread() is threading.main_thread():
-        open_browser_when_up(browser_url(host, port))
-    print(t("serving_at", lang, url=browser_url(host, port)), flush=True)
+    main = threading.current_thread() is threading.main_thread()  # not a hot reload's watcher thread
     try:
         demo.launch(
             server_name=host,
@@ -179,10 +183,37 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
             max_file_size=actions.UPLOAD_LIMIT,
             max_threads=MAX_THREADS,
             footer_links=["gradio", "settings"] if credentials else ["api", "gradio", "settings"],
+            prevent_thread_lock=True,  # the address is printed once the port is ours, then this thread waits
         )
     except OSError as problem:
         if "port" in str(problem).lower() or "address" in str(problem).lower():
             print(t("port_busy", lang, port=port, next=port + 1), file=sys.stderr)
             return 3
         raise
+    print(t("serving_at", lang, url=browser_url(host, port)), flush=True)
+    if main:
+        if getattr(demo, "server", None) is not None:  # a served page (not a stand-in for launch())
+            say_when_cannot_build(lang)
+        if open_browser:  # one tab per start, not one per hot reload
+            open_browser_when_up(browser_url(host, port))
+        demo.block_thread()
     return 0
+
+
+def say_when_cannot_build(lang: str) -> None:
+    """One console line when this machine cannot build (no NVIDIA GPU, torch or TensorRT yet), from a probe in a
+    thread: the page is already served, and the probe's answer is the one the first page shows."""
+
+    def probe_and_say() -> None:
+        try:
+            environment = probe(state.child_spec())
+        except ProbeError as problem:
+            print(f"{t('sev_warning', lang)}: {word(problem.message, lang)}", file=sys.stderr, flush=True)
+            return
+        if state.last_environment() is None:
+            state.remember_environment(environment)
+        missing = environment.missing()
+        if missing:
+            print(t("console_cannot_build", lang, first=missing[0], count=len(missing)), file=sys.stderr, flush=True)
+
+    threading.Thread(target=probe_and_say, name="sdprep-start-probe", daemon=True).start()

@@ -22,8 +22,17 @@ STORAGE_KEY = "sdprep-lang"
 
 # A static label that names a command names the one that runs on this machine (`{app}`: sdprep/launcher.py).
 _APP = app_command()
+# Gradio's own words that its status line reads out to screen readers: with an I18n of the app's, the page otherwise
+# announces the raw key ("common.complete").
+GRADIO_KEYS = {"common.complete": "sr_complete", "common.error": "sr_error", "common.loading": "sr_loading"}
 I18N = gr.I18n(
-    **{lang: {KEY_PREFIX + key: text.replace("{app}", _APP) for key, text in TABLE[lang].items()} for lang in LANGUAGES}
+    **{
+        lang: {
+            **{KEY_PREFIX + key: text.replace("{app}", _APP) for key, text in TABLE[lang].items()},
+            **{gradio_key: TABLE[lang][key] for gradio_key, key in GRADIO_KEYS.items()},
+        }
+        for lang in LANGUAGES
+    }
 )
 
 # Runs once Gradio has started (Gradio adds `head` to the page then). It gives the switch Gradio's own changeLocale,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
 from gradio.blocks import Block
 
 from sdprep.config_load import ConfigError
+from sdprep.hub import TIMEOUT as HUB_TIMEOUT
 from sdprep.jobs.rehearsal import rehearse_by_default
 from sdprep.messages import Message, has_errors, msg
 from sdprep.paths import inside, user_path
@@ -30,19 +31,28 @@ from sdprep.ui.i18n import label
 UPLOAD_LIMIT = "1mb"  # launch(max_file_size=...): a config is a few KB
 
 
-def render(form: Form, build_enabled: bool) -> None:
+def render_bar(form: Form, summary: str, build_enabled: bool) -> None:
+    """The action bar, kept in view at the bottom of the window (CSS, sticky): the state of the form (why Build is
+    disabled, in one line), then Build, Cancel and Save config only."""
+    with gr.Row(elem_id="action-bar", elem_classes=["sdprep-action-bar"], equal_height=True):
+        form.part("summary", gr.Markdown(summary, elem_id="summary", elem_classes=["sdprep-summary"]))
+        with gr.Row(elem_classes=["sdprep-action-buttons"]):
+            buttons: tuple[tuple[str, str, Literal["primary", "secondary", "stop"], bool, str], ...] = (
+                ("build", "btn_build", "primary", build_enabled, "build-button"),
+                ("rehearse_now", "btn_rehearse", "secondary", True, "rehearse-button"),
+                ("cancel", "btn_cancel", "stop", False, "cancel-button"),
+                ("save", "btn_save", "secondary", build_enabled, "save-button"),
+            )
+            for name, key, variant, enabled, elem_id in buttons:
+                form.part(
+                    name, gr.Button(label(key), variant=variant, interactive=enabled, elem_id=elem_id, min_width=90)
+                )
+
+
+def render(form: Form) -> None:
+    """Under the form: how to build (force, check), loading a config, and what the last action said."""
     gr.Markdown(label("sec_actions"), elem_classes=["sdprep-heading"])
-    with gr.Row():
-        form.part(
-            "build", gr.Button(label("btn_build"), variant="primary", interactive=build_enabled, elem_id="build-button")
-        )
-        form.part(
-            "rehearse_now",
-            gr.Button(label("btn_rehearse"), elem_id="rehearse-button"),
-        )
-        form.part("cancel", gr.Button(label("btn_cancel"), variant="stop", interactive=False, elem_id="cancel-button"))
-        form.part("save", gr.Button(label("btn_save"), interactive=build_enabled, elem_id="save-button"))
-    with gr.Row():
+    with gr.Row(elem_classes=["sdprep-wrap"]):
         form.part("force", gr.Checkbox(value=False, label=label("f_force"), elem_id="force"))
         form.part("rehearse", gr.Checkbox(value=rehearse_by_default(), label=label("f_rehearse"), elem_id="rehearse"))
         form.part("check", gr.Checkbox(value=True, label=label("f_check"), elem_id="check"))
@@ -70,7 +80,7 @@ def render(form: Form, build_enabled: bool) -> None:
 def save(form: Form, values: dict[Block, Any]) -> list[Message]:
     """Validate, then write config.yaml where the build would, and say what it replaced and what loading it does."""
     params = form.params(values)
-    if has_errors(check(params)):
+    if has_errors(check(params, hub_wait=HUB_TIMEOUT)):
         return [msg("save_errors")]
     saved = save_config(params, form.runtime, form.loaded(values))
     return [saved.reason, *saved.notes]

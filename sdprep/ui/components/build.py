@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
+from sdprep.hub import TIMEOUT as HUB_TIMEOUT
 from sdprep.jobs.board import BuildJob, BuildRefused
 from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.messages import has_errors, msg
@@ -153,7 +154,7 @@ async def start(
     """Build (or, with `rehearse_only`, only rehearse) the form's parameters in the board, and follow it."""
     lang = form.language(values)
     params = form.params(values)
-    problems = check(params)
+    problems = check(params, hub_wait=HUB_TIMEOUT)
     blocked = "" if rehearse_only else build_blocked(state.last_environment(), lang)
     if has_errors(problems) or blocked:
         reason = msg("build_invalid") if not blocked else msg("build_blocked_env")

@@ -4,8 +4,9 @@ environment" (the `setup` command) and "Run the self-test" (`doctor`). Both stre
 time and can be cancelled; they run in the server (one at a time) and a reopened page follows them. Setup installs
 software, so only the machine's own user may start it (sdprep.ui.access); others see it disabled with the reason.
 
-Probing runs a child Python, so it happens only on request; page load shows the cached answer when there is one
-and never waits behind queued "probe again" clicks (the server's ProbeLane runs one probe at a time).
+Probing runs a child Python: page load shows the cached answer when there is one (and probes a machine never probed)
+and never waits behind queued "Check again" clicks, which probe afresh (the server's ProbeLane runs one probe at a
+time and merges the clicks that wait).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from sdprep.ui.views import environment as view_environment
 
 def render(form: Form) -> None:
     gr.Markdown(label("env_intro"))
-    with gr.Row():
-        form.part("env_check", gr.Button(label("btn_env_check"), variant="primary", elem_id="env-check"))
-        form.part("env_refresh", gr.Button(label("btn_env_refresh"), elem_id="env-refresh"))
+    # One button: the page probes a machine never probed on load, so the only thing left to ask is a fresh probe
+    # (after installing a driver, torch or TensorRT by hand).
+    form.part("env_check", gr.Button(label("btn_env_check"), elem_id="env-check", size="md"))
     form.part("environment", gr.Markdown(label("env_not_checked"), elem_id="environment"))
     gr.Markdown(label("sec_setup"), elem_classes=["sdprep-heading"])
     gr.Markdown(label("setup_intro"))
@@ -119,12 +120,12 @@ def start_job(kind: str, values: dict[Block, Any], form: Form) -> BackgroundJob[
             gpu=state.child_spec().gpu,
         )
         job: BackgroundJob[JobResult] = run_in_background(
-            BackgroundJob(), lambda on_event, cancel: run_setup(request, on_event, cancel), internal_error
+            BackgroundJob(kind="setup"), lambda on_event, cancel: run_setup(request, on_event, cancel), internal_error
         )
     else:
         spec = state.child_spec()
         job = run_in_background(
-            BackgroundJob(), lambda on_event, cancel: run_doctor(spec, on_event, cancel), internal_error
+            BackgroundJob(kind="doctor"), lambda on_event, cancel: run_doctor(spec, on_event, cancel), internal_error
         )
     state.remember_environment_job(job)
     return job
@@ -177,9 +178,6 @@ def listen(form: Form) -> None:
     lang_input = form.language_input()
     output = form.parts["environment"]
 
-    async def check_environment(values: dict[Block, Any]) -> str:
-        return await probed(form.language(values), fresh=False)
-
     async def probe_again(values: dict[Block, Any]) -> str:
         return await probed(form.language(values), fresh=True)
 
@@ -193,13 +191,14 @@ def listen(form: Form) -> None:
 
     # Probes wait in the server's ProbeLane (one at a time, duplicates merged), not in a Gradio queue: a click
     # awaits its probe without holding a worker thread, and no page load waits behind queued clicks.
-    for button, fn, name in (
-        (form.get("env_check", gr.Button), check_environment, "probe_environment"),
-        (form.get("env_refresh", gr.Button), probe_again, "reprobe_environment"),
-    ):
-        form.events[name] = button.click(
-            fn, inputs=lang_input, outputs=output, api_name=name, concurrency_limit=None, concurrency_id="probe"
-        )
+    form.events["probe_environment"] = form.get("env_check", gr.Button).click(
+        probe_again,
+        inputs=lang_input,
+        outputs=output,
+        api_name="probe_environment",
+        concurrency_limit=None,
+        concurrency_id="probe",
+    )
 
     async def set_up(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
         lang = form.language(values)

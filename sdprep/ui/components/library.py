@@ -90,7 +90,7 @@ def refresh(form: Form, values: dict[Block, Any], owner: bool) -> dict[Block, An
         form.parts["lib_variant"]: gr.Dropdown(choices=choices, value=variant, interactive=some),
         form.parts["lib_load"]: gr.Button(interactive=bool(choices)),
         form.parts["lib_sure"]: gr.Checkbox(value=False, interactive=some and owner),
-        form.parts["lib_delete"]: gr.Button(interactive=some and owner),
+        form.parts["lib_delete"]: gr.Button(interactive=False),  # until "I am sure" is ticked
         form.parts["lib_access"]: gr.Markdown(word(reason, lang) if reason else "", visible=reason is not None),
     }
 
@@ -124,6 +124,9 @@ def load(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     if outside(state.engines_root(), path):  # a configs/<variant>.yaml that is a link out: Load config's rule
         return say(form, "lib_message", [msg("load_outside", root=state.engines_root())], lang)
     updates, messages = load_into_form(form, path, shown_as=str(path))
+    if updates:  # loaded: the form is where it shows, and where Build is; what was loaded is said there too
+        updates[form.parts["tabs"]] = gr.Tabs(selected="prepare")
+        updates.update(say(form, "message", messages, lang))
     return {**updates, **say(form, "lib_message", messages, lang)}
 
 
@@ -195,9 +198,21 @@ def listen(form: Form) -> None:
     form.get("lib_load", gr.Button).click(
         plain_values(load_variant, fields),
         inputs={form.parts["lib_model"], form.parts["lib_variant"], *lang_input, *fields},
-        outputs=[*fill_outputs(form), form.parts["lib_message"], form.parts["lib_message_said"]],
+        outputs=[
+            *fill_outputs(form),
+            *(form.parts[name] for name in ("lib_message", "lib_message_said", "message", "message_said", "tabs")),
+        ],
         api_name="library_load",
         concurrency_limit=None,
+    )
+    form.get("lib_sure", gr.Checkbox).change(
+        lambda sure, model: gr.Button(interactive=bool(sure and model)),
+        inputs=[form.parts["lib_sure"], form.parts["lib_model"]],
+        outputs=form.parts["lib_delete"],
+        api_name="library_sure",
+        api_visibility="private",
+        show_progress="hidden",
+        queue=False,
     )
     delete_event = form.get("lib_delete", gr.Button).click(
         delete_selected,

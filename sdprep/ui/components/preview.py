@@ -17,6 +17,7 @@ from gradio.blocks import Block
 from sdprep.command_line import SHELLS, Shell, default_shell
 from sdprep.config_write import ConfigToWrite
 from sdprep.estimate import Estimate, estimate, free_space, load_history, shape_of
+from sdprep.hub import hub_problems
 from sdprep.messages import Problem, has_errors
 from sdprep.params import DEFAULTS, BakedParams
 from sdprep.ui import state
@@ -28,13 +29,19 @@ from sdprep.ui.views import params as view_params
 from sdprep.ui.views.environment import banner_markdown, build_blocked
 from sdprep.validate import CONFIG_ROUTE_MAX_BATCH, validate
 
+# A form change waits this long at most for the Hub's answer about a new id (offline: not at all); Build and Save wait
+# for the whole of the Hub's timeout.
+PREVIEW_HUB_WAIT = 0.8
 
-def check(params: BakedParams) -> list[Problem]:
-    """validate(), plus what the last probed StreamDiffusion cannot build (no probe here: only what is known)."""
+
+def check(params: BakedParams, hub_wait: float = PREVIEW_HUB_WAIT) -> list[Problem]:
+    """validate(), what the Hub says of the model id, and what the last probed StreamDiffusion cannot build (no probe
+    here: only what is known)."""
     environment = state.last_environment()
+    hub = hub_problems(params, hub_wait)
     if environment is None:
-        return validate(params, max_unet_batch=CONFIG_ROUTE_MAX_BATCH)
-    return validate(params, max_unet_batch=environment.max_unet_batch()) + environment.refusals(params)
+        return validate(params, max_unet_batch=CONFIG_ROUTE_MAX_BATCH) + hub
+    return validate(params, max_unet_batch=environment.max_unet_batch()) + hub + environment.refusals(params)
 
 
 def estimate_text(params: BakedParams, problems: list[Problem], lang: str) -> str:
@@ -57,7 +64,6 @@ def estimate_text(params: BakedParams, problems: list[Problem], lang: str) -> st
 def render(form: Form) -> None:
     problems = check(DEFAULTS)
     shown = replace(DEFAULTS, engines_dir=str(state.engines_root()))
-    form.part("summary", gr.Markdown(view_params.summary_markdown(problems, "en"), elem_id="summary"))
     target = view_params.config_target(shown, form.runtime, None, problems)
     runtime = view_params.runtime_text(target, "en")
     form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en", runtime), elem_id="derived"))
@@ -198,7 +204,7 @@ def listen(form: Form) -> None:
         concurrency_id="form",
     )
     # After the page knows its language, and after any probe: the banner and Build follow what the machine can do.
-    for name in ("page_load", "probe_environment", "reprobe_environment", "setup_environment", "doctor_environment"):
+    for name in ("page_load", "probe_environment", "setup_environment", "doctor_environment"):
         if name in form.events:
             form.events[name].then(
                 update_preview,

@@ -21,7 +21,7 @@ def render(form: Form) -> None:
     with gr.Row():
         form.add("width", bounds=bounds, info=info)
         form.add("height", bounds=bounds, info=info)
-    with gr.Row():
+    with gr.Row(elem_classes=["sdprep-wrap"]):
         for name in ("use_tiny_vae", "use_cached_attn", "use_safety_checker"):
             form.add(name)
     # Shown and hidden through its box, like the scheduler (sampling.py says why).

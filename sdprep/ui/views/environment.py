@@ -10,6 +10,7 @@ from sdprep.jobs.job import JobResult
 from sdprep.messages import Message, cut
 from sdprep.text import TABLE, human_duration, human_size, t, word
 from sdprep.ui.views.html import code, page_t, page_word, text
+from sdprep.ui.views.jobs import outcome_label
 
 
 def environment_markdown(environment: Environment | None, error: Message | None, lang: str) -> str:
@@ -24,10 +25,10 @@ def environment_markdown(environment: Environment | None, error: Message | None,
     interpreter = environment.python.get("interpreter") or environment.python.get("executable")
     rows = [
         ("env_python", f"{_path(interpreter)} — {t(f'python_chosen_{source}', lang)}" if interpreter else none),
-        ("env_gpu", text(str(summary["gpu"])) if summary.get("gpu") else none),
+        ("env_gpu", text(str(summary["gpu"])) if summary.get("gpu") else t("env_none_gpu", lang)),
         ("env_vram", human_size(summary["vram_total"], lang) if summary.get("vram_total") else "—"),
         ("env_cc", _probed(summary.get("compute_capability"), "—")),
-        ("env_cuda", _probed(summary.get("cuda"), none)),
+        ("env_cuda", _probed(summary.get("cuda"), t("env_none_gpu", lang))),  # "CUDA: не найдена", as the GPU
         ("env_torch", _probed(summary.get("torch"), none)),
         ("env_tensorrt", _probed(summary.get("tensorrt"), none)),
         ("env_python_version", _probed(summary.get("python"), "—")),
@@ -114,7 +115,7 @@ def job_progress(job: BackgroundJob[JobResult], lang: str) -> str:
         ended = page_t(
             "prog_finished",
             lang,
-            outcome=t(f"out_{job.result.outcome}", lang),
+            outcome=outcome_label(job.result.outcome, lang, job.kind),
             elapsed=human_duration(job.result.duration, lang),
         )
         return f"{ended}  \n{page_word(job.result.reason, lang)}"
@@ -126,5 +127,7 @@ def job_progress(job: BackgroundJob[JobResult], lang: str) -> str:
 
 
 def job_log(job: BackgroundJob[JobResult], lang: str) -> str:
-    """The log box (plain text), each line cut for the page (the log file keeps it whole)."""
-    return "\n".join(cut(f"[{event.elapsed:7.1f}s] {word(event.message, lang)}") for event in job.events[-400:])
+    """The job's log on the page, each line cut (the log file keeps it whole). The self-test words every failed check
+    in one line with its fix; the child's own tracebacks behind them stay in its log file (and the CLI's --debug)."""
+    events = [event for event in job.events if not (job.kind == "doctor" and event.kind == "raw")]
+    return "\n".join(cut(f"[{event.elapsed:7.1f}s] {word(event.message, lang)}") for event in events[-400:])

@@ -19,7 +19,7 @@ from string import Template
 from typing import Any
 
 from sdprep.messages import Message, Quote, cut
-from sdprep.text import fill, render_value, template_for
+from sdprep.text import after_colon, fill, render_value, template_for
 
 
 class Markup(str):
@@ -151,3 +151,23 @@ def prose(words: str) -> Markup:
             for index, part in enumerate(parts)
         ]
     )
+
+
+_SEPARATOR = re.compile(r"([/\\\\_-]+)")
+
+
+def path_code(path: object) -> Markup:
+    """A path or id as <code>, with a line-break opportunity after each separator (/ \\ - _): on a narrow window it
+    breaks between its parts, not every few letters, and copies without any added character."""
+    parts = _SEPARATOR.split(str(path))
+    # As entities, the characters Markdown would read as emphasis or a table's cell border (the code is inline HTML).
+    markdown = str.maketrans({"_": "&#95;", "*": "&#42;", "|": "&#124;", "`": "&#96;"})
+    text = "".join(
+        html.escape(part).translate(markdown) + ("<wbr>" if index % 2 else "") for index, part in enumerate(parts)
+    )
+    return Markup(f"<code>{text}</code>")
+
+
+def after_label(sentence: Markup, lang: str) -> Markup:
+    """A page sentence written after "label: " (in Russian its first word goes to lower case: text.after_colon)."""
+    return Markup(after_colon(str(sentence), lang))

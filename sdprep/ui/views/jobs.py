@@ -12,8 +12,8 @@ from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent, stage_message
 from sdprep.messages import Message, Size, cut
-from sdprep.text import field_label, human_duration, t, word
-from sdprep.ui.views.html import code, code_block, page_t, page_word, text
+from sdprep.text import TABLE, field_label, human_duration, t, word
+from sdprep.ui.views.html import after_label, code, code_block, page_t, page_word, text
 
 LOG_MAX_LINES = 400
 _MARKERS = {"stage": "==>", "log": "   ", "waiting": "...", "raw": "  |"}
@@ -59,8 +59,10 @@ def reason_markdown(reason: Message | str, lang: str) -> str:
     return "\n".join(parts)
 
 
-def outcome_label(outcome: str, lang: str) -> str:
-    return t(f"out_{outcome}", lang)
+def outcome_label(outcome: str, lang: str, kind: str = "build") -> str:
+    """How a job ended, named by what ran: "✘ Build failed", "✘ Self-test failed", "✘ Setup failed"."""
+    own = f"out_{kind}_{outcome}"
+    return t(own if own in TABLE["en"] else f"out_{outcome}", lang)
 
 
 def _stages_line(stages: list[tuple[str, float]], lang: str) -> str:
@@ -101,7 +103,7 @@ def _problems_list(result: JobResult, lang: str) -> list[str]:
         return []
     lines = [f"**{t('res_problems', lang)}**", ""]
     for p in result.problems:
-        where, what = text(field_label(p.field, lang)), page_word(p.message, lang)
+        where, what = text(field_label(p.field, lang)), after_label(page_word(p.message, lang), lang)
         lines.append(f"- {t('sev_' + p.severity, lang)}: **{where}**: {what}")
     return [*lines, ""]
 

@@ -16,12 +16,15 @@ from sdprep.config_write import ConfigToWrite, config_to_write
 from sdprep.estimate import Estimate
 from sdprep.estimate import lines as estimate_lines
 from sdprep.family import FAMILY_LABELS, detect_family
+from sdprep.hub import enabled as hub_enabled
+from sdprep.hub import hub_answer
 from sdprep.messages import Problem
 from sdprep.params import BakedParams
+from sdprep.paths import is_hf_id
 from sdprep.profiles import profile_of, profile_values
 from sdprep.runtime import Runtime, summary
-from sdprep.text import field_label, t, word
-from sdprep.ui.views.html import code, html_word, join, page_t, page_word, render
+from sdprep.text import after_colon, field_label, t, word
+from sdprep.ui.views.html import Markup, after_label, code, html_word, join, page_t, page_word, path_code, render
 
 if TYPE_CHECKING:
     from sdprep.jobs.environment import Environment
@@ -35,7 +38,7 @@ def problems_html(problems: Iterable[Problem], lang: str) -> str:
             severity=problem.severity,
             label=t(f"sev_{problem.severity}", lang),
             field=field_label(problem.field, lang),
-            text=html_word(problem.message, lang),
+            text=after_label(html_word(problem.message, lang), lang),
         )
         for problem in sorted(problems, key=lambda p: p.severity != "error")
     ]
@@ -49,7 +52,7 @@ def summary_markdown(problems: list[Problem], lang: str, blocked: str = "") -> s
     if errors:
         line = t("sum_errors", lang, errors=errors, warnings=warnings)
     elif warnings:
-        line = t("sum_warnings", lang, warnings=warnings)
+        line = t("sum_warnings_form" if blocked else "sum_warnings", lang, warnings=warnings)
     else:
         line = t("sum_form_ok" if blocked else "sum_ok", lang)
     return f"{blocked}  \n{line}" if blocked else line
@@ -85,9 +88,9 @@ def derived_markdown(params: BakedParams, lang: str, runtime: str = "") -> str:
         (t("d_family", lang), _family_text(params)),
         (t("d_profile", lang), t(f"profile_{profile_of(params)}", lang)),
         (t("d_lora_dict", lang), code(str(_safe(lambda: json.dumps(derive.lora_dict(params)), missing)), cell=True)),
-        (t("d_engine_dir", lang), code(str(_safe(lambda: derive.engine_dir(params), missing)), cell=True)),
-        (t("d_config_path", lang), code(str(_safe(lambda: derive.config_path(params), missing)), cell=True)),
-        (t("d_variant", lang), code(str(_safe(lambda: derive.variant_name(params), missing)), cell=True)),
+        (t("d_engine_dir", lang), path_code(_safe(lambda: derive.engine_dir(params), missing))),
+        (t("d_config_path", lang), path_code(_safe(lambda: derive.config_path(params), missing))),
+        (t("d_variant", lang), path_code(_safe(lambda: derive.variant_name(params), missing))),
         *([(t("d_runtime", lang), runtime)] if runtime else []),
     ]
     lines = [f"| {t('d_name', lang)} | {t('d_value', lang)} |", "|---|---|"]
@@ -124,8 +127,26 @@ def runtime_text(target: ConfigToWrite | None, lang: str) -> str:
 def config_preview(target: ConfigToWrite | None, problems: list[Problem], lang: str) -> str:
     if target is not None:
         return target.text()
-    lines = [f"# {field_label(p.field, lang)}: {word(p.message, lang)}" for p in problems if p.severity == "error"]
+    lines = [
+        f"# {field_label(p.field, lang)}: {after_colon(word(p.message, lang), lang)}"
+        for p in problems
+        if p.severity == "error"
+    ]
     return "\n".join([f"# {t('yaml_blocked', lang)}", *lines]) + "\n"
+
+
+def _hub_line(model: str, lang: str) -> str:
+    """What the Hub said of the id (no waiting: the answer known so far), or that the check was skipped."""
+    if not is_hf_id(model.strip()):
+        return ""
+    if not hub_enabled():
+        return t("hub_hint_off", lang)
+    answer = hub_answer(model.strip())
+    if answer is None:
+        return t("hub_hint_pending", lang)
+    if answer.status == "exists":
+        return t("hub_hint_exists", lang, count=len(answer.files))
+    return t(f"hub_hint_{answer.status}", lang)
 
 
 def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
@@ -137,6 +158,9 @@ def section_hints(params: BakedParams, lang: str) -> dict[str, str]:
         checkpoint = page_t("hint_family", lang, family=detected, source=source)
     else:
         checkpoint = page_t("hint_family_set", lang, family=_family_text(params), detected=detected)
+    hub_line = _hub_line(params.model, lang)
+    if hub_line:
+        checkpoint = Markup(f"{checkpoint}  \n{hub_line}")  # the app's own sentence: no value from outside
     sampling = _safe(
         lambda: page_t(
             "hint_sampling",
