@@ -94,7 +94,7 @@ def test_build_help_shows_defaults_and_the_multiple_of_8_rule() -> None:
 
     text = unwrapped(run_cli("build", "--help", "--lang", "en").stdout)
     for expected in (
-        "--width N Width (width) [384-1024, a multiple of 8; default: 512]",
+        "--width N Width (width) [256-1024, a multiple of 8; default: 512]",
         "[1-8; default: 1]",
         "[default: stabilityai/sd-turbo]",
         "[default: --tiny-vae]",

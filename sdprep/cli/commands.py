@@ -177,6 +177,9 @@ def _cannot_build_here(spec: ChildSpec, printer: Printer) -> bool:
     missing = environment.missing()
     if not missing:
         return False
+    if environment.no_nvidia:  # the root cause alone: nothing else on the list would help
+        print(printer.word(missing[0]), file=printer.err)
+        return True
     print(t("cli_cannot_build", printer.lang), file=printer.err)
     for line in missing:
         print(f"  - {printer.word(line)}", file=printer.err)
