@@ -7,6 +7,8 @@ like any local model. These classes keep their config and write the files the re
 scheduler_config.json, a weights file, model_index.json); nothing is computed.
 """
 
+import torch._dynamo  # noqa: F401  # as diffusers.utils.torch_utils does: its import looks TensorRT up
+
 from ._models import (
     AutoencoderKL,
     AutoencoderTiny,
