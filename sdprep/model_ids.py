@@ -69,7 +69,10 @@ def known_ids(engines_root: Path | None = None) -> tuple[str, ...]:
     """Every id a suggestion may name: the popular ones first, then the family table's, then the prepared ones."""
     ids = [*POPULAR_MODELS, *KNOWN_MODEL_FAMILIES]
     if engines_root is not None:
-        ids += recent_ids(engines_root)
+        # A prepared id that is itself a near miss of a known one (a typo saved once) never becomes a spelling
+        # that silences the suggestion.
+        listed = tuple(ids)
+        ids += [model for model in recent_ids(engines_root) if did_you_mean(model, listed) is None]
     seen: set[str] = set()
     unique = []
     for model in ids:

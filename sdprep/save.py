@@ -8,6 +8,7 @@ a running build of the same model.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,10 +91,22 @@ def replaced_note(config_path: Path, config: dict[str, object]) -> Message | Non
     return msg("save_replaced_other", variant=_variant_of(config_path.parent, old))
 
 
+CONFIGS_READ = 200  # variant configs of one model read to name the one replaced; a folder holds a few dozen
+
+
 def _variant_of(folder: Path, config: dict[str, object]) -> str:
+    """The variant whose config `config` is: a recorded build's, else the configs/<variant>.yaml Save wrote for it."""
     wanted = fingerprint(config)
     manifest = records_or_empty(folder)
-    return next((name for name, record in manifest.variants.items() if record.fingerprint == wanted), "?")
+    recorded = next((name for name, record in manifest.variants.items() if record.fingerprint == wanted), None)
+    if recorded is not None:
+        return recorded
+    with contextlib.suppress(OSError):
+        for path in sorted((folder / CONFIGS_DIR).glob("*.yaml"))[:CONFIGS_READ]:
+            with contextlib.suppress(ConfigError):
+                if fingerprint(read_config(path)) == wanted:
+                    return path.stem
+    return "?"
 
 
 def engines_ready(folder: Path, variant: str) -> bool:

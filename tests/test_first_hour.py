@@ -384,3 +384,30 @@ def test_the_summary_does_not_allow_a_build_the_machine_refuses() -> None:
     assert "the build is allowed" in summary_markdown(warned, "en")
     blocked = summary_markdown(warned, "en", "⊘ Build is disabled: this machine cannot build yet.")
     assert "the build is allowed" not in blocked and "Save config only works" in blocked
+
+
+def test_a_typo_saved_once_does_not_silence_the_suggestion(tmp_path: Path) -> None:
+    """A near miss written to the engines folder (Save config only, --config-only) stays a near miss: it is not a
+    spelling that the next form change takes for known (a new user found the warning gone on the second try)."""
+    from sdprep.params import params_from_values
+    from sdprep.validate import validate
+
+    for typo in ("stabilityai/sd-trubo", "stabilityai/SD-Turbo"):
+        folder = tmp_path / typo.replace("/", "--")
+        folder.mkdir()
+        (folder / "config.yaml").write_text(f"model_id: {typo}\n", encoding="utf-8")
+        params = params_from_values({"model": typo, "engines_dir": str(tmp_path)})
+        said = [problem for problem in validate(params) if problem.message.code == "model_did_you_mean"]
+        assert said and "stabilityai/sd-turbo" in str(said[0]), (typo, said)
+
+
+def test_save_names_the_variant_it_replaced_before_any_build(tmp_path: Path) -> None:
+    """Save config only, then another profile saved over it: the message names the first variant (from its copy in
+    configs/), not "?" (nothing is recorded in build.json before a build)."""
+    done = run_cli("build", "--config-only", "--engines-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    first = next((tmp_path / "stabilityai--sd-turbo" / "configs").glob("*.yaml")).stem
+    again = run_cli("build", "--config-only", "--engines-dir", str(tmp_path), "--profile", "fast")
+    assert again.returncode == 0, again.stderr
+    said = again.stdout + again.stderr
+    assert f"variant {first}" in said and "variant ?" not in said, said

@@ -21,9 +21,11 @@ def no_nvidia(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def without_gpu(driver: str | None, cuda_available: bool = False) -> Environment:
+    missing = {"ok": False, "error": "ModuleNotFoundError: No module named 'x'", "installed": False}
     return Environment(
         {
             "driver": {"version": driver},
+            "modules": {"diffusers_ipadapter": missing, "modelopt.onnx.quantization": missing},
             "torch": {"version": "2.8.0+cu128", "cuda": "12.8", "cuda_available": cuda_available},
             "tensorrt": {"error": "ModuleNotFoundError: No module named 'tensorrt'"},
             "streamdiffusion": {"installed": False, "error": "ModuleNotFoundError: No module named 'streamdiffusion'"},
@@ -56,3 +58,17 @@ def test_probe_doctor_and_build_say_it_first_and_exit_3(no_nvidia: None) -> None
         first = (done.stderr or done.stdout).splitlines()[0]
         assert NO_NVIDIA in first, (args, first)
         assert "setup" not in done.stderr, (args, done.stderr)
+
+
+def test_without_an_nvidia_gpu_the_form_may_ask_for_anything_another_machine_builds() -> None:
+    """A config prepared here is built elsewhere: FP8 or IP-Adapter are not refused for what this machine lacks (a new
+    user found Save config only disabled, and the fix offered was a setup that refuses here)."""
+    from dataclasses import replace
+
+    from sdprep.params import DEFAULTS
+    from sdprep.profiles import profile_values
+
+    fp8_ipadapter = replace(DEFAULTS, **profile_values("fp8"), use_ipadapter=True)  # type: ignore[arg-type]
+    assert without_gpu(None).refusals(fp8_ipadapter) == []
+    refused = {problem.field for problem in without_gpu("570.86.10").refusals(fp8_ipadapter)}
+    assert "use_ipadapter" in refused  # with a GPU, the same build Python is refused what it cannot import

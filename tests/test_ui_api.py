@@ -356,8 +356,8 @@ def test_build_then_up_to_date_then_forced(api: Api, engines: Path) -> None:
 
 def test_rehearse_button_rehearses_only_and_build_rehearses_first_when_asked(api: Api, engines: Path) -> None:
     rehearsed = api.call("/rehearse", check=False)
-    assert started(rehearsed, t("out_passed")), rehearsed
-    assert "Rehearsal passed" in rehearsed["build-result"]
+    assert started(rehearsed, t("out_rehearsal_passed")), rehearsed
+    assert "Rehearsal passed" in rehearsed["build-result"] and "Build" not in rehearsed["build-result"].split("\n")[0]
     assert f"==> {t('stage_rehearse_export')}" in rehearsed["build-log"]
     assert not list(engines.rglob("*.engine")) and not list(engines.rglob("config.yaml")), "a rehearsal builds nothing"
     built = api.call("/build", check=False, rehearse=True)
@@ -370,12 +370,13 @@ def test_rehearse_button_rehearses_only_and_build_rehearses_first_when_asked(api
 
 def test_a_failing_rehearsal_names_its_stage_and_cancel_stops_it(api: Api, engines: Path) -> None:
     failed = api.call("/rehearse", model="standin/fallback-model", check=False)
-    assert started(failed, t("out_failed")), failed
+    # Headed by what ran: "Rehearsal failed", never "Build failed" (a new user read the latter).
+    assert started(failed, t("out_rehearsal_failed")), failed
     assert "The rehearsal failed at the TensorRT builder stage" in failed["build-result"]
     job = api.submit("/rehearse", model="standin/hang-model", check=False)
     api.wait_for(job, "/rehearse", lambda out: t("stage_rehearse_export") in out["build-log"])
     cancelled = api.call("/cancel")
-    assert started(cancelled, t("out_cancelled")), cancelled
+    assert started(cancelled, t("out_rehearsal_cancelled")), cancelled
 
 
 def test_force_rebuilds_the_engines(api: Api) -> None:

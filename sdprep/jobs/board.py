@@ -70,7 +70,8 @@ class JobBoard:
                 raise BuildRefused(msg("board_owner_full", count=self.max_per_owner))
             if len(unfinished) >= self.max_waiting:
                 raise BuildRefused(msg("board_full", count=len(unfinished)))
-            job = BuildJob(params, owner)  # ids in the order of self.jobs
+            # ids in the order of self.jobs; a rehearsal alone is headed as one ("Rehearsal failed")
+            job = BuildJob(params, owner, kind="rehearsal" if options.rehearse_only else "build")
             self.jobs.append(job)
             finished = [old for old in self.jobs if not old.running]
             if len(finished) > KEEP_FINISHED:  # keep the recent history, and every build that has not finished

@@ -227,7 +227,11 @@ class Environment:
         )
 
     def refusals(self, params: BakedParams) -> list[Problem]:
-        """Chosen features this StreamDiffusion or this GPU cannot build, tied to their fields."""
+        """Chosen features this StreamDiffusion or this GPU cannot build, tied to their fields. None on a machine
+        without an NVIDIA GPU: nothing builds here (said once, first), and a config saved for another machine may
+        ask for anything that machine can build."""
+        if self.no_nvidia:
+            return []
         features = self.features
         problems = [
             error(name, "feature_missing", feature=msg(label))

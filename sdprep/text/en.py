@@ -612,6 +612,10 @@ TEXT: dict[str, str] = {
     "out_doctor_unavailable": "⊘ Self-test cannot run here",
     "out_doctor_passed": "✔ Self-test passed",
     "out_job_failed": "✘ Failed",
+    "out_rehearsal_failed": "✘ Rehearsal failed",
+    "out_rehearsal_cancelled": "■ Rehearsal cancelled",
+    "out_rehearsal_unavailable": "⊘ Rehearsal stopped before TensorRT",
+    "out_rehearsal_passed": "✔ Rehearsal passed",
     # --- check child -----------------------------------------------------------------------------------------
     "frame_warmup": "warm-up frame {index}/{count}",
     "frame_timed": "timed frame {index}/{count}",

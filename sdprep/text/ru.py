@@ -612,6 +612,10 @@ TEXT: dict[str, str] = {
     "out_doctor_cancelled": "■ Самопроверка отменена",
     "out_doctor_unavailable": "⊘ Самопроверка здесь невозможна",
     "out_doctor_passed": "✔ Самопроверка пройдена",
+    "out_rehearsal_failed": "✘ Репетиция не удалась",
+    "out_rehearsal_cancelled": "■ Репетиция отменена",
+    "out_rehearsal_unavailable": "⊘ Репетиция остановилась перед TensorRT",
+    "out_rehearsal_passed": "✔ Репетиция пройдена",
     "out_job_failed": "✘ Не удалось",
     # --- check child -----------------------------------------------------------------------------------------
     "frame_warmup": "кадр разогрева {index}/{count}",

@@ -91,7 +91,7 @@ def view(form: Form, job: BuildJob, lang: str) -> dict[Block, Any]:
         form.parts["progress"]: view_jobs.progress_markdown(job, position, lang),
         form.parts["log"]: view_jobs.log_text(list(job.events), lang),
         # The build's result shows as soon as it is known; its check may still be running.
-        form.parts["result"]: view_jobs.result_markdown(job.result or job.built, lang),
+        form.parts["result"]: view_jobs.result_markdown(job.result or job.built, lang, job.kind),
         form.parts["check_result"]: view_jobs.check_markdown(job.check, lang),
         form.parts["check_image"]: gr.Image(value=str(image) if image else None, visible=bool(image)),
         form.parts["cancel"]: gr.Button(interactive=job.running),

@@ -79,7 +79,7 @@ def progress_markdown(job: BuildJob, position: int, lang: str, now: float | None
         line = page_t(
             "prog_finished",
             lang,
-            outcome=outcome_label(result.outcome, lang),
+            outcome=outcome_label(result.outcome, lang, job.kind),
             elapsed=human_duration(result.duration, lang),
         )
         # A good result lists its stage durations itself; others keep them here.
@@ -108,10 +108,10 @@ def _problems_list(result: JobResult, lang: str) -> list[str]:
     return [*lines, ""]
 
 
-def result_markdown(result: BuildResult | None, lang: str) -> str:
+def result_markdown(result: BuildResult | None, lang: str, kind: str = "build") -> str:
     if result is None:
         return ""
-    lines = [f"#### {outcome_label(result.outcome, lang)}", "", reason_markdown(result.reason, lang), ""]
+    lines = [f"#### {outcome_label(result.outcome, lang, kind)}", "", reason_markdown(result.reason, lang), ""]
     if not result.ok:
         lines += _problems_list(result, lang)
         if result.outcome == "failed" and result.log_tail:
