@@ -23,6 +23,9 @@ import pytest
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 # Nor the Hugging Face Hub: the id check answers "off" unless a test serves a fake Hub and turns it on.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The stand-in torch plays an NVIDIA GPU, so its driver is played too (uv's override, which setup and the probe read),
+# for apps a module starts before any test's own setting as well. UV_CUDA_DRIVER_VERSION=none plays a machine without.
+os.environ["UV_CUDA_DRIVER_VERSION"] = "570.86.10"
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
