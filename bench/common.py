@@ -8,6 +8,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,3 +139,39 @@ def form_changes(count: int) -> Iterator[dict[str, Any]]:
             "cfg_type": cfgs[(index // 3) % len(cfgs)],
             "lora_json": "{}" if index % 5 else '{"owner/style-lora": 0.8}',
         }
+
+
+@contextlib.contextmanager
+def preview_server_times(demo: Any) -> Iterator[dict[str, list[float]]]:
+    """Timers around Gradio's own steps for the page's `preview` event, in this process: the queue's `push` (its
+    arrival) and `process_api` (the handler with Gradio's pre- and post-processing), in ms each; restored after."""
+    from gradio import queueing
+    from gradio.blocks import Blocks
+
+    preview = next(fn for fn in demo.fns.values() if fn.api_name == "preview")
+    timings: dict[str, list[float]] = {"push": [], "process_api": []}
+    real_push, real_process_api = queueing.Queue.push, Blocks.process_api
+
+    async def push(self: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await real_push(self, body, *args, **kwargs)
+        finally:
+            if body.fn_index == preview._id:
+                timings["push"].append((time.perf_counter() - started) * 1000)
+
+    async def process_api(self: Any, block_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await real_process_api(self, block_fn, *args, **kwargs)
+        finally:
+            if getattr(block_fn, "api_name", None) == "preview":
+                timings["process_api"].append((time.perf_counter() - started) * 1000)
+
+    queueing.Queue.push = push  # type: ignore[method-assign]
+    Blocks.process_api = process_api  # type: ignore[method-assign]
+    try:
+        yield timings
+    finally:
+        queueing.Queue.push = real_push  # type: ignore[method-assign]
+        Blocks.process_api = real_process_api  # type: ignore[method-assign]

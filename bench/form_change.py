@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import MINIMAL, app_server, form_changes, use_state_here
+from bench.common import MINIMAL, app_server, form_changes, preview_server_times, use_state_here
 from testkit.api import Api
 from testkit.app import free_port
 from testkit.page_client import PageClient
@@ -69,52 +69,27 @@ def server_time(count: int, state: Path) -> dict[str, Any]:
     """Server time of the preview event, measured inside a real server: the app's page served from this process
     and driven over HTTP like the separate one, with timers around Gradio's queue push and `process_api`
     (pre-processing of the inputs, the handler, post-processing of the outputs). Then the handler alone."""
-    from gradio import queueing
-    from gradio.blocks import Blocks
-
     use_state_here(state)
     import gradio_prepare  # builds the page, as the server does at start
 
     demo = gradio_prepare.demo
     function = next(fn for fn in demo.fns.values() if fn.api_name == "preview")
-    timings: dict[str, list[float]] = {"push": [], "process_api": []}
-    real_push, real_process_api = queueing.Queue.push, Blocks.process_api
-
-    async def push(self: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await real_push(self, body, *args, **kwargs)
-        finally:
-            if body.fn_index == function._id:
-                timings["push"].append((time.perf_counter() - started) * 1000)
-
-    async def process_api(self: Any, block_fn: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await real_process_api(self, block_fn, *args, **kwargs)
-        finally:
-            if getattr(block_fn, "api_name", None) == "preview":
-                timings["process_api"].append((time.perf_counter() - started) * 1000)
-
-    queueing.Queue.push = push  # type: ignore[method-assign]  # timers around Gradio's own steps, this process only
-    Blocks.process_api = process_api  # type: ignore[method-assign]
     port = free_port()
-    try:
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        page = PageClient(f"http://127.0.0.1:{port}/")
-        for values in form_changes(5):
-            page.call("preview", **values)
-        timings["push"].clear()
-        timings["process_api"].clear()
-        for values in form_changes(count):
-            page.call("preview", **values)
-        page.close()
-        inputs, outputs = len(function.inputs), len(function.outputs)
-    finally:
-        with contextlib.suppress(Exception):
-            demo.close()
-        queueing.Queue.push = real_push  # type: ignore[method-assign]
-        Blocks.process_api = real_process_api  # type: ignore[method-assign]
+    with preview_server_times(demo) as timings:
+        try:
+            demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+            page = PageClient(f"http://127.0.0.1:{port}/")
+            for values in form_changes(5):
+                page.call("preview", **values)
+            timings["push"].clear()
+            timings["process_api"].clear()
+            for values in form_changes(count):
+                page.call("preview", **values)
+            page.close()
+            inputs, outputs = len(function.inputs), len(function.outputs)
+        finally:
+            with contextlib.suppress(Exception):
+                demo.close()
     server = [a + b for a, b in zip(timings["push"], timings["process_api"], strict=True)]
 
     from testkit.api import component_name

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import form_changes, runtime_defaults, use_state_here
-from tests.page_client import PageClient
-from tests.ui_helpers import STANDIN, free_port
+from bench.common import form_changes, preview_server_times, runtime_defaults, use_state_here
+from testkit.app import free_port
+from testkit.page_client import PageClient
+from testkit.paths import STANDIN
 
 MODELS = 20
 BUILDS_PER_MODEL = 14
@@ -90,9 +91,6 @@ def populate(root: Path, models_dir: Path) -> tuple[Path, int]:
 
 def measure(state: Path, previews: int, listings: int) -> dict[str, Any]:
     """Form changes of the local model with 40 builds, and library list/load with 306 builds, in this process."""
-    from gradio import queueing
-    from gradio.blocks import Blocks
-
     use_state_here(state)
     root = state / "records" / "engines"
     local, builds = populate(root, state / "records" / "models")
@@ -102,53 +100,30 @@ def measure(state: Path, previews: int, listings: int) -> dict[str, Any]:
     import gradio_prepare
 
     demo = gradio_prepare.demo
-    preview = next(fn for fn in demo.fns.values() if fn.api_name == "preview")
-    timings: dict[str, list[float]] = {"push": [], "process_api": []}
-    real_push, real_process_api = queueing.Queue.push, Blocks.process_api
-
-    async def push(self: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await real_push(self, body, *args, **kwargs)
-        finally:
-            if body.fn_index == preview._id:
-                timings["push"].append((time.perf_counter() - started) * 1000)
-
-    async def process_api(self: Any, block_fn: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await real_process_api(self, block_fn, *args, **kwargs)
-        finally:
-            if getattr(block_fn, "api_name", None) == "preview":
-                timings["process_api"].append((time.perf_counter() - started) * 1000)
-
-    queueing.Queue.push = push  # type: ignore[method-assign]  # timers around Gradio's own steps, this process only
-    Blocks.process_api = process_api  # type: ignore[method-assign]
     out: dict[str, Any] = {"builds": builds, "models": MODELS, "local_builds": LOCAL_BUILDS}
     out["local_manifest_kb"] = round(manifest_kb, 1)
     try:
-        demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-        page = PageClient(demo.local_url or "")
-        try:
-            for values in form_changes(5):
-                page.call("preview", **values, model=str(local))
-            timings["push"].clear()
-            timings["process_api"].clear()
-            # The local model and a hub id alternate, so the machine's load affects both alike.
-            models = (str(local), "stabilityai/sd-turbo")
-            for index, values in enumerate(form_changes(2 * previews)):
-                page.call("preview", **values, model=models[index % 2])
-            server = [a + b for a, b in zip(timings["push"], timings["process_api"], strict=True)]
-            out["local_form_change_server_ms"] = server[0::2]
-            out["hub_form_change_server_ms"] = server[1::2]
-            out.update(_library(page, listings, root))
-        finally:
-            page.close()
+        with preview_server_times(demo) as timings:
+            demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+            page = PageClient(demo.local_url or "")
+            try:
+                for values in form_changes(5):
+                    page.call("preview", **values, model=str(local))
+                timings["push"].clear()
+                timings["process_api"].clear()
+                # The local model and a hub id alternate, so the machine's load affects both alike.
+                models = (str(local), "stabilityai/sd-turbo")
+                for index, values in enumerate(form_changes(2 * previews)):
+                    page.call("preview", **values, model=models[index % 2])
+                server = [a + b for a, b in zip(timings["push"], timings["process_api"], strict=True)]
+                out["local_form_change_server_ms"] = server[0::2]
+                out["hub_form_change_server_ms"] = server[1::2]
+                out.update(_library(page, listings, root))
+            finally:
+                page.close()
     finally:
         with contextlib.suppress(Exception):
             demo.close()
-        queueing.Queue.push = real_push  # type: ignore[method-assign]
-        Blocks.process_api = real_process_api  # type: ignore[method-assign]
         if earlier_root is None:
             os.environ.pop("SDPREP_ENGINES_DIR", None)
         else:

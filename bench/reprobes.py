@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import app_server
-from tests.page_client import PageClient
+from testkit.page_client import PageClient
 
 CLICKS = 20
 NEW_PAGES = 5
