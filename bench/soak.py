@@ -62,9 +62,10 @@ OUTCOMES = {
     "✘ Build failed": "failed",
     "■ Cancelled": "cancelled",
     "⊘ Not started": "refused",
+    "No build of this page is running": "none_to_cancel",  # Cancel after a build the form refused
 }
 VARIANT = re.compile(r"Variant: `([^`]+)`")
-CONFIG = re.compile(r"Config: `([^`]+)`")
+FOLDER = re.compile(r"` → `([^`]+)`")  # the model folder the build view names (prog_what)
 
 
 # --- the pure parts ------------------------------------------------------------------------------------------------
@@ -197,6 +198,50 @@ def slug_of(model: str) -> str:
     return model.replace("/", "--")
 
 
+def build_then_cancel(page: PageClient, values: dict[str, Any], delay: float) -> tuple[dict[str, Any], float]:
+    """Build, and `delay` seconds after the page first shows the build, press Cancel; the view Cancel answers with
+    and how long it took. Both events are read from the page's one stream, as the browser reads them."""
+    from gradio_client.utils import apply_diff
+
+    build_id, cancel_id = page.join("build", **values), ""
+    current: dict[str, list[Any]] = {}
+    pressed = 0.0
+    give_up = time.monotonic() + EVENT_DEADLINE
+    with page.http.stream("GET", f"{page.url}/gradio_api/queue/data", params={"session_hash": page.session}) as sse:
+        for line in sse.iter_lines():
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"/build then /cancel did not finish within {EVENT_DEADLINE} s")
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            kind, event = message.get("msg"), message.get("event_id")
+            if kind == "close_stream":
+                break
+            if kind not in ("process_generating", "process_completed") or event not in (build_id, cancel_id):
+                continue
+            output = message.get("output") or {}
+            if not message.get("success", True) or "error" in output:
+                raise RuntimeError(f"/{'cancel' if event == cancel_id else 'build'} failed: {output.get('error')}")
+            if kind == "process_generating" and event in current:
+                pairs = zip(current[event], output["data"], strict=True)
+                current[event] = [apply_diff(old, diff) for old, diff in pairs]
+            else:
+                current[event] = list(output["data"])
+            if event == cancel_id and kind == "process_completed":
+                names = page.endpoints["cancel"].outputs
+                return dict(zip(names, current[event], strict=True)), time.monotonic() - pressed
+            if event == build_id and not cancel_id:
+                time.sleep(delay)  # the page shows the build; the person presses Cancel a moment later
+                cancel_id, pressed = page.join("cancel"), time.monotonic()
+    if not cancel_id:  # the build's stream closed before it showed anything
+        raise RuntimeError("/build closed its stream before its first update")
+    # The stream closed (the build had ended) before Cancel's answer: a page opens it again for that answer.
+    last: dict[str, Any] = {}
+    for _, outputs, _ in page.follow("cancel", cancel_id):
+        last = outputs
+    return last, time.monotonic() - pressed
+
+
 class SoakPage:
     """One simulated page: picks an operation at random and does it as the page's buttons do."""
 
@@ -257,10 +302,11 @@ class SoakPage:
         shown = _text(outputs.get("build-progress")) + "\n" + _text(outputs.get("build-result"))
         outcome = next((name for label, name in OUTCOMES.items() if label in shown), "other")
         if outcome in ("built", "up_to_date"):
-            variant = VARIANT.search(shown)
+            variant, folder = VARIANT.search(shown), FOLDER.search(shown)
+            slug = Path(folder[1]).name if folder else slug_of(model)
             if variant:
                 with self.tally.lock:
-                    self.tally.seen.setdefault(slug_of(model), set()).add(variant[1])
+                    self.tally.seen.setdefault(slug, set()).add(variant[1])
         self.tally.count(f"build_{outcome}")
         if outcome == "other":
             with self.tally.lock:
@@ -301,16 +347,13 @@ class SoakPage:
         self.refresh()
 
     def cancel_at_random(self, values: dict[str, Any] | None = None) -> None:
-        """Start a build and cancel it after a random moment (a hung build only ends this way)."""
+        """Start a build and, once the page shows it (and with it the Cancel button), cancel it after a random
+        moment: before it starts, while it runs, or after it has ended. A hung build only ends this way."""
         values = values or self.params(check=False)
         self._start(values)
         try:
-            self.page.join("build", **values)
             self.tally.count("build_joined_to_cancel")
-            time.sleep(self.rng.uniform(0.0, 4.0))
-            started = time.monotonic()
-            outputs, _ = self.page.call("cancel")
-            took = time.monotonic() - started
+            outputs, took = build_then_cancel(self.page, values, self.rng.uniform(0.0, 4.0))
             self.observe("cancel", outputs)
             outcome = self.outcome(outputs, values["model"])
             if outcome == "cancelled":
@@ -357,15 +400,19 @@ class SoakPage:
         outputs, _ = self.page.call("library_list")
         self.observe("library_list", outputs)
         with self.tally.lock:
-            choices = [(slug, sorted(names)) for slug, names in self.tally.seen.items() if names]
-        if not choices:
+            built = [slug for slug, names in self.tally.seen.items() if names]
+        if not built:
             return
-        slug, variants = choices[self.rng.randrange(len(choices))]
+        slug = built[self.rng.randrange(len(built))]
         outputs, _ = self.page.call("library_variants", **{"library-model": slug})
         self.observe("library_variants", outputs)
-        outputs, _ = self.page.call(
-            "library_load", **{"library-model": slug, "library-variant": self.rng.choice(variants)}
-        )
+        offered = outputs.get("library-variant")
+        choices = [choice[1] for choice in offered.get("choices") or []] if isinstance(offered, dict) else []
+        if not choices:  # deleted meanwhile: the page offers nothing to load
+            self.tally.count("library_nothing_to_load")
+            return
+        chosen = {"library-model": slug, "library-variant": self.rng.choice(choices)}
+        outputs, _ = self.page.call("library_load", **chosen)
         self.observe("library_load", outputs)
 
     def delete(self) -> None:
