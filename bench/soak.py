@@ -570,6 +570,16 @@ def render(data: dict[str, Any]) -> str:
         "",
         "Counts the pages saw: " + ", ".join(f"{name} {value}" for name, value in data["counts"].items()) + ".",
     ]
+    if samples:
+        first, last = samples[0], samples[-1]
+        lines.append("")
+        lines.append(
+            f"Over the run the server's RSS went from {first['rss_mb']:.0f} to {last['rss_mb']:.0f} MB; open fds "
+            f"stayed within {min(p['fds'] for p in samples):.0f}–{max(p['fds'] for p in samples):.0f}, threads "
+            f"{min(p['threads'] for p in samples):.0f}–{max(p['threads'] for p in samples):.0f}, child processes at "
+            f"most {max(p['children'] for p in samples):.0f}. The engines folder grew alongside: "
+            f"{consistency['models']} models with {consistency['engines']} recorded engines at the end."
+        )
     if data["cancel_s"]:
         cancels = sorted(data["cancel_s"])
         lines.append(
