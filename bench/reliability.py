@@ -461,6 +461,14 @@ def render_hardening(hardening: dict[str, Any]) -> list[str]:
     return lines
 
 
+def kept_sections(page: Path) -> str:
+    """The marked blocks other writers keep in the page (`<!-- soak:start -->` … `<!-- soak:end -->`, written by
+    bench/soak.py): carried over as they are when this page is rendered again."""
+    current = page.read_text(encoding="utf-8") if page.exists() else ""
+    blocks = re.finditer(r"<!-- (\w+):start -->\n.*?<!-- \1:end -->\n?", current, flags=re.DOTALL)
+    return "".join(block[0].rstrip("\n") + "\n" for block in blocks)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-run", action="store_true", help="render from the last run's figures")
@@ -489,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     pytest_line = pytest_line or data.get("run", {}).get("pytest", "")
     hardening = json.loads(HARDENING.read_text(encoding="utf-8")) if HARDENING.exists() else {}
     text = render(data, pytest_line).rstrip("\n") + "\n\n" + "\n".join(render_hardening(hardening)).rstrip() + "\n"
-    Path(args.out).write_text(text, encoding="utf-8")
+    kept = kept_sections(Path(args.out))
+    Path(args.out).write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

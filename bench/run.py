@@ -4,6 +4,8 @@
     python bench/run.py --quick    2 start-ups of each, 60 form changes (about 1.5 minutes)
     python bench/run.py --first-start   also a fresh clone's first start with uv and with pip (downloads from PyPI)
     python bench/run.py --from-json bench/results/<run>.json    only render docs/performance.md again
+    python bench/run.py --soak MINUTES [--pages 4]    only the soak (soak.py): one server driven from several
+                                        pages for MINUTES; its section of docs/reliability.md and bench/results/
 
 In order (each in its own module of bench/, every number from this run): start-up and memory against a minimal
 Gradio app (startup.py); the real app driven as a browser drives it: zero-work builds and the memory over them
@@ -40,6 +42,7 @@ from bench import (  # noqa: E402
     rehearsal,
     report,
     reprobes,
+    soak,
     startup,
     streaming,
     up_to_date,
@@ -65,6 +68,32 @@ def measure_app(args: argparse.Namespace, state: Path, say: Any) -> dict[str, An
     return out
 
 
+def run_soak(minutes: float, pages: int) -> int:
+    if not 0 < minutes <= 24 * 60 or not 1 <= pages <= 32:
+        print("--soak: 0 < MINUTES <= 1440 and 1 <= --pages <= 32", file=sys.stderr)
+        return 2
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    state = Path(tempfile.mkdtemp(prefix="sdprep-soak-"))
+    try:
+        print(f"soak: {pages} pages, {minutes:g} min", flush=True)
+        data = soak.measure(state, minutes, pages, lambda text: print(text, flush=True))
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    data["when"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    machine = report.machine()
+    data["machine"] = ", ".join(machine[key] for key in ("cpu", "cores", "os") if key in machine)
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    raw = results / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    raw.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    page = ROOT / "docs" / "reliability.md"
+    soak.write_section(page, soak.render(data))
+    print(soak.render(data), flush=True)
+    print(f"wrote the soak section of {page} and {raw}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Measure the app and write docs/performance.md.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about 1.5 minutes)")
@@ -74,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument("--note", action="append", default=[], help="a line for the Notes section (repeatable)")
     parser.add_argument("--from-json", metavar="PATH", help="only render the page from a run's raw results")
+    parser.add_argument("--soak", type=float, metavar="MINUTES", help="only the soak: one server for MINUTES")
+    parser.add_argument("--pages", type=int, default=soak.PAGES, help="the soak's simulated pages (default 4)")
     args = parser.parse_args(argv)
+    if args.soak is not None:
+        return run_soak(args.soak, args.pages)
     if args.from_json:
         raw = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
         raw["notes"] = raw.get("notes", []) + args.note
