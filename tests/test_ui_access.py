@@ -87,7 +87,8 @@ def test_a_remote_client_sees_setup_and_delete_disabled_with_the_reason(
     mine, _ = local.call("setup_access")
     assert mine["setup-button"]["interactive"] is True and mine["setup-access"]["visible"] is False
     listed, _ = local.call("library_list")
-    assert listed["library-delete"]["interactive"] is True and listed["library-access"]["visible"] is False
+    # Delete itself waits for "I am sure", which the machine's own user may tick.
+    assert listed["library-sure"]["interactive"] is True and listed["library-access"]["visible"] is False
 
 
 def test_the_server_refuses_setup_and_delete_from_a_remote_client(remote: PageClient, model: Path) -> None:
@@ -114,6 +115,9 @@ def test_the_page_offers_only_the_named_forks(remote: PageClient, local: PageCli
 class _FakeDemo:
     def launch(self, **kwargs: object) -> None:
         self.launched = kwargs
+
+    def block_thread(self) -> None:  # launch() serves without blocking, then waits here until Ctrl-C
+        pass
 
 
 def test_the_policy_is_printed_at_start_beside_the_open_server_warning(capsys: pytest.CaptureFixture[str]) -> None:

@@ -364,10 +364,17 @@ def test_load_config_upload_box_is_not_clipped(browser: Any, app: RunningApp, qu
         page.locator("#load-box button").first.click()  # opens the accordion
         upload = page.locator("#load_upload")
         # After a change of language the box is drawn again (actions.remount_upload): wait for it in this language.
-        expect(upload).to_contain_text("Перетащите" if query else "Drop File Here")
-        page.wait_for_timeout(300)
-        upload.scroll_into_view_if_needed()
-        assert upload.evaluate(UPLOAD_LAYOUT_JS) == []
+        wording = "Перетащите" if query else "Drop File Here"
+        expect(upload).to_contain_text(wording)
+        layout: Any = None
+        for _ in range(10):
+            try:
+                upload.scroll_into_view_if_needed()
+                layout = upload.evaluate(UPLOAD_LAYOUT_JS)
+                break
+            except playwright_api.Error:  # drawn again meanwhile (the remount): the locator finds the new one
+                expect(upload).to_contain_text(wording)
+        assert layout == []
         upload.screenshot(path=str(ARTIFACTS / f"15-upload-box-{width}px{query.replace('?lang=', '-')}.png"))
     finally:
         page.context.close()
