@@ -189,13 +189,18 @@ class Build(Job[BuildResult]):
             if refused is not None:
                 return refused
         self.fit_gpu(environment)
+        return self.holding_gpu(
+            f"{self.params.model} ({self.variant})", lambda: self.build_locked(environment, manifest)
+        )
+
+    def holding_gpu(self, what: str, work: Callable[[], BuildResult]) -> BuildResult:
+        """`work` while this build holds its GPU (waiting for it, or refused, as the options say)."""
         gpu = gpu_lock(self.options.child.gpu)
-        what = f"{self.params.model} ({self.variant})"
         ended = self.acquire(gpu, what, self.options.wait_for_gpu, "gpu_waiting", gpu=self.options.child.gpu)
         if ended is not None:
             return ended
         try:
-            return self.build_locked(environment, manifest)
+            return work()
         finally:
             gpu.release()
 
@@ -341,26 +346,24 @@ class Build(Job[BuildResult]):
 
     def rehearse_only(self, environment: Environment, problems: list[Problem]) -> BuildResult:
         """The rehearsal alone, run anew (a remembered pass is what the button is pressed to doubt), on the GPU."""
-        gpu = gpu_lock(self.options.child.gpu)
-        what = f"rehearsal of {self.params.model} ({self.variant})"
-        ended = self.acquire(gpu, what, self.options.wait_for_gpu, "gpu_waiting", gpu=self.options.child.gpu)
-        if ended is not None:
-            return ended
-        try:
-            rehearsal = Rehearsal(
-                self.params, self.config, self.child, self.progress.on_event, self.cancel, environment, use_cache=False
-            )
-            rehearsal.progress = self.progress
-            done = rehearsal.run()
-        finally:
-            gpu.release()
-        return self.result(done.outcome, done.reason, problems=[*problems, *done.problems])
+
+        def rehearse_anew() -> BuildResult:
+            done = self.rehearsal(environment, use_cache=False).run()
+            return self.result(done.outcome, done.reason, problems=[*problems, *done.problems])
+
+        return self.holding_gpu(f"rehearsal of {self.params.model} ({self.variant})", rehearse_anew)
+
+    def rehearsal(self, environment: Environment, use_cache: bool = True) -> Rehearsal:
+        """The rehearsal of this build's parameters, in this build's log and clock."""
+        rehearsal = Rehearsal(
+            self.params, self.config, self.child, self.progress.on_event, self.cancel, environment, use_cache=use_cache
+        )
+        rehearsal.progress = self.progress
+        return rehearsal
 
     def rehearse(self, environment: Environment) -> BuildResult | None:
         """The rehearsal as this build's first stage, in its log; None when it passed (or passed before)."""
-        rehearsal = Rehearsal(self.params, self.config, self.child, self.progress.on_event, self.cancel, environment)
-        rehearsal.progress = self.progress  # one log and one clock for the whole build
-        done = rehearsal.run()
+        done = self.rehearsal(environment).run()
         if done.ok:
             self.progress.event("log", done.reason)
             return None

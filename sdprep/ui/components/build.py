@@ -242,23 +242,17 @@ def listen(form: Form) -> None:
             yield update
 
     build_inputs = {*form.inputs(), form.parts["force"], form.parts["check"], form.parts["rehearse"], form.parts["job"]}
-    build_event = form.get("build", gr.Button).click(
-        build,
-        inputs=build_inputs,
-        outputs=[*outputs(form), form.parts["message"], form.parts["message_said"]],
-        api_name="build",
-        concurrency_limit=FOLLOWERS,
-        concurrency_id="builds",
-        show_progress="hidden",
-    )
-    rehearse_event = form.get("rehearse_now", gr.Button).click(
-        rehearse,
-        inputs=build_inputs,
-        outputs=[*outputs(form), form.parts["message"], form.parts["message_said"]],
-        api_name="rehearse",
-        concurrency_limit=FOLLOWERS,
-        concurrency_id="builds",
-        show_progress="hidden",
+    build_event, rehearse_event = (
+        form.get(button, gr.Button).click(
+            handler,
+            inputs=build_inputs,
+            outputs=[*outputs(form), form.parts["message"], form.parts["message_said"]],
+            api_name=api_name,
+            concurrency_limit=FOLLOWERS,
+            concurrency_id="builds",
+            show_progress="hidden",
+        )
+        for button, handler, api_name in (("build", build, "build"), ("rehearse_now", rehearse, "rehearse"))
     )
     follow_event = form.events["page_load"].then(
         follow_running,
