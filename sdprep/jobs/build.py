@@ -1,66 +1,54 @@
-"""One build, start to proof: probe, lock the model and the GPU, guard against stale engines, run the child, stream
-its progress, prove the engines exist, and only then write config.yaml and build.json.
+"""One build, start to proof, as five stages in order (each a module of its own, testable alone; jobs/build_stage.py
+lists them): preflight (the form against this machine, the disk), admission (the model's lock, the GPU's), engine reuse
+(up to date? engines StreamDiffusion would wrongly reuse set aside), the child run (the rehearsal, the build child,
+its progress streamed) and proof and record (the engines exist; only then config.yaml and build.json).
 
-Used by the CLI directly and by the UI through jobs/board.py. Nothing here imports StreamDiffusion.
+This module holds the job's state (its log, its clock, its warnings, the set-aside guard) and the order; the stages
+say what each one adds. Used by the CLI directly and by the UI through jobs/board.py. Nothing here imports
+StreamDiffusion.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdprep import derive
-from sdprep.config import RuntimeDefaults, make_config
-from sdprep.config_write import config_to_write, write_configs
-from sdprep.engine_files import EngineFile, EngineSlot, expected_slots, fingerprint, slot_key, variant_id
-from sdprep.estimate import (
-    Estimate,
-    disk_problem,
-    estimate,
-    free_space,
-    load_history,
-    past_engine_json,
-    shape_of,
-    time_words,
-    vram_problem,
+from sdprep.config import RuntimeDefaults
+from sdprep.estimate import Estimate
+from sdprep.jobs.aside import AsideGuard
+from sdprep.jobs.build_admission import holding_gpu, holding_model
+from sdprep.jobs.build_child import ChildEnded, open_log, rehearsal, rehearse_first, run_build_child
+from sdprep.jobs.build_preflight import (
+    check_space,
+    fit_gpu,
+    fit_machine,
+    outside_engines,
+    probe_machine,
+    validate_request,
 )
-from sdprep.fork_stats import profile_problems, read_stats
-from sdprep.fork_stats import seconds as stats_seconds
-from sdprep.jobs.aside import AsideGuard, describe, remove_stale_temp_files, restore_leftovers
-from sdprep.jobs.environment import WIDE_MAX_BATCH, Environment, ProbeError, probe
+from sdprep.jobs.build_record import (
+    fresh_engines,
+    prove,
+    record_built,
+    record_engines,
+    record_up_to_date,
+    unproven,
+)
+from sdprep.jobs.build_reuse import FolderBefore, read_records, recorded, set_aside_foreign, up_to_date
+from sdprep.jobs.build_stage import BuildPlan, Ended
+from sdprep.jobs.environment import Environment
 from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildSpec
-from sdprep.jobs.progress import JobEvent, engine_message
-from sdprep.jobs.rehearsal import Rehearsal, rehearse_by_default
-from sdprep.locks import gpu_lock, model_lock
-from sdprep.manifest import EngineRecord, Manifest, ManifestUnreadable, VariantRecord, now_iso, trusted_record
-from sdprep.messages import Duration, Message, Problem, Size, has_errors, msg, os_reason
-from sdprep.model_folder import (
-    CONFIGS_DIR,
-    LOGS_DIR,
-    MANIFEST_NAME,
-    by_relative,
-    outside,
-    read_manifest,
-    read_manifest_or_empty,
-    set_aside_unreadable,
-    write_manifest,
-)
+from sdprep.jobs.progress import JobEvent
+from sdprep.manifest import Manifest
+from sdprep.messages import Problem, has_errors, msg, os_reason
+from sdprep.model_folder import by_relative, write_manifest
 from sdprep.params import BakedParams
-from sdprep.paths import atomic_write_text
-from sdprep.profiles import profile_of
 from sdprep.runtime import Runtime
-from sdprep.validate import check_unet_batch, validate
-
-# The same as --allow-low-disk, for every build of a process (scripts; the tests, whose engines are a few bytes while
-# the estimate is for real ones).
-ALLOW_LOW_DISK_ENV = "SDPREP_ALLOW_LOW_DISK"
 
 
 @dataclass(frozen=True)
@@ -93,7 +81,7 @@ class BuildResult(JobResult):
 
 
 class Build(Job[BuildResult]):
-    """The state of one build; `run()` does it, step by step, each step proving one thing."""
+    """The state of one build; `run()` runs its stages, each proving one thing."""
 
     result_type = BuildResult
     kind = "build"
@@ -107,24 +95,28 @@ class Build(Job[BuildResult]):
         cancel: threading.Event,
     ) -> None:
         super().__init__(options.child, on_event, cancel)
-        self.params = params
+        self.plan = BuildPlan.of(params, runtime)
         self.options = options
-        # What the child builds from and the engines' identity: the baked part, with RUNTIME_DEFAULTS. The config
-        # written after the build has the same baked part and the runtime values config_write.py chooses.
-        self.config = make_config(params, runtime)  # valid params only: run_build() validates first
-        self.runtime_defaults = runtime
-        self.fingerprint = fingerprint(self.config)
-        self.engine_dir = derive.engine_dir(params)
-        self.variant = variant_id(derive.variant_name(params), self.config)
-        self.guard = AsideGuard(self.engine_dir, time.strftime("%Y%m%d-%H%M%S"), self.say)
+        self.guard = AsideGuard(self.plan.engine_dir, time.strftime("%Y%m%d-%H%M%S"), self.say)
         self.estimate: Estimate | None = None  # what this build promises (sdprep/estimate/)
         self.space_checked = False
         self.warnings: list[Problem] = []  # found during the build (free VRAM, what the fork reports)
-        self.child_started: tuple[float, float] | None = None  # (elapsed, wall clock) when StreamDiffusion started
 
     def result(self, outcome: Any, reason: Any, **extra: Any) -> BuildResult:
         extra.setdefault("problems", list(self.warnings))
-        return super().result(outcome, reason, variant=self.variant, **extra)
+        return super().result(outcome, reason, variant=self.plan.variant, **extra)
+
+    def end(self, ended: Ended) -> BuildResult:
+        """The result of a stage's end of the build."""
+        extra: dict[str, Any] = {} if ended.problems is None else {"problems": ended.problems}
+        return self.result(
+            ended.outcome,
+            ended.reason,
+            config_path=ended.config_path,
+            manifest_path=ended.manifest_path,
+            engines=ended.engines,
+            **extra,
+        )
 
     def run(self, problems: list[Problem]) -> BuildResult:
         """Build parameters that passed validate() (its warnings in `problems`)."""
@@ -136,360 +128,139 @@ class Build(Job[BuildResult]):
                 self.guard.put_back(superseded=set())
             except OSError:
                 pass
-            where = problem.filename or self.engine_dir
+            where = problem.filename or self.plan.engine_dir
             return self.result("failed", msg("build_cannot_write", path=where, reason=os_reason(problem)))
         finally:
             self.progress.close_file()
 
+    # --- preflight (jobs/build_preflight.py), then admission's model lock ---------------------------------------
+
     def _run(self, problems: list[Problem]) -> BuildResult:
-        root = Path(self.params.engines_dir)
-        if outside(root, self.engine_dir):  # a model folder that links out of the engines folder: never written
-            return self.result("refused", msg("model_folder_outside", folder=self.engine_dir, root=root))
+        outside = outside_engines(self.plan)
+        if outside is not None:
+            return self.end(outside)
         # Before anything runs or is written: a build that cannot fit on the disk is refused now, unless it may be
         # up to date (that needs no space; the probe decides, and the space is checked after it).
-        if self.options.force or not self.recorded():
+        if self.options.force or not recorded(self.plan):
             refused = self.check_space(problems, environment=None)
             if refused is not None:
                 return refused
-        self.progress.stage("probe")
-        try:
-            environment = probe(self.options.child, refresh=self.options.refresh_probe)
-        except ProbeError as problem:
-            return self.result("unavailable", problem.message)
-        self.progress.event("log", environment.machine_line())
-        missing = environment.missing()
-        if missing and not self.options.rehearse_only:  # a rehearsal says itself how far this machine gets
-            reason = missing[0] if environment.no_nvidia else msg("env_cannot_build", missing=missing)
-            return self.result("unavailable", reason)
-        problems += check_unet_batch(self.params, environment.max_unet_batch())
-        problems += environment.refusals(self.params)
-        if has_errors(problems):
-            return self.result("refused", msg("build_refused_fork"), problems=problems)
+        probed = probe_machine(
+            self.options.child, self.options.refresh_probe, self.options.rehearse_only, self.progress
+        )
+        if isinstance(probed, Ended):
+            return self.end(probed)
+        environment = probed
+        fit = fit_machine(self.plan.params, environment, problems)
+        if fit.refusal is not None:
+            return self.end(fit.refusal)
         if self.options.rehearse_only:
-            return self.rehearse_only(environment, problems)
-        model = model_lock(self.engine_dir)
-        ended = self.acquire(
-            model, f"build of {self.params.model} ({self.variant})", self.options.wait_for_gpu, "model_waiting"
-        )
-        if ended is not None:
-            return ended
-        try:
-            return self._run_model_locked(environment)
-        finally:
-            model.release()
-
-    def _run_model_locked(self, environment: Environment) -> BuildResult:
-        manifest = self.manifest()
-        if not self.options.force:
-            ready = self.up_to_date(environment, manifest)
-            if ready is not None:
-                return ready
-        if not self.space_checked:
-            refused = self.check_space([], environment)
-            if refused is not None:
-                return refused
-        self.fit_gpu(environment)
-        return self.holding_gpu(
-            f"{self.params.model} ({self.variant})", lambda: self.build_locked(environment, manifest)
-        )
-
-    def holding_gpu(self, what: str, work: Callable[[], BuildResult]) -> BuildResult:
-        """`work` while this build holds its GPU (waiting for it, or refused, as the options say)."""
-        gpu = gpu_lock(self.options.child.gpu)
-        ended = self.acquire(gpu, what, self.options.wait_for_gpu, "gpu_waiting", gpu=self.options.child.gpu)
-        if ended is not None:
-            return ended
-        try:
-            return work()
-        finally:
-            gpu.release()
-
-    def recorded(self) -> bool:
-        """Whether build.json has a build of exactly these parameters (so this one may be up to date)."""
-        record = read_manifest_or_empty(self.engine_dir).variants.get(self.variant)
-        return record is not None and record.fingerprint == self.fingerprint
-
-    def make_estimate(self, environment: Environment | None) -> Estimate:
-        """What this build will take, from the table and this machine's earlier builds (times: on its GPU)."""
-        safety = environment is None or environment.features.get("safety_checker_engine", True) is not False
-        self.estimate = estimate(
-            shape_of(self.params, safety),
-            load_history(Path(self.params.engines_dir)),
-            environment.gpu_name if environment else None,
-        )
-        return self.estimate
+            return self.rehearse_only(environment, fit.problems)
+        return holding_model(self, self.plan, self.options.wait_for_gpu, lambda: self._run_model_locked(environment))
 
     def check_space(self, problems: list[Problem], environment: Environment | None) -> BuildResult | None:
         """The refusal when the engines folder has less free space than the estimate asks (with its margin)."""
         self.space_checked = True
-        promised = self.make_estimate(environment)
-        free = free_space(self.engine_dir)
-        problem = disk_problem(promised, free, Path(self.params.engines_dir))
-        if problem is None:
-            return None
-        if self.options.allow_low_disk or os.environ.get(ALLOW_LOW_DISK_ENV) == "1":
-            self.say("disk_low_allowed", free=Size(free or 0), need=Size(promised.disk_needed))
-            return None
-        return self.result("refused", msg("build_refused_disk"), problems=[*problems, problem])
+        checked = check_space(self.plan, problems, environment, self.options.allow_low_disk, self.progress)
+        self.estimate = checked.estimate
+        return None if checked.refusal is None else self.end(checked.refusal)
 
-    def fit_gpu(self, environment: Environment) -> None:
-        """The estimate for this GPU; a warning (kept with the result, said in the log) when its free memory, as
-        the probe saw it, is below what building needs."""
-        promised = self.make_estimate(environment)
-        free = environment.torch.get("vram_free")
-        problem = vram_problem(promised, free if isinstance(free, int) else None, self.params.fp8)
-        if problem is not None:
-            self.warnings.append(problem)
-            self.progress.event("log", problem.message)
+    # --- engine reuse (jobs/build_reuse.py), the rest of preflight, then admission's GPU lock -------------------
 
-    def manifest(self) -> Manifest:
-        """This model's build.json; a broken one is kept aside under another name and a new one begun."""
-        try:
-            return read_manifest(self.engine_dir)
-        except ManifestUnreadable as problem:
-            kept = set_aside_unreadable(self.engine_dir)
-            self.say("manifest_set_aside", reason=problem.reason, kept=kept)
-            return Manifest()
-
-    def up_to_date(self, environment: Environment, manifest: Manifest) -> BuildResult | None:
-        record = manifest.variants.get(self.variant)
-        if record is None or record.fingerprint != self.fingerprint:
-            return None
-        if record.engine_key != environment.engine_key():
-            self.say(
-                "rebuild_other_machine",
-                variant=self.variant,
-                gpu=record.environment.get("gpu"),
-                tensorrt=record.environment.get("tensorrt"),
-            )
-            return None
-        if record.stale:
-            self.say("rebuild_stale", variant=self.variant)
-            return None
-        engines = by_relative(self.engine_dir)
-        for relative in record.engines:
-            engine = engines.get(relative)
-            if engine is None or trusted_record(manifest, engine) is None:
-                self.say("rebuild_changed", path=relative)
-                return None
-        config_path = self.write_configs()
-        manifest.config, manifest.latest_variant, manifest.model = config_path.name, self.variant, self.params.model
-        write_manifest(self.engine_dir, manifest)
-        return self.result(
-            "up_to_date",
-            msg("build_up_to_date", built_at=record.built_at),
-            config_path=config_path,
-            manifest_path=self.engine_dir / MANIFEST_NAME,
-            engines=[describe(engines[relative], reused=True) for relative in record.engines],
+    def _run_model_locked(self, environment: Environment) -> BuildResult:
+        manifest = read_records(self.plan, self.progress)
+        if not self.options.force:
+            ready = up_to_date(self.plan, environment, manifest, self.progress)
+            if ready is not None:
+                return self.end(record_up_to_date(self.plan, manifest, ready, self.options.runtime_from, self.progress))
+        if not self.space_checked:
+            refused = self.check_space([], environment)
+            if refused is not None:
+                return refused
+        gpu = fit_gpu(self.plan.params, environment, self.progress)
+        self.estimate = gpu.estimate
+        if gpu.warning is not None:
+            self.warnings.append(gpu.warning)
+        return holding_gpu(
+            self,
+            self.options.child.gpu,
+            self.plan.name,
+            self.options.wait_for_gpu,
+            lambda: self.build_locked(environment, manifest),
         )
 
+    # --- the child run (jobs/build_child.py), then proof and record (jobs/build_record.py) ----------------------
+
     def build_locked(self, environment: Environment, manifest: Manifest) -> BuildResult:
-        self.engine_dir.mkdir(parents=True, exist_ok=True)
-        logs = self.engine_dir / LOGS_DIR
-        logs.mkdir(exist_ok=True)
-        self.progress.open_file(logs / f"{self.guard.stamp}-{self.variant}.log")
-        if rehearse_by_default() if self.options.rehearse is None else self.options.rehearse:
-            ended = self.rehearse(environment)
-            if ended is not None:
-                return ended
-        restore_leftovers(self.engine_dir)
-        remove_stale_temp_files(self.engine_dir)
+        ran = self.child_run(environment, manifest)
+        if isinstance(ran, Ended):
+            return self.end(ran)
+        child, folder = ran
+        return self.prove_and_record(environment, manifest, child, folder)
 
-        engine_key = environment.engine_key()
-        slots = expected_slots(self.config, environment.features.get("safety_checker_engine", True) is not False)
-        keys = {slot.id: slot_key(slot, self.config) for slot in slots}
-        before = by_relative(self.engine_dir)
-        reusable = self.guard.set_aside_foreign(before, slots, keys, engine_key, manifest, force=self.options.force)
+    def child_run(self, environment: Environment, manifest: Manifest) -> tuple[ChildEnded, FolderBefore] | Ended:
+        """The build's log opened, the rehearsal, the folder made safe for the child, and the child."""
+        logs = open_log(self.plan, self.guard.stamp, self.progress)
+        rehearsed = rehearse_first(self, self.plan, environment, self.options.rehearse)
+        if rehearsed is not None:
+            return rehearsed
+        folder = set_aside_foreign(self.plan, environment, manifest, self.guard, self.options.force)
+        # Steps that prepare what the child reads go here, before it runs.
+        child = run_build_child(self, self.plan, logs, self.guard.stamp)
+        if isinstance(child, Ended):
+            return child
+        # Steps that keep what the child left go here (child.run.ok: it succeeded; its engines are proven next).
+        return child, folder
 
-        job = logs / f"{self.guard.stamp}-{self.variant}.config.json"
-        atomic_write_text(job, json.dumps(self.config))
-        self.child_started = (self.progress.elapsed(), time.time())
-        try:
-            try:
-                run = self.run_child("build_engines.py", [str(job)], on_record=self.on_child_record)
-            except OSError as problem:
-                return self.result(
-                    "failed", msg("child_cannot_start", python=self.child.interpreter(), reason=os_reason(problem))
-                )
-        finally:
-            job.unlink(missing_ok=True)
-        after = by_relative(self.engine_dir)
-        fresh = {rel: engine for rel, engine in after.items() if rel not in before or before[rel].stamp != engine.stamp}
+    def prove_and_record(
+        self, environment: Environment, manifest: Manifest, child: ChildEnded, folder: FolderBefore
+    ) -> BuildResult:
+        """The engines the child wrote recorded (a failed child's too: a retry reuses complete engines), each slot's
+        engine proven, and only then the configs and the build's record; set-aside engines put back unless
+        replaced."""
+        after = by_relative(self.plan.engine_dir)
+        fresh = fresh_engines(folder.before, after)
         # Complete engines a failed build left are still good engines: record them so a retry can reuse them.
-        self.record_engines(manifest, fresh, slots, keys, engine_key)
-        if run.cancelled or not run.ok:
+        record_engines(manifest, fresh, folder, self.plan.fingerprint)
+        if child.run.cancelled or not child.run.ok:
             self.guard.put_back(superseded=set())
-            write_manifest(self.engine_dir, manifest)
-            if run.cancelled:
+            write_manifest(self.plan.engine_dir, manifest)
+            if child.run.cancelled:
                 return self.result("cancelled", msg("build_cancelled"))
-            return self.result("failed", self.child_failure(run, "build_exit"))
-
-        used: dict[str, EngineFile] = {}
-        missing = []
-        for slot in slots:
-            chosen = [e for e in fresh.values() if e.matches(slot)] or [
-                after[r] for r in reusable.get(slot.id, []) if r in after
-            ]
-            if not chosen:
-                missing.append(msg(f"engine_{slot.kind}", name=slot.controlnet or ""))
-            used.update({engine.relative: engine for engine in chosen})
-        if missing:
+            return self.result("failed", self.child_failure(child.run, "build_exit"))
+        proof = prove(folder, fresh, after)
+        if proof.missing:
             self.guard.put_back(superseded=set())
-            write_manifest(self.engine_dir, manifest)
-            return self.result(
-                "failed",
-                msg("build_no_engine", engines=missing, folder=self.engine_dir),
-                manifest_path=self.engine_dir / MANIFEST_NAME,
-            )
+            write_manifest(self.plan.engine_dir, manifest)
+            return self.end(unproven(self.plan, proof))
         superseded = self.guard.put_back(superseded=set(fresh))
-        return self.finish(manifest, environment, used, fresh, superseded, slots)
+        recorded_build = record_built(
+            self.plan,
+            manifest,
+            environment,
+            proof,
+            fresh,
+            superseded,
+            folder.slots,
+            child.started,
+            self.estimate,
+            self.options.runtime_from,
+            self.warnings,
+            self.progress,
+        )
+        return self.end(recorded_build)
+
+    # --- the rehearsal alone (the page's Rehearse button, `doctor --rehearse`) ----------------------------------
 
     def rehearse_only(self, environment: Environment, problems: list[Problem]) -> BuildResult:
         """The rehearsal alone, run anew (a remembered pass is what the button is pressed to doubt), on the GPU."""
 
         def rehearse_anew() -> BuildResult:
-            done = self.rehearsal(environment, use_cache=False).run()
+            done = rehearsal(self, self.plan, environment, use_cache=False).run()
             return self.result(done.outcome, done.reason, problems=[*problems, *done.problems])
 
-        return self.holding_gpu(f"rehearsal of {self.params.model} ({self.variant})", rehearse_anew)
-
-    def rehearsal(self, environment: Environment, use_cache: bool = True) -> Rehearsal:
-        """The rehearsal of this build's parameters, in this build's log and clock."""
-        rehearsal = Rehearsal(
-            self.params, self.config, self.child, self.progress.on_event, self.cancel, environment, use_cache=use_cache
-        )
-        rehearsal.progress = self.progress
-        return rehearsal
-
-    def rehearse(self, environment: Environment) -> BuildResult | None:
-        """The rehearsal as this build's first stage, in its log; None when it passed (or passed before)."""
-        done = self.rehearsal(environment).run()
-        if done.ok:
-            self.progress.event("log", done.reason)
-            return None
-        if done.failed_stage == "tiny_model":
-            # Making the tiny model is the rehearsal's own machinery, not this build's path: said, not a refusal.
-            self.say("rehearsal_not_made", reason=done.reason)
-            return None
-        if done.outcome == "cancelled":
-            return self.result("cancelled", msg("build_cancelled"))
-        return self.result(done.outcome, msg("build_rehearsal_failed", reason=done.reason))
-
-    def on_child_record(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "engine_written" and isinstance(event.get("bytes"), int):
-            stage = str(event.get("stage") or "engine:unet")
-            self.say("engine_written", engine=engine_message(stage), file=event.get("file"), size=Size(event["bytes"]))
-
-    def record_engines(
-        self, manifest: Manifest, fresh: dict[str, EngineFile], slots: list[Any], keys: dict[str, str], engine_key: str
-    ) -> None:
-        for relative, engine in fresh.items():
-            slot = next((slot for slot in slots if engine.matches(slot)), None)
-            if slot is not None:
-                manifest.engines[relative] = EngineRecord(
-                    kind=engine.kind,
-                    size=engine.size,
-                    mtime_ns=engine.mtime_ns,
-                    key=keys[slot.id],
-                    engine_key=engine_key,
-                    built_at=now_iso(),
-                    fingerprint=self.fingerprint,
-                )
-
-    def finish(
-        self,
-        manifest: Manifest,
-        environment: Environment,
-        used: dict[str, EngineFile],
-        fresh: dict[str, EngineFile],
-        superseded: set[str],
-        slots: list[EngineSlot],
-    ) -> BuildResult:
-        for name, other in manifest.variants.items():
-            if name != self.variant and superseded & set(other.engines):
-                other.stale = True
-                self.say("variant_stale", variant=name)
-        try:
-            config_path = self.write_configs()
-        except OSError as problem:
-            return self.result("failed", msg("build_config_unwritten", reason=os_reason(problem)))
-        self.progress.stage("done")
-        self.progress.close_stage()
-        actual = self.measure(fresh, slots)
-        manifest.variants[self.variant] = VariantRecord(
-            fingerprint=self.fingerprint,
-            engine_key=environment.engine_key(),
-            environment=environment.summary(),
-            config=f"{CONFIGS_DIR}/{self.variant}.yaml",
-            built_at=now_iso(),
-            params=asdict(self.params),
-            engines=sorted(used),
-            stages=dict(self.progress.stages),
-            duration=round(self.progress.elapsed(), 3),
-            log=self.progress.path.relative_to(self.engine_dir).as_posix() if self.progress.path else None,
-            profile=profile_of(self.params),
-            estimate=self.estimate.as_json() if self.estimate else None,
-            actual=actual,
-        )
-        manifest.model, manifest.config, manifest.latest_variant = self.params.model, config_path.name, self.variant
-        try:
-            write_manifest(self.engine_dir, manifest)
-        except OSError as problem:
-            self.say("manifest_unwritten", reason=os_reason(problem))
-        engines = [describe(engine, reused=engine.relative not in fresh) for engine in used.values()]
-        return self.result(
-            "built",
-            self.built_message(len(used), actual["seconds"]),
-            config_path=config_path,
-            manifest_path=self.engine_dir / MANIFEST_NAME,
-            engines=engines,
-        )
-
-    def measure(self, fresh: dict[str, EngineFile], slots: list[EngineSlot]) -> dict[str, Any]:
-        """What the build took, for build.json beside its estimate: its seconds, and each engine it wrote with its
-        size and the seconds the fork's build_stats.json reports. Where the fork reports it, whether the profile was
-        honoured becomes a warning."""
-        started, since = self.child_started or (0.0, None)
-        shape = shape_of(self.params)
-        engines: list[dict[str, Any]] = []
-        built: dict[str, tuple[str, dict[str, Any] | None]] = {}
-        for relative, engine in sorted(fresh.items()):
-            slot = next((slot for slot in slots if engine.matches(slot)), None)
-            if slot is None:
-                continue
-            stats = read_stats(engine.path, since)
-            built[relative] = (engine.kind, stats)
-            engines.append(
-                past_engine_json(slot.id, engine.kind, slot.controlnet, shape, engine.size, stats_seconds(stats))
-            )
-        if built and all(stats is None for _, stats in built.values()) and profile_of(self.params) != "flexible":
-            self.say("stats_missing")
-        for problem in profile_problems(self.params, built):
-            self.warnings.append(problem)
-            self.progress.event("log", problem.message)
-        seconds = round(self.progress.elapsed() - started, 3)
-        return {"seconds": seconds, "bytes": sum(item["bytes"] for item in engines), "engines": engines}
-
-    def built_message(self, count: int, seconds: float) -> Message:
-        """ "Built 3 engines in 6 min 12 s; estimated 5-7 min.", and what the fork's stats warn about."""
-        took = Duration(seconds)
-        if self.estimate is None:
-            built = msg("build_built", count=count, took=took)
-        else:
-            built = msg("build_built_estimated", count=count, took=took, estimated=time_words(self.estimate.time))
-        reported = [problem.message for problem in self.warnings if problem.message.code != "vram_low"]
-        return msg("build_built_warned", built=built, warnings=reported) if reported else built
-
-    def write_configs(self) -> Path:
-        """config.yaml and configs/<variant>.yaml by the one rule (config_write.py); says what it noted and kept."""
-        written = write_configs(
-            config_to_write(self.params, self.runtime_defaults, self.options.runtime_from), self.variant
-        )
-        for note in written.notes:
-            self.progress.event("log", note)
-        if not written.wrote_config:
-            self.say("config_kept", path=written.config_path)
-        return written.config_path
+        what = f"rehearsal of {self.plan.name}"
+        return holding_gpu(self, self.options.child.gpu, what, self.options.wait_for_gpu, rehearse_anew)
 
 
 def run_build(
@@ -499,9 +270,10 @@ def run_build(
     on_event: Callable[[JobEvent], None] = lambda event: None,
     cancel: threading.Event | None = None,
 ) -> BuildResult:
-    # Validated before anything else: nothing is probed, locked or written for parameters with errors, and the
-    # config is only ever made from valid ones (the batch limit is checked once the probe says it).
-    problems = validate(params, max_unet_batch=WIDE_MAX_BATCH)
+    # Validated before anything else (jobs/build_preflight.py says what this adds to the front end's validation and
+    # what the probe adds to it): nothing is probed, locked or written for parameters with errors, and the config is
+    # only ever made from valid ones.
+    problems = validate_request(params)
     if has_errors(problems):
         return BuildResult("refused", msg("build_params_invalid"), problems=problems)
     return Build(params, runtime, options or BuildOptions(), on_event, cancel or threading.Event()).run(problems)
