@@ -120,6 +120,25 @@ def test_only_the_child_scripts_import_the_gpu_libraries() -> None:
     assert not wrong, wrong
 
 
+# A build's stages in their order (docs/ARCHITECTURE.md): jobs/build.py runs them; build_stage is what they share.
+BUILD_STAGES = ("build_stage", "build_preflight", "build_admission", "build_reuse", "build_child", "build_record")
+
+
+def test_a_build_stage_imports_only_earlier_stages() -> None:
+    """Each stage stands alone: it imports what the stages share and the stages before it, never the build that runs
+    them (jobs/build.py) nor a later stage."""
+    found = {path.stem for path in (PACKAGE / "jobs").glob("build_*.py")}
+    assert found == set(BUILD_STAGES), "a new stage goes into BUILD_STAGES, in order"
+    wrong = [
+        f"{where(path, line)} imports {module}"
+        for order, stage in enumerate(BUILD_STAGES)
+        for path in [PACKAGE / "jobs" / f"{stage}.py"]
+        for line, module in imports(path)
+        if module == "sdprep.jobs.build" or any(module == f"sdprep.jobs.{later}" for later in BUILD_STAGES[order + 1 :])
+    ]
+    assert not wrong, wrong
+
+
 def process_starts(path: Path) -> Iterator[tuple[int, str]]:
     """(line, what) for every call of a process starter, by module attribute (`subprocess.run(...)`) or by a name
     imported from such a module (`from subprocess import run`)."""
