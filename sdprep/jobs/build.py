@@ -205,11 +205,11 @@ class Build(Job[BuildResult]):
         if rehearsed is not None:
             return rehearsed
         folder = set_aside_foreign(self.plan, environment, manifest, self.guard, self.options.force)
-        # Steps that prepare what the child reads go here, before it runs.
+        # Before the child runs: steps that prepare what it reads go here (the set-aside guard above is one).
         child = run_build_child(self, self.plan, logs, self.guard.stamp)
         if isinstance(child, Ended):
             return child
-        # Steps that keep what the child left go here (child.run.ok: it succeeded; its engines are proven next).
+        # After it ended: steps that keep what a successful child left go here (when child.run.ok), before the proof.
         return child, folder
 
     def prove_and_record(

@@ -1,5 +1,5 @@
-"""Preflight: what a build checks before it holds a lock or writes a file (and, for the disk and the GPU's memory,
-again once the probe has named the GPU).
+"""Preflight: what a build checks before it holds a lock or writes a file; the GPU's free memory, and the disk of a
+build that may be up to date, once engine reuse has found that it is not (jobs/build.py says the order).
 
 The form is validated three times on the way to the child, each time adding what the one before could not know:
 

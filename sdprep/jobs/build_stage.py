@@ -8,8 +8,10 @@ A build runs five stages in order (jobs/build.py runs them, and holds the job's 
     child run      jobs/build_child.py       the rehearsal, then the build child, its progress streamed
     proof, record  jobs/build_record.py      the engines exist; build.json, the configs, the measure, the wording
 
-A stage takes what it needs as arguments and gives back what it found (dataclasses), or an `Ended` when the build
-stops there; the build turns an `Ended` into its result, with the log and the stage timings.
+Two of preflight's checks come after engine reuse, as an up-to-date build needs neither: the GPU's free memory, and
+the disk when the build may have been up to date (else the disk is checked before the probe). A stage takes what it
+needs as arguments and gives back what it found (dataclasses), or an `Ended` when the build stops there; the build
+turns an `Ended` into its result, with the log and the stage timings.
 """
 
 from __future__ import annotations
