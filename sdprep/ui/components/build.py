@@ -7,7 +7,6 @@ never crowd out form changes or Cancel. A page opened during a build follows it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +20,13 @@ from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.messages import has_errors, msg
 from sdprep.text import t
 from sdprep.ui import state
+from sdprep.ui.components.job_panel import JobPanel
 from sdprep.ui.components.preview import check
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views import jobs as view_jobs
 from sdprep.ui.views.environment import build_blocked
 
-CANCEL_WAIT = 15.0  # seconds Cancel waits for the build to stop before it answers
-REDRAW_EVERY = 1.0  # seconds: the elapsed time moves even when the build says nothing
 FOLLOWERS = 1000  # pages following builds at once; each costs a coroutine, not a thread
 # Keep the log at its newest line, unless the reader scrolled up to read (Textbox autoscroll does not do it
 # for a read-only box in Gradio 6).
@@ -128,17 +126,13 @@ def cleared(form: Form, progress: str) -> dict[Block, Any]:
     }
 
 
-async def follow(form: Form, job: BuildJob, lang: str) -> AsyncIterator[dict[Block, Any]]:
-    """The job's view whenever it changes (and every REDRAW_EVERY for the clock) until it has a result."""
-    shown: tuple[int, int] | None = None
-    shown_at = 0.0
-    async for _ in job.afollow():  # its last round comes after the result is set: the page ends on the result
-        now = time.monotonic()
-        key = (job.version, state.job_board().position(job) if job.running else 0)
-        if key == shown and job.running and now - shown_at < REDRAW_EVERY:
-            continue
-        shown, shown_at = key, now
-        yield view(form, job, lang)
+def panel(form: Form) -> JobPanel[BuildJob]:
+    """A build (and its check) as the page shows it; its place in the board's queue is drawn too."""
+
+    def draw(job: BuildJob, lang: str) -> dict[Block, Any]:
+        return view(form, job, lang)
+
+    return JobPanel(draw, form.build.progress, "cancel_slow", position=state.job_board().position)
 
 
 def idle_view(form: Form, values: dict[Block, Any], lang: str) -> dict[Block, Any]:
@@ -189,27 +183,18 @@ async def start(
     except BuildRefused as refused:
         yield refused_view(form, values, BuildResult("refused", refused.message), lang)
         return
-    async for update in follow(form, job, lang):
+    async for update in panel(form).follow(job, lang):
         yield update
 
 
-def cancel(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
+async def cancel(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     """Cancel this page's build (the one it started or follows) and show how it ended."""
     lang = form.language(values)
     job_id = values.get(form.build.job)
     job = state.job_board().get(job_id) if job_id else None
     if job is None:
         return {**cleared(form, t("cancel_none", lang))}
-    if job.running:
-        job.cancel()
-        deadline = time.monotonic() + CANCEL_WAIT
-        for _ in job.follow(interval=0.2):
-            if time.monotonic() > deadline:
-                break
-    updates = view(form, job, lang)
-    if job.running:
-        updates[form.build.progress] = t("cancel_slow", lang)
-    return updates
+    return await panel(form).cancel(job, lang)
 
 
 async def follow_on_load(form: Form, values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
@@ -219,7 +204,7 @@ async def follow_on_load(form: Form, values: dict[Block, Any]) -> AsyncIterator[
     if job is None:
         yield cleared(form, t("prog_idle", lang))
         return
-    async for update in follow(form, job, lang):
+    async for update in panel(form).follow(job, lang):
         yield update
 
 
@@ -231,7 +216,7 @@ def redraw(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
         return refused_view(form, values, refused, lang)
     job_id = values.get(form.build.job)
     job = state.job_board().get(job_id) if job_id else None
-    return view(form, job, lang) if job is not None else {form.build.progress: t("prog_idle", lang)}
+    return panel(form).redraw(job, lang) if job is not None else {form.build.progress: t("prog_idle", lang)}
 
 
 def listen(form: Form) -> None:
@@ -250,8 +235,8 @@ def listen(form: Form) -> None:
             yield {**said, **update}
             said = {}
 
-    def cancel_build(values: dict[Block, Any]) -> dict[Block, Any]:
-        return cancel(form, values)
+    async def cancel_build(values: dict[Block, Any]) -> dict[Block, Any]:
+        return await cancel(form, values)
 
     async def follow_running(values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
         async for update in follow_on_load(form, values):

@@ -31,6 +31,7 @@ from sdprep.setup.plan import SetupRequest
 from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
+from sdprep.ui.components.job_panel import JobPanel
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views import environment as view_environment
@@ -171,9 +172,18 @@ def job_view(form: Form, job: BackgroundJob[JobResult], lang: str, owner: bool) 
     }
 
 
+def panel(form: Form, owner: bool) -> JobPanel[BackgroundJob[JobResult]]:
+    """The setup or self-test as this client sees it (Set up enabled for the machine's own user only)."""
+
+    def draw(job: BackgroundJob[JobResult], lang: str) -> dict[Block, Any]:
+        return job_view(form, job, lang, owner)
+
+    return JobPanel(draw, form.environment.progress, "setup_cancel_slow")
+
+
 async def follow(form: Form, job: BackgroundJob[JobResult], lang: str, owner: bool) -> AsyncIterator[dict[Block, Any]]:
-    async for _ in job.afollow():
-        yield job_view(form, job, lang, owner)
+    async for update in panel(form, owner).follow(job, lang):
+        yield update
     # The machine changed (or was proven): probe it again so the tab, the banner and Build follow at once.
     environment = await probed(lang, fresh=True)
     yield {**job_view(form, job, lang, owner), form.environment.view: environment}
@@ -223,14 +233,15 @@ def listen(form: Form) -> None:
         async for update in follow(form, start_job("doctor", values, form), form.language(values), is_owner(request)):
             yield update
 
-    def cancel_job(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+    async def cancel_job(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
         job = state.environment_job()
         if job is None:
             return {form.environment.progress: t("cancel_none", form.language(values))}
-        job.cancel()
-        for _ in job.follow(interval=0.2):
-            pass
-        return job_view(form, job, form.language(values), is_owner(request))
+        return await panel(form, is_owner(request)).cancel(job, form.language(values))
+
+    def redraw_job(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        job = state.environment_job()
+        return panel(form, is_owner(request)).redraw(job, form.language(values)) if job is not None else {}
 
     async def follow_running(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
         job = state.environment_job()
@@ -270,6 +281,16 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
     )
     form.events.setup_environment, form.events.doctor_environment = setup_event, doctor_event
+    if form.lang is not None:
+        form.lang.change(
+            redraw_job,
+            inputs=lang_input,
+            outputs=outputs(form)[:-1],
+            api_name="setup_redraw",
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
     if form.lang is not None:
         form.lang.change(
             cached_environment,
