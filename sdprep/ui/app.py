@@ -91,6 +91,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
         # Language first: the other page-load handlers chain onto its detection; the environment before the preview
         # (the banner needs it). Library last: it refreshes after build, cancel and save.
         language.listen(form, demo)
+        output.listen(form)
         environment.listen(form)
         checkpoint.listen(form)
         controlnet.listen(form)
@@ -175,9 +176,19 @@ def open_browser_when_up(url: str, timeout: float = 120.0) -> None:
     threading.Thread(target=wait_then_open, name="sdprep-open-browser", daemon=True).start()
 
 
-def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser: bool | None = None) -> int:
-    """Serve until Ctrl-C. `open_browser` (default: $SDPREP_OPEN_BROWSER, set by run.sh / run.bat) opens the page."""
+def launch(
+    demo: gr.Blocks,
+    host: str,
+    port: int,
+    auth: str | None,
+    open_browser: bool | None = None,
+    settings: state.ServerSettings | None = None,
+) -> int:
+    """Serve until Ctrl-C. `open_browser` (default: $SDPREP_OPEN_BROWSER, set by run.sh / run.bat) opens the page;
+    `settings`: the engines folder and build Python the page uses (default: the environment's, ui.state)."""
     lang = system_language()
+    if settings is not None:
+        state.use_settings(settings)
     try:
         credentials = parse_auth(auth)
     except ValueError as problem:
