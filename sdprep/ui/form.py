@@ -1,4 +1,5 @@
-"""The form's registry: components keyed by BakedParams field name, and the two conversions params <-> form.
+"""The form's registry: components keyed by BakedParams field name, each section's handle (a dataclass of its own
+components, docs/ARCHITECTURE.md "The page"), and the two conversions params <-> form.
 
 Handlers take `{component: value}` (Gradio's set-of-inputs form) and look values up by field name here, so adding a
 field never shifts a positional argument list. The engines folder is shown, not taken from the page: params made
