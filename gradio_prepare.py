@@ -51,20 +51,18 @@ DEFAULT_PORT = 7861
 
 
 def serve(args: argparse.Namespace) -> int:
+    from sdprep.jobs.process import ChildSpec
     from sdprep.ui.app import launch
+    from sdprep.ui.state import ServerSettings
 
-    if args.python:
-        os.environ["SDPREP_PYTHON"] = args.python
-    if args.streamdiffusion_src:
-        os.environ["SDPREP_STREAMDIFFUSION_SRC"] = args.streamdiffusion_src
-    os.environ["SDPREP_GPU"] = str(args.gpu)
-    # The page builds into and lists only this folder: a setting of the server, never of a request.
-    engines = args.engines_dir or os.environ.get("SDPREP_ENGINES_DIR") or "engines"
-    os.environ["SDPREP_ENGINES_DIR"] = os.path.abspath(os.path.expanduser(engines))
+    # The page builds into and lists only this folder, with this build Python: settings of the server, never of a
+    # request. (Under hot reload this runs again with every reload, with the same flags.)
+    child = ChildSpec(python=args.python, streamdiffusion_src=args.streamdiffusion_src, gpu=args.gpu)
+    settings = ServerSettings.of(args.engines_dir, child)
     host = args.host or os.environ.get("SDPREP_HOST") or DEFAULT_HOST
     port = args.port or int(os.environ.get("SDPREP_PORT") or DEFAULT_PORT)
     auth = args.auth or os.environ.get("SDPREP_AUTH")
-    return launch(demo, host=host, port=port, auth=auth)
+    return launch(demo, host=host, port=port, auth=auth, settings=settings)
 
 
 # Headless commands (and --help) run before the UI is built, so they start without importing gradio.

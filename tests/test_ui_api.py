@@ -544,6 +544,19 @@ def test_environment_probe_error_is_shown_as_a_sentence(tmp_path: Path) -> None:
         assert "Traceback" not in out
 
 
+def test_the_page_shows_the_engines_folder_of_the_flag(tmp_path: Path) -> None:
+    """The page is built when the app is imported, before serve() reads --engines-dir: the folder it shows is the
+    server's own (it showed ./engines, while builds went to the folder of the flag)."""
+    elsewhere = (tmp_path / "elsewhere").resolve()
+    with running_app(tmp_path / "app", engines=elsewhere) as app:
+        api = Api(app.url)
+        try:
+            assert api.call("/engines_folder")["engines_dir"] == str(elsewhere)
+            assert str(elsewhere) in api.call("/preview")["yaml-preview"]
+        finally:
+            api.close()
+
+
 # --- the engines library ---------------------------------------------------------------------------------------
 def test_library_list_load_and_delete(api: Api, engines: Path) -> None:
     empty = api.call("/library_list")

@@ -55,6 +55,15 @@ class BackgroundJob(Generic[R]):
     def cancel(self) -> None:
         self.cancel_event.set()
 
+    async def cancel_and_wait(self, wait: float, poll: float = 0.05) -> bool:
+        """Cancel, then wait at most `wait` seconds for the result: whether the job ended. A job whose work ignores
+        the request (a child that does not die, a step that cannot be interrupted) is not waited on past `wait`."""
+        self.cancel()
+        deadline = time.monotonic() + wait
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(poll)
+        return not self.running
+
     def follow(self, interval: float = 0.3) -> Iterator[tuple[list[JobEvent], R | None]]:
         """Every `interval` at most: the events so far and the result once there is one (then it stops)."""
         seen = -1

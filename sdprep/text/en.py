@@ -143,6 +143,7 @@ TEXT: dict[str, str] = {
     "res_problems": "Problems",
     "cancel_none": "No build of this page is running.",
     "cancel_slow": "Cancel requested; the build is still stopping.",
+    "setup_cancel_slow": "Cancel requested; the setup or self-test is still stopping.",
     "build_invalid": "The form has errors; nothing was started. See the problems next to the fields.",
     "btn_env_check": "Check again",
     "o_environment": "Build environment",

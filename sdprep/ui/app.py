@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 import webbrowser
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -49,6 +50,26 @@ OPEN_BROWSER_ENV = "SDPREP_OPEN_BROWSER"
 MAX_THREADS = build.FOLLOWERS + 64  # Gradio's event slots: every follower of a build, and 64 more for the rest
 
 
+@dataclass(frozen=True)
+class Page:
+    """What of the page belongs to no section: the language switch, the tabs, the banner above the form."""
+
+    language: gr.Radio
+    tabs: gr.Tabs
+    tab_prepare: gr.Tab
+    tab_library: gr.Tab
+    tab_environment: gr.Tab
+    banner: gr.Markdown
+
+    def tab_labels(self) -> dict[str, gr.Tab]:
+        """Each tab by its label key."""
+        return {
+            "tab_prepare": self.tab_prepare,
+            "tab_library": self.tab_library,
+            "tab_environment": self.tab_environment,
+        }
+
+
 def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
     form = Form(runtime)
     demo = gr.Blocks(title="StreamDiffusion model prep", analytics_enabled=False)
@@ -58,19 +79,19 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
                 gr.Markdown(label("title"), elem_id="title")
                 gr.Markdown(label("subtitle"))
             with gr.Column(scale=1, min_width=240):
-                language.render(form)
-        with form.part("tabs", gr.Tabs(elem_id="tabs")):
-            with form.part("tab_prepare", gr.Tab(label("tab_prepare"), id="prepare", elem_id="tab-prepare")):
-                _prepare_tab(form)
-            with form.part("tab_library", gr.Tab(label("tab_library"), id="library", elem_id="tab-library")):
+                switch = language.render(form)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab(label("tab_prepare"), id="prepare", elem_id="tab-prepare") as tab_prepare:
+                banner = _prepare_tab(form)
+            with gr.Tab(label("tab_library"), id="library", elem_id="tab-library") as tab_library:
                 library.render(form)
-            with form.part(
-                "tab_environment", gr.Tab(label("tab_environment"), id="environment", elem_id="tab-environment")
-            ):
+            with gr.Tab(label("tab_environment"), id="environment", elem_id="tab-environment") as tab_environment:
                 environment.render(form)
+        form.page = Page(switch, tabs, tab_prepare, tab_library, tab_environment, banner)
         # Language first: the other page-load handlers chain onto its detection; the environment before the preview
         # (the banner needs it). Library last: it refreshes after build, cancel and save.
         language.listen(form, demo)
+        output.listen(form)
         environment.listen(form)
         checkpoint.listen(form)
         controlnet.listen(form)
@@ -91,9 +112,10 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
     return demo
 
 
-def _prepare_tab(form: Form) -> None:
-    """The banner, then the form's sections in order with the build; the live preview beside them; the action bar."""
-    form.part("banner", gr.Markdown("", visible=False, elem_id="setup-banner", elem_classes=["sdprep-banner"]))
+def _prepare_tab(form: Form) -> gr.Markdown:
+    """The banner (returned), then the form's sections in order with the build; the live preview beside them; the
+    action bar."""
+    banner = gr.Markdown("", visible=False, elem_id="setup-banner", elem_classes=["sdprep-banner"])
     with gr.Row():
         with gr.Column(scale=3):
             for section in FORM_SECTIONS:
@@ -109,6 +131,7 @@ def _prepare_tab(form: Form) -> None:
     # in its own place, below the content it would otherwise cover.
     problems = preview.check(DEFAULTS)
     actions.render_bar(form, summary_markdown(problems, "en"), build_enabled=not has_errors(problems))
+    return banner
 
 
 def _prepare_for_hot_reload(demo: gr.Blocks) -> None:
@@ -153,9 +176,19 @@ def open_browser_when_up(url: str, timeout: float = 120.0) -> None:
     threading.Thread(target=wait_then_open, name="sdprep-open-browser", daemon=True).start()
 
 
-def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser: bool | None = None) -> int:
-    """Serve until Ctrl-C. `open_browser` (default: $SDPREP_OPEN_BROWSER, set by run.sh / run.bat) opens the page."""
+def launch(
+    demo: gr.Blocks,
+    host: str,
+    port: int,
+    auth: str | None,
+    open_browser: bool | None = None,
+    settings: state.ServerSettings | None = None,
+) -> int:
+    """Serve until Ctrl-C. `open_browser` (default: $SDPREP_OPEN_BROWSER, set by run.sh / run.bat) opens the page;
+    `settings`: the engines folder and build Python the page uses (default: the environment's, ui.state)."""
     lang = system_language()
+    if settings is not None:
+        state.use_settings(settings)
     try:
         credentials = parse_auth(auth)
     except ValueError as problem:

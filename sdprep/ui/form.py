@@ -1,4 +1,5 @@
-"""The form's registry: components keyed by BakedParams field name, and the two conversions params <-> form.
+"""The form's registry: components keyed by BakedParams field name, each section's handle (a dataclass of its own
+components, docs/ARCHITECTURE.md "The page"), and the two conversions params <-> form.
 
 Handlers take `{component: value}` (Gradio's set-of-inputs form) and look values up by field name here, so adding a
 field never shifts a positional argument list. The engines folder is shown, not taken from the page: params made
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from gradio.blocks import Block
@@ -24,14 +25,49 @@ from sdprep.runtime import Runtime
 from sdprep.ui import state
 from sdprep.ui.widgets import widget_for
 
-B = TypeVar("B", bound=Block)
+if TYPE_CHECKING:  # the sections' handles: each section's module makes its own and imports this one
+    from sdprep.ui.app import Page
+    from sdprep.ui.components.actions import ActionBar, Actions
+    from sdprep.ui.components.build import BuildPanel
+    from sdprep.ui.components.checkpoint import Checkpoint
+    from sdprep.ui.components.controlnet import ControlNet
+    from sdprep.ui.components.environment import EnvironmentTab
+    from sdprep.ui.components.ipadapter import IPAdapter
+    from sdprep.ui.components.library import Library
+    from sdprep.ui.components.preview import Preview
+    from sdprep.ui.components.profile import Profile
+    from sdprep.ui.components.resolution import Resolution
+    from sdprep.ui.components.sampling import Sampling
+
 CN_COUNT = "cn_count"  # the form's own field: how many ControlNet slots are part of the params
 NOT_FROM_PAGE = ("engines_dir",)  # shown on the page, set by the server
 
 
 @dataclass
+class Events:
+    """The events other sections chain onto (the library refreshes after a build, the preview after a probe)."""
+
+    page_load: Dependency | None = None  # the last of the page-load chain (language first, then the environment)
+    probe_environment: Dependency | None = None
+    setup_environment: Dependency | None = None
+    doctor_environment: Dependency | None = None
+    build: Dependency | None = None
+    rehearse: Dependency | None = None
+    follow: Dependency | None = None
+    cancel: Dependency | None = None
+    save: Dependency | None = None
+
+    def loaded(self) -> Dependency:
+        """The page-load chain to add a step to (language.listen starts it)."""
+        if self.page_load is None:
+            raise RuntimeError("language.listen() starts the page-load chain: call it first")
+        return self.page_load
+
+
+@dataclass
 class Form:
-    """Every component the handlers need, by name. Sections fill it in `render()`, wire it in `listen()`."""
+    """Every component the handlers need. Sections fill it in `render()`, wire it in `listen()`: the form's fields by
+    declaration name (params.py), every other component in its section's handle (`form.build.log`)."""
 
     runtime: RuntimeDefaults
     fields: dict[str, Component] = field(default_factory=dict)  # BakedParams names (no `controlnets`) + cn_count
@@ -39,15 +75,29 @@ class Form:
     slot_groups: list[Block] = field(default_factory=list)
     # section name -> (fields it shows problems for, its problems box, its derived-values hint)
     sections: dict[str, tuple[tuple[str, ...], gr.HTML, gr.Markdown]] = field(default_factory=dict)
-    # other named components: buttons, outputs, states, containers
-    parts: dict[str, Block] = field(default_factory=dict)
     # the page's language, reported by the browser on load (ui.i18n)
     lang: gr.Textbox | None = None
-    # events other sections chain onto (e.g. the library refreshes after "build")
-    events: dict[str, Any] = field(default_factory=dict)
+    events: Events = field(default_factory=Events)
     # the runtime values of the config this page loaded last (Load config, the library): its session's own, used by
     # the preview, Build and Save (sdprep/runtime.py: a loaded config's values come first)
     loaded_runtime: gr.State | None = None
+    # a field whose properties change -> the state that carries them (common.property_relay)
+    relays: dict[Block, gr.State] = field(default_factory=dict)
+    # each section's own components, by name (the form's fields are in `fields`); set by the section's render(), so
+    # reading one before raises AttributeError
+    page: Page = field(init=False, repr=False)
+    checkpoint: Checkpoint = field(init=False, repr=False)
+    sampling: Sampling = field(init=False, repr=False)
+    resolution: Resolution = field(init=False, repr=False)
+    controlnet: ControlNet = field(init=False, repr=False)
+    ipadapter: IPAdapter = field(init=False, repr=False)
+    profile: Profile = field(init=False, repr=False)
+    actions: Actions = field(init=False, repr=False)
+    bar: ActionBar = field(init=False, repr=False)
+    build: BuildPanel = field(init=False, repr=False)
+    preview: Preview = field(init=False, repr=False)
+    library: Library = field(init=False, repr=False)
+    environment: EnvironmentTab = field(init=False, repr=False)
 
     # --- building ------------------------------------------------------------------------------------------
     def add(self, name: str, component: Component | None = None, **options: Any) -> Component:
@@ -63,18 +113,6 @@ class Form:
         for name, spec in SPECS.items():
             if spec.section == section and name not in self.fields and spec.cli != "custom":
                 self.add(name)
-
-    def part(self, name: str, block: B) -> B:
-        self.parts[name] = block
-        return block
-
-    def get(self, name: str, kind: type[B]) -> B:
-        """A named part as the component it is (a Button to click, a Textbox to submit), checked, for typed wiring."""
-        return _as(self.parts[name], kind, name)
-
-    def field(self, name: str, kind: type[B]) -> B:
-        """A form field as the component it is (a Checkbox, a Dropdown), checked."""
-        return _as(self.fields[name], kind, name)
 
     # --- reading -------------------------------------------------------------------------------------------
     def inputs(self) -> set[Block]:
@@ -156,12 +194,6 @@ def on(block: Block, event: str) -> Callable[..., Dependency]:
     if listener is None or not callable(listener):
         raise TypeError(f"{type(block).__name__} has no {event} event")
     return listener
-
-
-def _as(block: Block, kind: type[B], name: str) -> B:
-    if not isinstance(block, kind):
-        raise TypeError(f"{name} is a {type(block).__name__}, not a {kind.__name__}")
-    return block
 
 
 def _offers(component: Component, value: Any) -> bool:

@@ -7,8 +7,8 @@ never crowd out form changes or Cancel. A page opened during a build follows it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -20,14 +20,13 @@ from sdprep.jobs.build import BuildOptions, BuildResult
 from sdprep.messages import has_errors, msg
 from sdprep.text import t
 from sdprep.ui import state
+from sdprep.ui.components.job_panel import JobPanel
 from sdprep.ui.components.preview import check
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views import jobs as view_jobs
 from sdprep.ui.views.environment import build_blocked
 
-CANCEL_WAIT = 15.0  # seconds Cancel waits for the build to stop before it answers
-REDRAW_EVERY = 1.0  # seconds: the elapsed time moves even when the build says nothing
 FOLLOWERS = 1000  # pages following builds at once; each costs a coroutine, not a thread
 # Keep the log at its newest line, unless the reader scrolled up to read (Textbox autoscroll does not do it
 # for a read-only box in Gradio 6).
@@ -44,91 +43,102 @@ FOLLOW_LOG_JS = """() => {
 }"""
 
 
+@dataclass(frozen=True)
+class BuildPanel:
+    """The live view of this page's build and its check, and which build that is."""
+
+    progress: gr.Markdown
+    result: gr.Markdown
+    log: gr.Textbox
+    check_result: gr.Markdown
+    check_image: gr.Image
+    job: gr.State  # the id of the build this page started or follows (what Cancel stops)
+    refused: gr.State  # the BuildResult of a Build that was not started, while it is shown
+
+
 def render(form: Form) -> None:
-    form.part("progress", gr.Markdown(label("prog_idle"), elem_id="build-progress"))
-    form.part("result", gr.Markdown("", elem_id="build-result"))
-    form.part(
-        "log",
-        gr.Textbox(
-            "",
-            lines=12,
-            max_lines=12,
-            autoscroll=True,
-            interactive=False,
-            label=label("o_log"),
-            elem_id="build-log",
-            buttons=["copy"],
-        ),
+    progress = gr.Markdown(label("prog_idle"), elem_id="build-progress")
+    result = gr.Markdown("", elem_id="build-result")
+    log = gr.Textbox(
+        "",
+        lines=12,
+        max_lines=12,
+        autoscroll=True,
+        interactive=False,
+        label=label("o_log"),
+        elem_id="build-log",
+        buttons=["copy"],
     )
-    form.part("check_result", gr.Markdown("", elem_id="check-result"))
-    form.part(
-        "check_image",
-        gr.Image(
-            None,
-            label=label("o_check_image"),
-            type="filepath",
-            interactive=False,
-            visible=False,
-            height=256,
-            elem_id="check-image",
-        ),
+    check_result = gr.Markdown("", elem_id="check-result")
+    check_image = gr.Image(
+        None,
+        label=label("o_check_image"),
+        type="filepath",
+        interactive=False,
+        visible=False,
+        height=256,
+        elem_id="check-image",
     )
-    form.part("job", gr.State(None))  # the id of the build this page started or follows (what Cancel stops)
-    form.part("refused", gr.State(None))  # the BuildResult of a Build that was not started, while it is shown
+    form.build = BuildPanel(progress, result, log, check_result, check_image, gr.State(None), gr.State(None))
 
 
 def outputs(form: Form) -> list[Block]:
-    names = ("job", "refused", "progress", "log", "result", "check_result", "check_image", "cancel")
-    return [form.parts[name] for name in names]
+    panel = form.build
+    return [
+        panel.job,
+        panel.refused,
+        panel.progress,
+        panel.log,
+        panel.result,
+        panel.check_result,
+        panel.check_image,
+        form.bar.cancel,
+    ]
 
 
 def view(form: Form, job: BuildJob, lang: str) -> dict[Block, Any]:
     position = state.job_board().position(job) if job.running else 0
     image = job.check.image_path if job.check else None
     return {
-        form.parts["job"]: job.id,
-        form.parts["refused"]: None,
-        form.parts["progress"]: view_jobs.progress_markdown(job, position, lang),
-        form.parts["log"]: view_jobs.log_text(list(job.events), lang),
+        form.build.job: job.id,
+        form.build.refused: None,
+        form.build.progress: view_jobs.progress_markdown(job, position, lang),
+        form.build.log: view_jobs.log_text(list(job.events), lang),
         # The build's result shows as soon as it is known; its check may still be running.
-        form.parts["result"]: view_jobs.result_markdown(job.result or job.built, lang, job.kind),
-        form.parts["check_result"]: view_jobs.check_markdown(job.check, lang),
-        form.parts["check_image"]: gr.Image(value=str(image) if image else None, visible=bool(image)),
-        form.parts["cancel"]: gr.Button(interactive=job.running),
+        form.build.result: view_jobs.result_markdown(job.result or job.built, lang, job.kind),
+        form.build.check_result: view_jobs.check_markdown(job.check, lang),
+        form.build.check_image: gr.Image(value=str(image) if image else None, visible=bool(image)),
+        form.bar.cancel: gr.Button(interactive=job.running),
     }
 
 
 def cleared(form: Form, progress: str) -> dict[Block, Any]:
     """A page with no build of its own: the previous result is gone, Cancel has nothing to stop."""
     return {
-        form.parts["job"]: None,
-        form.parts["refused"]: None,
-        form.parts["progress"]: progress,
-        form.parts["log"]: "",
-        form.parts["result"]: "",
-        form.parts["check_result"]: "",
-        form.parts["check_image"]: gr.Image(value=None, visible=False),
-        form.parts["cancel"]: gr.Button(interactive=False),
+        form.build.job: None,
+        form.build.refused: None,
+        form.build.progress: progress,
+        form.build.log: "",
+        form.build.result: "",
+        form.build.check_result: "",
+        form.build.check_image: gr.Image(value=None, visible=False),
+        form.bar.cancel: gr.Button(interactive=False),
     }
 
 
-async def follow(form: Form, job: BuildJob, lang: str) -> AsyncIterator[dict[Block, Any]]:
-    """The job's view whenever it changes (and every REDRAW_EVERY for the clock) until it has a result."""
-    shown: tuple[int, int] | None = None
-    shown_at = 0.0
-    async for _ in job.afollow():  # its last round comes after the result is set: the page ends on the result
-        now = time.monotonic()
-        key = (job.version, state.job_board().position(job) if job.running else 0)
-        if key == shown and job.running and now - shown_at < REDRAW_EVERY:
-            continue
-        shown, shown_at = key, now
-        yield view(form, job, lang)
+def panel(form: Form) -> JobPanel[BuildJob]:
+    """A build (and its check) as the page shows it; its place in the board's queue is drawn too."""
+
+    def draw(job: BuildJob, lang: str) -> dict[Block, Any]:
+        return view(form, job, lang)
+
+    return JobPanel(draw, form.build.progress, "cancel_slow", position=state.job_board().position)
 
 
 def idle_view(form: Form, values: dict[Block, Any], lang: str) -> dict[Block, Any]:
     """The build view emptied when another action answers (a result replaces the one before it); unchanged while
     this page's build runs."""
-    job_id = values.get(form.parts["job"])
+    job_id = values.get(form.build.job)
     job = state.job_board().get(job_id) if job_id else None
     if job is not None and job.running:
         return {}
@@ -138,13 +148,13 @@ def idle_view(form: Form, values: dict[Block, Any], lang: str) -> dict[Block, An
 def refused_view(form: Form, values: dict[Block, Any], result: BuildResult, lang: str) -> dict[Block, Any]:
     """A build that was not started: its outcome and reason replace the view, while the page keeps following (and
     may still cancel) a build of its own that runs."""
-    job_id = values.get(form.parts["job"])
+    job_id = values.get(form.build.job)
     job = state.job_board().get(job_id) if job_id else None
     updates = cleared(form, view_jobs.outcome_label(result.outcome, lang))
-    del updates[form.parts["job"]]
-    updates[form.parts["refused"]] = result
-    updates[form.parts["result"]] = view_jobs.result_markdown(result, lang)
-    updates[form.parts["cancel"]] = gr.Button(interactive=job is not None and job.running)
+    del updates[form.build.job]
+    updates[form.build.refused] = result
+    updates[form.build.result] = view_jobs.result_markdown(result, lang)
+    updates[form.bar.cancel] = gr.Button(interactive=job is not None and job.running)
     return updates
 
 
@@ -162,10 +172,10 @@ async def start(
         return
     options = BuildOptions(
         child=state.child_spec(),
-        force=bool(values.get(form.parts["force"])),
-        check=bool(values.get(form.parts["check"])) and not rehearse_only,
+        force=bool(values.get(form.actions.force)),
+        check=bool(values.get(form.actions.check)) and not rehearse_only,
         runtime_from=form.loaded(values),
-        rehearse=bool(values.get(form.parts["rehearse"])),
+        rehearse=bool(values.get(form.actions.rehearse_first)),
         rehearse_only=rehearse_only,
     )
     try:
@@ -173,27 +183,18 @@ async def start(
     except BuildRefused as refused:
         yield refused_view(form, values, BuildResult("refused", refused.message), lang)
         return
-    async for update in follow(form, job, lang):
+    async for update in panel(form).follow(job, lang):
         yield update
 
 
-def cancel(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
+async def cancel(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     """Cancel this page's build (the one it started or follows) and show how it ended."""
     lang = form.language(values)
-    job_id = values.get(form.parts["job"])
+    job_id = values.get(form.build.job)
     job = state.job_board().get(job_id) if job_id else None
     if job is None:
         return {**cleared(form, t("cancel_none", lang))}
-    if job.running:
-        job.cancel()
-        deadline = time.monotonic() + CANCEL_WAIT
-        for _ in job.follow(interval=0.2):
-            if time.monotonic() > deadline:
-                break
-    updates = view(form, job, lang)
-    if job.running:
-        updates[form.parts["progress"]] = t("cancel_slow", lang)
-    return updates
+    return await panel(form).cancel(job, lang)
 
 
 async def follow_on_load(form: Form, values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
@@ -203,19 +204,19 @@ async def follow_on_load(form: Form, values: dict[Block, Any]) -> AsyncIterator[
     if job is None:
         yield cleared(form, t("prog_idle", lang))
         return
-    async for update in follow(form, job, lang):
+    async for update in panel(form).follow(job, lang):
         yield update
 
 
 def redraw(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     """The page's build view in the page's (new) language."""
     lang = form.language(values)
-    refused = values.get(form.parts["refused"])
+    refused = values.get(form.build.refused)
     if isinstance(refused, BuildResult):
         return refused_view(form, values, refused, lang)
-    job_id = values.get(form.parts["job"])
+    job_id = values.get(form.build.job)
     job = state.job_board().get(job_id) if job_id else None
-    return view(form, job, lang) if job is not None else {form.parts["progress"]: t("prog_idle", lang)}
+    return panel(form).redraw(job, lang) if job is not None else {form.build.progress: t("prog_idle", lang)}
 
 
 def listen(form: Form) -> None:
@@ -223,57 +224,58 @@ def listen(form: Form) -> None:
 
     async def build(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
         # The build's view replaces what Save or Load said before it.
-        said: dict[Block, Any] = {form.parts["message"]: "", form.parts["message_said"]: []}
+        said = form.actions.message.cleared()
         async for update in start(form, values, owner=request.session_hash or ""):
             yield {**said, **update}
             said = {}
 
     async def rehearse(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
-        said: dict[Block, Any] = {form.parts["message"]: "", form.parts["message_said"]: []}
+        said = form.actions.message.cleared()
         async for update in start(form, values, owner=request.session_hash or "", rehearse_only=True):
             yield {**said, **update}
             said = {}
 
-    def cancel_build(values: dict[Block, Any]) -> dict[Block, Any]:
-        return cancel(form, values)
+    async def cancel_build(values: dict[Block, Any]) -> dict[Block, Any]:
+        return await cancel(form, values)
 
     async def follow_running(values: dict[Block, Any]) -> AsyncIterator[dict[Block, Any]]:
         async for update in follow_on_load(form, values):
             yield update
 
-    build_inputs = {*form.inputs(), form.parts["force"], form.parts["check"], form.parts["rehearse"], form.parts["job"]}
+    build_inputs = {*form.inputs(), form.actions.force, form.actions.check, form.actions.rehearse_first, form.build.job}
     build_event, rehearse_event = (
-        form.get(button, gr.Button).click(
+        button.click(
             handler,
             inputs=build_inputs,
-            outputs=[*outputs(form), form.parts["message"], form.parts["message_said"]],
+            outputs=[*outputs(form), *form.actions.message.outputs()],
             api_name=api_name,
             concurrency_limit=FOLLOWERS,
             concurrency_id="builds",
             show_progress="hidden",
         )
-        for button, handler, api_name in (("build", build, "build"), ("rehearse_now", rehearse, "rehearse"))
+        for button, handler, api_name in ((form.bar.build, build, "build"), (form.bar.rehearse, rehearse, "rehearse"))
     )
-    follow_event = form.events["page_load"].then(
+    follow_event = form.events.loaded().then(
         follow_running,
-        inputs={form.parts["job"], *lang_input},
+        inputs={form.build.job, *lang_input},
         outputs=outputs(form),
         api_name="follow",
         concurrency_limit=FOLLOWERS,
         concurrency_id="builds",
         show_progress="hidden",
     )
-    cancel_event = form.get("cancel", gr.Button).click(
+    cancel_event = form.bar.cancel.click(
         cancel_build,
-        inputs={form.parts["job"], *lang_input},
+        inputs={form.build.job, *lang_input},
         outputs=outputs(form),
         cancels=[build_event, rehearse_event, follow_event],
         api_name="cancel",
         concurrency_limit=None,
         concurrency_id="cancel",
     )
-    form.events.update(build=build_event, rehearse=rehearse_event, follow=follow_event, cancel=cancel_event)
-    form.get("log", gr.Textbox).change(None, js=FOLLOW_LOG_JS, show_progress="hidden", queue=False)
+    form.events.build, form.events.rehearse = build_event, rehearse_event
+    form.events.follow, form.events.cancel = follow_event, cancel_event
+    form.build.log.change(None, js=FOLLOW_LOG_JS, show_progress="hidden", queue=False)
     if form.lang is not None:
 
         def redraw_build(values: dict[Block, Any]) -> dict[Block, Any]:
@@ -281,7 +283,7 @@ def listen(form: Form) -> None:
 
         form.lang.change(
             redraw_build,
-            inputs={form.parts["job"], form.parts["refused"], form.lang},
+            inputs={form.build.job, form.build.refused, form.lang},
             outputs=outputs(form),
             api_name="build_redraw",
             api_visibility="private",

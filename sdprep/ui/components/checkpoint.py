@@ -6,6 +6,7 @@ button that puts the known id in the field.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -18,6 +19,11 @@ from sdprep.ui import state
 from sdprep.ui.components.common import footer, heading
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model_fix: gr.Button  # "Did you mean ...?": puts the known id in the field
 
 
 def render(form: Form) -> None:
@@ -46,7 +52,7 @@ def render(form: Form) -> None:
                 elem_classes=["sdprep-family"],
             ),
         )
-    form.part("model_fix", gr.Button("", visible=False, size="sm", elem_id="model-fix"))
+    form.checkpoint = Checkpoint(gr.Button("", visible=False, size="sm", elem_id="model-fix"))
     footer(form, "checkpoint")
 
 
@@ -55,7 +61,7 @@ def suggestion(model: object) -> str | None:
 
 
 def listen(form: Form) -> None:
-    model, fix = form.fields["model"], form.get("model_fix", gr.Button)
+    model, fix = form.fields["model"], form.checkpoint.model_fix
     inputs = {model, *form.language_input()}
 
     def offer(values: dict[Block, Any]) -> dict[Block, Any]:

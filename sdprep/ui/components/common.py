@@ -4,6 +4,7 @@ fields that follow the model's family."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -33,35 +34,42 @@ def footer(form: Form, section: str, extra: tuple[str, ...] = ()) -> None:
     form.sections[section] = (fields, problems, hint_box)
 
 
-def message_box(form: Form, name: str, elem_id: str) -> gr.Markdown:
-    """A box for what the last action said, kept as Messages (the `<name>_said` state) so that a change of the page's
-    language words it again."""
-    form.part(f"{name}_said", gr.State([]))
-    return form.part(name, gr.Markdown("", elem_id=elem_id))
+@dataclass(frozen=True)
+class MessageBox:
+    """A box for what the last action said, kept as Messages too (`said`) so that a change of the page's language
+    words it again."""
+
+    box: gr.Markdown
+    said: gr.State
+
+    def say(self, messages: list[Message], lang: str) -> dict[Block, Any]:
+        """Updates that show `messages` (one per line), replacing what it said before."""
+        return {self.box: "  \n".join(page_word(message, lang) for message in messages), self.said: list(messages)}
+
+    def cleared(self) -> dict[Block, Any]:
+        return {self.box: "", self.said: []}
+
+    def outputs(self) -> list[Block]:
+        return [self.box, self.said]
 
 
-def say(form: Form, name: str, messages: list[Message], lang: str) -> dict[Block, Any]:
-    """Updates that show `messages` (one per line) in the box `name`, replacing what it said before."""
-    return {
-        form.parts[name]: "  \n".join(page_word(message, lang) for message in messages),
-        form.parts[f"{name}_said"]: list(messages),
-    }
+def message_box(elem_id: str) -> MessageBox:
+    return MessageBox(said=gr.State([]), box=gr.Markdown("", elem_id=elem_id))
 
 
-def redraw_on_language(form: Form, name: str) -> None:
-    """Word the box `name` again when the page's language changes."""
+def redraw_on_language(form: Form, message: MessageBox, api_name: str) -> None:
+    """Word the box again when the page's language changes."""
     if form.lang is None:
         return
-    said = form.parts[f"{name}_said"]
 
     def redraw(values: dict[Block, Any]) -> dict[Block, Any]:
-        return say(form, name, list(values.get(said) or []), form.language(values))
+        return message.say(list(values.get(message.said) or []), form.language(values))
 
     form.lang.change(
         redraw,
-        inputs={said, form.lang},
-        outputs=[form.parts[name], said],
-        api_name=f"{name}_redraw",
+        inputs={message.said, form.lang},
+        outputs=message.outputs(),
+        api_name=api_name,
         api_visibility="private",
         show_progress="hidden",
         queue=False,
@@ -100,7 +108,7 @@ _PROPERTIES = ("interactive", "info", "visible", "choices", "value", "minimum", 
 
 def property_relay(form: Form, target: Block, api_name: str) -> gr.State:
     """The state a handler sets to change `target`'s properties (a plain dict, e.g. {"interactive": False})."""
-    relay = form.part(f"relay:{target._id}", gr.State(None))
+    relay = form.relays[target] = gr.State(None)
 
     def apply(props: dict[str, Any]) -> Any:
         return gr.update(**props)
@@ -118,7 +126,7 @@ def property_relay(form: Form, target: Block, api_name: str) -> gr.State:
 
 
 def relay_of(form: Form, target: Block) -> gr.State:
-    return form.get(f"relay:{target._id}", gr.State)
+    return form.relays[target]
 
 
 def relayed(form: Form, updates: dict[Block, Any]) -> dict[Block, Any]:

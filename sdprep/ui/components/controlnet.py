@@ -7,6 +7,7 @@ scale is a runtime value (RUNTIME_DEFAULTS), shown read-only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -23,11 +24,19 @@ from sdprep.ui.i18n import label
 DEFAULT_COUNT = 1
 
 
+@dataclass(frozen=True)
+class ControlNet:
+    """The section's own components (its slots are the form's: Form.slots, Form.slot_groups)."""
+
+    details: gr.Column  # shown when ControlNet is on
+    scale: gr.Textbox  # the conditioning scale the config gets (a runtime value, read-only)
+
+
 def render(form: Form) -> None:
     heading("sec_controlnet")
     form.add("use_controlnet")
     defaults = DEFAULT_CONTROLNETS[derive.family(DEFAULTS)]
-    with form.part("controlnet_details", gr.Column(visible=DEFAULTS.use_controlnet)):
+    with gr.Column(visible=DEFAULTS.use_controlnet) as details:
         form.add(
             CN_COUNT, gr.Slider(0, MAX_CONTROLNETS, step=1, precision=0, value=DEFAULT_COUNT, label=label("f_cn_count"))
         )
@@ -64,16 +73,14 @@ def render(form: Form) -> None:
                 component.elem_id = f"cn{index}-{name}"
             form.slots.append(slot)
             form.slot_groups.append(group)
-        form.part(
-            "cn_scale",
-            gr.Textbox(
-                value=f"{form.runtime['controlnet_conditioning_scale']}",
-                interactive=False,
-                label=label("f_cn_scale"),
-                elem_id="cn-scale",
-            ),
+        scale = gr.Textbox(
+            value=f"{form.runtime['controlnet_conditioning_scale']}",
+            interactive=False,
+            label=label("f_cn_scale"),
+            elem_id="cn-scale",
         )
     footer(form, "controlnet", extra=(CN_COUNT,))
+    form.controlnet = ControlNet(details, scale)
 
 
 def visibility(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
@@ -83,7 +90,7 @@ def visibility(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
         count = int(values.get(form.fields[CN_COUNT]) or 0)
     except (TypeError, ValueError):
         count = 0
-    updates: dict[Block, Any] = {form.parts["controlnet_details"]: gr.update(visible=on)}
+    updates: dict[Block, Any] = {form.controlnet.details: gr.update(visible=on)}
     for index, group in enumerate(form.slot_groups):
         updates[group] = gr.update(visible=index < count)
     return updates

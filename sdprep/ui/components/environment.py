@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -30,55 +31,65 @@ from sdprep.setup.plan import SetupRequest
 from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
+from sdprep.ui.components.job_panel import JobPanel
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views import environment as view_environment
+
+
+@dataclass(frozen=True)
+class EnvironmentTab:
+    """What the build Python can do, and setting it up or proving it, with the running job's view."""
+
+    check: gr.Button  # Check again: a fresh probe
+    view: gr.Markdown  # the probe's answer
+    cuda: gr.Dropdown
+    fork: gr.Dropdown
+    upgrade: gr.Checkbox
+    setup: gr.Button
+    doctor: gr.Button
+    cancel: gr.Button
+    access: gr.Markdown  # why this client may not set up
+    progress: gr.Markdown
+    log: gr.Textbox
 
 
 def render(form: Form) -> None:
     gr.Markdown(label("env_intro"))
     # One button: the page probes a machine never probed on load, so the only thing left to ask is a fresh probe
     # (after installing a driver, torch or TensorRT by hand).
-    form.part("env_check", gr.Button(label("btn_env_check"), elem_id="env-check", size="md"))
-    form.part("environment", gr.Markdown(label("env_not_checked"), elem_id="environment"))
+    check_again = gr.Button(label("btn_env_check"), elem_id="env-check", size="md")
+    view = gr.Markdown(label("env_not_checked"), elem_id="environment")
     gr.Markdown(label("sec_setup"), elem_classes=["sdprep-heading"])
     gr.Markdown(label("setup_intro"))
     with gr.Row(equal_height=True):
-        form.part(
-            "setup_cuda",
-            gr.Dropdown(list(CUDA_CHOICES), value="auto", label=label("f_setup_cuda"), elem_id="setup-cuda"),
+        cuda = gr.Dropdown(list(CUDA_CHOICES), value="auto", label=label("f_setup_cuda"), elem_id="setup-cuda")
+        fork = gr.Dropdown(
+            list(FORKS),
+            value=DEFAULT_FORK,
+            allow_custom_value=False,  # a fork by git URL: the command line's setup --fork (sdprep.ui.access)
+            label=label("f_setup_fork"),
+            info=label("i_setup_fork"),
+            elem_id="setup-fork",
         )
-        form.part(
-            "setup_fork",
-            gr.Dropdown(
-                list(FORKS),
-                value=DEFAULT_FORK,
-                allow_custom_value=False,  # a fork by git URL: the command line's setup --fork (sdprep.ui.access)
-                label=label("f_setup_fork"),
-                info=label("i_setup_fork"),
-                elem_id="setup-fork",
-            ),
-        )
-        form.part("setup_upgrade", gr.Checkbox(value=False, label=label("f_setup_upgrade"), elem_id="setup-upgrade"))
+        upgrade = gr.Checkbox(value=False, label=label("f_setup_upgrade"), elem_id="setup-upgrade")
     with gr.Row():
-        form.part("setup", gr.Button(label("btn_setup"), variant="primary", elem_id="setup-button"))
-        form.part("doctor", gr.Button(label("btn_doctor"), elem_id="doctor-button"))
-        form.part(
-            "setup_cancel", gr.Button(label("btn_cancel"), variant="stop", interactive=False, elem_id="setup-cancel")
-        )
-    form.part("setup_access", gr.Markdown("", visible=False, elem_id="setup-access"))
-    form.part("setup_progress", gr.Markdown("", elem_id="setup-progress"))
-    form.part(
-        "setup_log",
-        gr.Textbox(
-            "",
-            lines=10,
-            max_lines=10,
-            interactive=False,
-            label=label("o_setup_log"),
-            elem_id="setup-log",
-            buttons=["copy"],
-        ),
+        setup = gr.Button(label("btn_setup"), variant="primary", elem_id="setup-button")
+        doctor = gr.Button(label("btn_doctor"), elem_id="doctor-button")
+        cancel = gr.Button(label("btn_cancel"), variant="stop", interactive=False, elem_id="setup-cancel")
+    access = gr.Markdown("", visible=False, elem_id="setup-access")
+    progress = gr.Markdown("", elem_id="setup-progress")
+    log = gr.Textbox(
+        "",
+        lines=10,
+        max_lines=10,
+        interactive=False,
+        label=label("o_setup_log"),
+        elem_id="setup-log",
+        buttons=["copy"],
+    )
+    form.environment = EnvironmentTab(
+        check_again, view, cuda, fork, upgrade, setup, doctor, cancel, access, progress, log
     )
 
 
@@ -114,9 +125,9 @@ def start_job(kind: str, values: dict[Block, Any], form: Form) -> BackgroundJob[
     if kind == "setup":
         request = SetupRequest(
             target=str(build_venv()),
-            cuda=str(values.get(form.parts["setup_cuda"]) or "auto"),
-            fork=str(values.get(form.parts["setup_fork"]) or DEFAULT_FORK),
-            upgrade=bool(values.get(form.parts["setup_upgrade"])),
+            cuda=str(values.get(form.environment.cuda) or "auto"),
+            fork=str(values.get(form.environment.fork) or DEFAULT_FORK),
+            upgrade=bool(values.get(form.environment.upgrade)),
             gpu=state.child_spec().gpu,
         )
         job: BackgroundJob[JobResult] = run_in_background(
@@ -133,7 +144,7 @@ def start_job(kind: str, values: dict[Block, Any], form: Form) -> BackgroundJob[
 
 def refusal(values: dict[Block, Any], form: Form, request: gr.Request | None) -> Message | None:
     """Why this request may not start setup: not the machine's own user, or a fork the page does not offer."""
-    fork = str(values.get(form.parts["setup_fork"]) or DEFAULT_FORK)
+    fork = str(values.get(form.environment.fork) or DEFAULT_FORK)
     if fork not in FORKS:
         return msg("setup_fork_not_offered", names=list(FORKS))
     return owner_only("setup", request)
@@ -143,40 +154,49 @@ def access_view(form: Form, owner: bool, lang: str, running: bool = False) -> di
     """The setup controls as this client may use them: disabled, with the reason, for anyone but the owner."""
     reason = None if owner else owner_only("setup", None)
     return {
-        form.parts["setup"]: gr.Button(interactive=owner and not running),
-        form.parts["setup_cuda"]: gr.Dropdown(interactive=owner),
-        form.parts["setup_fork"]: gr.Dropdown(interactive=owner),
-        form.parts["setup_upgrade"]: gr.Checkbox(interactive=owner),
-        form.parts["setup_access"]: gr.Markdown(word(reason, lang) if reason else "", visible=reason is not None),
+        form.environment.setup: gr.Button(interactive=owner and not running),
+        form.environment.cuda: gr.Dropdown(interactive=owner),
+        form.environment.fork: gr.Dropdown(interactive=owner),
+        form.environment.upgrade: gr.Checkbox(interactive=owner),
+        form.environment.access: gr.Markdown(word(reason, lang) if reason else "", visible=reason is not None),
     }
 
 
 def job_view(form: Form, job: BackgroundJob[JobResult], lang: str, owner: bool) -> dict[Block, Any]:
     return {
-        form.parts["setup_progress"]: view_environment.job_progress(job, lang),
-        form.parts["setup_log"]: view_environment.job_log(job, lang),
-        form.parts["setup_cancel"]: gr.Button(interactive=job.running),
-        form.parts["setup"]: gr.Button(interactive=owner and not job.running),
-        form.parts["doctor"]: gr.Button(interactive=not job.running),
+        form.environment.progress: view_environment.job_progress(job, lang),
+        form.environment.log: view_environment.job_log(job, lang),
+        form.environment.cancel: gr.Button(interactive=job.running),
+        form.environment.setup: gr.Button(interactive=owner and not job.running),
+        form.environment.doctor: gr.Button(interactive=not job.running),
     }
 
 
+def panel(form: Form, owner: bool) -> JobPanel[BackgroundJob[JobResult]]:
+    """The setup or self-test as this client sees it (Set up enabled for the machine's own user only)."""
+
+    def draw(job: BackgroundJob[JobResult], lang: str) -> dict[Block, Any]:
+        return job_view(form, job, lang, owner)
+
+    return JobPanel(draw, form.environment.progress, "setup_cancel_slow")
+
+
 async def follow(form: Form, job: BackgroundJob[JobResult], lang: str, owner: bool) -> AsyncIterator[dict[Block, Any]]:
-    async for _ in job.afollow():
-        yield job_view(form, job, lang, owner)
+    async for update in panel(form, owner).follow(job, lang):
+        yield update
     # The machine changed (or was proven): probe it again so the tab, the banner and Build follow at once.
     environment = await probed(lang, fresh=True)
-    yield {**job_view(form, job, lang, owner), form.parts["environment"]: environment}
+    yield {**job_view(form, job, lang, owner), form.environment.view: environment}
 
 
 def outputs(form: Form) -> list[Block]:
-    names = ("setup_progress", "setup_log", "setup_cancel", "setup", "doctor", "environment")
-    return [form.parts[name] for name in names]
+    tab = form.environment
+    return [tab.progress, tab.log, tab.cancel, tab.setup, tab.doctor, tab.view]
 
 
 def listen(form: Form) -> None:
     lang_input = form.language_input()
-    output = form.parts["environment"]
+    output = form.environment.view
 
     async def probe_again(values: dict[Block, Any]) -> str:
         return await probed(form.language(values), fresh=True)
@@ -191,7 +211,7 @@ def listen(form: Form) -> None:
 
     # Probes wait in the server's ProbeLane (one at a time, duplicates merged), not in a Gradio queue: a click
     # awaits its probe without holding a worker thread, and no page load waits behind queued clicks.
-    form.events["probe_environment"] = form.get("env_check", gr.Button).click(
+    form.events.probe_environment = form.environment.check.click(
         probe_again,
         inputs=lang_input,
         outputs=output,
@@ -204,7 +224,7 @@ def listen(form: Form) -> None:
         lang = form.language(values)
         refused = refusal(values, form, request)
         if refused is not None:  # the page disables the button; this is for requests sent without it
-            yield {form.parts["setup_progress"]: word(refused, lang)}
+            yield {form.environment.progress: word(refused, lang)}
             return
         async for update in follow(form, start_job("setup", values, form), lang, owner=True):
             yield update
@@ -213,14 +233,15 @@ def listen(form: Form) -> None:
         async for update in follow(form, start_job("doctor", values, form), form.language(values), is_owner(request)):
             yield update
 
-    def cancel_job(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+    async def cancel_job(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
         job = state.environment_job()
         if job is None:
-            return {form.parts["setup_progress"]: t("cancel_none", form.language(values))}
-        job.cancel()
-        for _ in job.follow(interval=0.2):
-            pass
-        return job_view(form, job, form.language(values), is_owner(request))
+            return {form.environment.progress: t("cancel_none", form.language(values))}
+        return await panel(form, is_owner(request)).cancel(job, form.language(values))
+
+    def redraw_job(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        job = state.environment_job()
+        return panel(form, is_owner(request)).redraw(job, form.language(values)) if job is not None else {}
 
     async def follow_running(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
         job = state.environment_job()
@@ -228,14 +249,14 @@ def listen(form: Form) -> None:
             async for update in follow(form, job, form.language(values), is_owner(request)):
                 yield update
         else:
-            yield {form.parts["setup_cancel"]: gr.Button(interactive=False)}
+            yield {form.environment.cancel: gr.Button(interactive=False)}
 
     def access(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
         job = state.environment_job()
         return access_view(form, is_owner(request), form.language(values), job is not None and job.running)
 
-    setup_inputs = {form.parts["setup_cuda"], form.parts["setup_fork"], form.parts["setup_upgrade"], *lang_input}
-    setup_event = form.get("setup", gr.Button).click(
+    setup_inputs = {form.environment.cuda, form.environment.fork, form.environment.upgrade, *lang_input}
+    setup_event = form.environment.setup.click(
         set_up,
         inputs=setup_inputs,
         outputs=outputs(form),
@@ -243,7 +264,7 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
         concurrency_id="setup",
     )
-    doctor_event = form.get("doctor", gr.Button).click(
+    doctor_event = form.environment.doctor.click(
         self_test,
         inputs=lang_input,
         outputs=outputs(form),
@@ -251,15 +272,25 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
         concurrency_id="setup",
     )
-    form.get("setup_cancel", gr.Button).click(
+    form.environment.cancel.click(
         cancel_job,
         inputs=lang_input,
-        outputs=[form.parts[name] for name in ("setup_progress", "setup_log", "setup_cancel", "setup", "doctor")],
+        outputs=outputs(form)[:-1],  # not the probe's answer
         cancels=[setup_event, doctor_event],
         api_name="setup_cancel",
         concurrency_limit=None,
     )
-    form.events["setup_environment"], form.events["doctor_environment"] = setup_event, doctor_event
+    form.events.setup_environment, form.events.doctor_environment = setup_event, doctor_event
+    if form.lang is not None:
+        form.lang.change(
+            redraw_job,
+            inputs=lang_input,
+            outputs=outputs(form)[:-1],
+            api_name="setup_redraw",
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
     if form.lang is not None:
         form.lang.change(
             cached_environment,
@@ -271,7 +302,7 @@ def listen(form: Form) -> None:
             concurrency_limit=None,
         )
     # Before the preview's load handler: the banner and Build follow the cached environment from the first paint.
-    form.events["page_load"] = form.events["page_load"].then(
+    form.events.page_load = form.events.loaded().then(
         known_environment,
         inputs=lang_input,
         outputs=output,
@@ -280,9 +311,9 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
         concurrency_id="environment_view",
     )
-    access_names = ("setup", "setup_cuda", "setup_fork", "setup_upgrade", "setup_access")
-    access_outputs = [form.parts[name] for name in access_names]
-    form.events["page_load"].then(
+    tab = form.environment
+    access_outputs: list[Block] = [tab.setup, tab.cuda, tab.fork, tab.upgrade, tab.access]
+    form.events.loaded().then(
         access,
         inputs=lang_input,
         outputs=access_outputs,
@@ -301,7 +332,7 @@ def listen(form: Form) -> None:
             show_progress="hidden",
             concurrency_limit=None,
         )
-    form.events["page_load"].then(
+    form.events.loaded().then(
         follow_running,
         inputs=lang_input,
         outputs=outputs(form),

@@ -6,7 +6,7 @@ family's own (SD 2.1 has none; validate() says so).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
@@ -23,30 +23,34 @@ from sdprep.ui.i18n import label
 from sdprep.ui.views.params import feature_lock
 
 
+@dataclass(frozen=True)
+class IPAdapter:
+    details: gr.Column  # shown when the IP-Adapter is on
+    scale: gr.Textbox  # the scale the config gets (a runtime value, read-only)
+
+
 def render(form: Form) -> None:
     heading("sec_ipadapter")
     form.add("use_ipadapter")
-    with form.part("ipadapter_details", gr.Column(visible=DEFAULTS.use_ipadapter)):
+    with gr.Column(visible=DEFAULTS.use_ipadapter) as details:
         with gr.Row():
             form.add("ipadapter_model_path")
             form.add("ipadapter_encoder_path")
         with gr.Row():
             form.add("ipadapter_tokens")
             form.add("ipadapter_type")
-            form.part(
-                "ipadapter_scale",
-                gr.Textbox(
-                    value=f"{form.runtime['ipadapter_scale']}",
-                    interactive=False,
-                    label=label("f_ipadapter_scale"),
-                    elem_id="ipadapter-scale",
-                ),
+            scale = gr.Textbox(
+                value=f"{form.runtime['ipadapter_scale']}",
+                interactive=False,
+                label=label("f_ipadapter_scale"),
+                elem_id="ipadapter-scale",
             )
     footer(form, "ipadapter")
+    form.ipadapter = IPAdapter(details, scale)
 
 
 def visibility(form: Form, raw: dict[str, Any]) -> dict[Block, Any]:
-    return {form.parts["ipadapter_details"]: gr.update(visible=bool(raw.get("use_ipadapter")))}
+    return {form.ipadapter.details: gr.update(visible=bool(raw.get("use_ipadapter")))}
 
 
 def availability(form: Form, params: BakedParams, lang: str) -> dict[Block, Any]:

@@ -16,20 +16,18 @@ from sdprep.text import lang_of
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import DETECT_JS, LANGUAGE_CHOICES, SWITCH_JS, label
 
-TABS = ("tab_prepare", "tab_library", "tab_environment")  # form.parts names, also their label keys
 
-
-def render(form: Form) -> None:
-    form.part(
-        "language", gr.Radio(LANGUAGE_CHOICES, value=None, label=label("language"), elem_id="language", min_width=200)
-    )
+def render(form: Form) -> gr.Radio:
+    """The switch (returned: it is the page's, app.Page) and the page's language (`form.lang`)."""
+    switch = gr.Radio(LANGUAGE_CHOICES, value=None, label=label("language"), elem_id="language", min_width=200)
     # In the page (visible="hidden"), so the script can report the language into it.
     form.lang = gr.Textbox(value="en", visible="hidden", elem_id="page-lang")
+    return switch
 
 
 def listen(form: Form, demo: gr.Blocks) -> None:
     assert form.lang is not None
-    switch = form.get("language", gr.Radio)
+    switch = form.page.language
 
     def detect(locale: str) -> tuple[str, str]:
         lang = lang_of(locale)
@@ -39,7 +37,7 @@ def listen(form: Form, demo: gr.Blocks) -> None:
         return lang_of(locale)
 
     # Everything else that runs on page load chains onto this, so it words its text in the page's language.
-    form.events["page_load"] = demo.load(
+    form.events.page_load = demo.load(
         detect,
         inputs=form.lang,
         outputs=[form.lang, switch],
@@ -51,21 +49,20 @@ def listen(form: Form, demo: gr.Blocks) -> None:
     switch.input(None, inputs=switch, js=SWITCH_JS, show_progress="hidden", queue=False)
     # Gradio words the label of a tab that has not been opened yet only once, when the page is first drawn: after a
     # change of language the tabs get their labels again.
-    tabs = [form.parts[name] for name in TABS if name in form.parts]
+    tabs = form.page.tab_labels()
 
     def relabel_tabs() -> dict[Block, Any]:
-        return {tab: gr.Tab(label=label(name)) for name, tab in zip(TABS, tabs, strict=False)}
+        return {tab: gr.Tab(label=label(key)) for key, tab in tabs.items()}
 
-    if tabs:
-        form.lang.change(
-            relabel_tabs,
-            inputs=None,
-            outputs=tabs,
-            api_name="tabs_relabel",
-            api_visibility="private",
-            show_progress="hidden",
-            queue=False,
-        )
+    form.lang.change(
+        relabel_tabs,
+        inputs=None,
+        outputs=list(tabs.values()),
+        api_name="tabs_relabel",
+        api_visibility="private",
+        show_progress="hidden",
+        queue=False,
+    )
     form.lang.input(
         follow,
         inputs=form.lang,

@@ -8,6 +8,7 @@ The folder is the server's (--engines-dir); a request names a model by its folde
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -20,7 +21,7 @@ from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
 from sdprep.ui.components.actions import fill_fields, fill_outputs, load_into_form
-from sdprep.ui.components.common import message_box, only_changed, plain_values, redraw_on_language, say
+from sdprep.ui.components.common import MessageBox, message_box, only_changed, plain_values, redraw_on_language
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
 from sdprep.ui.views.library import library_html
@@ -28,36 +29,47 @@ from sdprep.ui.views.library import library_html
 CURRENT = "config.yaml"  # the variant choice that means the model's current config.yaml
 
 
+@dataclass(frozen=True)
+class Library:
+    """The listing of the engines folder and what can be done with a model of it."""
+
+    refresh: gr.Button
+    listing: gr.HTML
+    model: gr.Dropdown
+    variant: gr.Dropdown
+    load: gr.Button
+    sure: gr.Checkbox  # "I am sure": Delete waits for it
+    delete: gr.Button
+    access: gr.Markdown  # why this client may not delete
+    message: MessageBox
+    sent: gr.State  # the lists' properties the page was sent last (common.only_changed)
+
+    def controls(self) -> list[Block]:
+        """What a refresh redraws."""
+        return [self.listing, self.model, self.variant, self.load, self.sure, self.delete, self.access, self.sent]
+
+
 def render(form: Form) -> None:
     gr.Markdown(label("lib_intro_server"))
-    form.part("lib_refresh", gr.Button(label("btn_lib_refresh"), size="sm", elem_id="library-refresh"))
-    form.part("library", gr.HTML("", elem_id="library"))
+    refresh_button = gr.Button(label("btn_lib_refresh"), size="sm", elem_id="library-refresh")
+    listing = gr.HTML("", elem_id="library")
     with gr.Row(equal_height=True):
-        form.part(
-            "lib_model",
-            gr.Dropdown(
-                [], value=None, label=label("f_lib_model"), scale=2, interactive=False, elem_id="library-model"
-            ),
+        model = gr.Dropdown(
+            [], value=None, label=label("f_lib_model"), scale=2, interactive=False, elem_id="library-model"
         )
-        form.part(
-            "lib_variant",
-            gr.Dropdown(
-                [], value=None, label=label("f_lib_variant"), scale=3, interactive=False, elem_id="library-variant"
-            ),
+        variant = gr.Dropdown(
+            [], value=None, label=label("f_lib_variant"), scale=3, interactive=False, elem_id="library-variant"
         )
     with gr.Row(equal_height=True):
-        form.part(
-            "lib_load", gr.Button(label("btn_lib_load"), variant="primary", interactive=False, elem_id="library-load")
-        )
-        form.part(
-            "lib_sure", gr.Checkbox(value=False, label=label("f_lib_sure"), interactive=False, elem_id="library-sure")
-        )
-        form.part(
-            "lib_delete",
-            gr.Button(label("btn_lib_delete"), variant="stop", interactive=False, elem_id="library-delete"),
-        )
-    form.part("lib_access", gr.Markdown("", visible=False, elem_id="library-access"))
-    message_box(form, "lib_message", "library-message")
+        load_button = gr.Button(label("btn_lib_load"), variant="primary", interactive=False, elem_id="library-load")
+        sure = gr.Checkbox(value=False, label=label("f_lib_sure"), interactive=False, elem_id="library-sure")
+        delete_button = gr.Button(label("btn_lib_delete"), variant="stop", interactive=False, elem_id="library-delete")
+    access = gr.Markdown("", visible=False, elem_id="library-access")
+    message = message_box("library-message")
+    sent = gr.State(None)
+    form.library = Library(
+        refresh_button, listing, model, variant, load_button, sure, delete_button, access, message, sent
+    )
 
 
 def _find(models: list[PreparedModel], slug: str | None) -> PreparedModel | None:
@@ -77,70 +89,68 @@ def refresh(form: Form, values: dict[Block, Any], owner: bool) -> dict[Block, An
     root = state.engines_root()
     models = list_models(root)
     slugs = [model.slug for model in models]
-    selected = values.get(form.parts["lib_model"])
+    selected = values.get(form.library.model)
     selected = selected if selected in slugs else (slugs[0] if slugs else None)
     choices = variant_choices(_find(models, selected), lang)
-    variant = values.get(form.parts["lib_variant"])
+    variant = values.get(form.library.variant)
     variant = variant if variant in [value for _, value in choices] else (choices[0][1] if choices else None)
     some = bool(models)
     reason = None if owner else owner_only("delete", None)
     return {
-        form.parts["library"]: library_html(models, root, lang),
-        form.parts["lib_model"]: gr.Dropdown(choices=slugs, value=selected, interactive=some),
-        form.parts["lib_variant"]: gr.Dropdown(choices=choices, value=variant, interactive=some),
-        form.parts["lib_load"]: gr.Button(interactive=bool(choices)),
-        form.parts["lib_sure"]: gr.Checkbox(value=False, interactive=some and owner),
-        form.parts["lib_delete"]: gr.Button(interactive=False),  # until "I am sure" is ticked
-        form.parts["lib_access"]: gr.Markdown(word(reason, lang) if reason else "", visible=reason is not None),
+        form.library.listing: library_html(models, root, lang),
+        form.library.model: gr.Dropdown(choices=slugs, value=selected, interactive=some),
+        form.library.variant: gr.Dropdown(choices=choices, value=variant, interactive=some),
+        form.library.load: gr.Button(interactive=bool(choices)),
+        form.library.sure: gr.Checkbox(value=False, interactive=some and owner),
+        form.library.delete: gr.Button(interactive=False),  # until "I am sure" is ticked
+        form.library.access: gr.Markdown(word(reason, lang) if reason else "", visible=reason is not None),
     }
 
 
 def select_model(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
-    slug = values.get(form.parts["lib_model"])
+    slug = values.get(form.library.model)
     model = find_model(state.engines_root(), str(slug)) if slug else None
     choices = variant_choices(model, lang)
     return {
         # The same properties as refresh() gives it (a model was chosen, so the library is not empty): only a change
         # of choices is sent as one (common.only_changed).
-        form.parts["lib_variant"]: gr.Dropdown(
-            choices=choices, value=choices[0][1] if choices else None, interactive=True
-        ),
-        form.parts["lib_load"]: gr.Button(interactive=bool(choices)),
+        form.library.variant: gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, interactive=True),
+        form.library.load: gr.Button(interactive=bool(choices)),
     }
 
 
 def load(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     lang = form.language(values)
-    slug = values.get(form.parts["lib_model"])
+    slug = values.get(form.library.model)
     model = find_model(state.engines_root(), str(slug)) if slug else None
     if model is None:
-        return say(form, "lib_message", [msg("lib_choose")], lang)
-    name = values.get(form.parts["lib_variant"])
+        return form.library.message.say([msg("lib_choose")], lang)
+    name = values.get(form.library.variant)
     variant = next((v for v in model.variants if v.name == name), None)
     path = variant.config if variant is not None else model.config
     if path is None:
-        return say(form, "lib_message", [msg("lib_no_config", slug=slug)], lang)
+        return form.library.message.say([msg("lib_no_config", slug=slug)], lang)
     if outside(state.engines_root(), path):  # a configs/<variant>.yaml that is a link out: Load config's rule
-        return say(form, "lib_message", [msg("load_outside", root=state.engines_root())], lang)
+        return form.library.message.say([msg("load_outside", root=state.engines_root())], lang)
     updates, messages = load_into_form(form, path, shown_as=str(path))
     if updates:  # loaded: the form is where it shows, and where Build is; what was loaded is said there too
-        updates[form.parts["tabs"]] = gr.Tabs(selected="prepare")
-        updates.update(say(form, "message", messages, lang))
-    return {**updates, **say(form, "lib_message", messages, lang)}
+        updates[form.page.tabs] = gr.Tabs(selected="prepare")
+        updates.update(form.actions.message.say(messages, lang))
+    return {**updates, **form.library.message.say(messages, lang)}
 
 
 def delete(form: Form, values: dict[Block, Any], request: gr.Request | None) -> dict[Block, Any]:
     lang = form.language(values)
-    sure = form.parts["lib_sure"]
+    sure = form.library.sure
     not_owner = owner_only("delete", request)
     if not_owner is not None:  # the page disables the button; this is for requests sent without it
-        return {**say(form, "lib_message", [not_owner], lang), sure: False}
-    slug = values.get(form.parts["lib_model"])
+        return {**form.library.message.say([not_owner], lang), sure: False}
+    slug = values.get(form.library.model)
     if not slug:
-        return say(form, "lib_message", [msg("lib_choose")], lang)
+        return form.library.message.say([msg("lib_choose")], lang)
     if not values.get(sure):
-        return say(form, "lib_message", [msg("lib_sure_first")], lang)
+        return form.library.message.say([msg("lib_sure_first")], lang)
     try:
         deleted = delete_model(state.engines_root(), str(slug))
     except DeleteRefused as refused:
@@ -149,17 +159,16 @@ def delete(form: Form, values: dict[Block, Any], request: gr.Request | None) -> 
         said = msg("lib_refused", error=os_reason(problem))
     else:
         said = msg("lib_deleted", path=deleted)
-    return {**say(form, "lib_message", [said], lang), sure: False}
+    return {**form.library.message.say([said], lang), sure: False}
 
 
 def listen(form: Form) -> None:
     lang_input = {form.lang} if form.lang is not None else set()
-    names = ("library", "lib_model", "lib_variant", "lib_load", "lib_sure", "lib_delete", "lib_access")
-    listing = [form.parts[name] for name in names]
+    library = form.library
+    listing = library.controls()
     # The lists get their choices only when they change (common.only_changed): they are inputs too.
-    sent = form.part("lib_sent", gr.State(None))
-    listing.append(sent)
-    refresh_inputs = {form.parts["lib_model"], form.parts["lib_variant"], form.parts["lib_sure"], sent, *lang_input}
+    sent = library.sent
+    refresh_inputs: set[Block] = {library.model, library.variant, library.sure, sent, *lang_input}
 
     def list_library(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
         return only_changed(sent, values, refresh(form, values, is_owner(request)))
@@ -184,48 +193,52 @@ def listen(form: Form) -> None:
             concurrency_limit=None,
         )
 
-    form.get("lib_refresh", gr.Button).click(
+    library.refresh.click(
         list_library, inputs=refresh_inputs, outputs=listing, api_name="library_list", concurrency_limit=None
     )
-    form.get("lib_model", gr.Dropdown).input(
+    library.model.input(
         variants,
-        inputs={form.parts["lib_model"], form.parts["lib_variant"], sent, *lang_input},
-        outputs=[form.parts["lib_variant"], form.parts["lib_load"], sent],
+        inputs={library.model, library.variant, sent, *lang_input},
+        outputs=[library.variant, library.load, sent],
         api_name="library_variants",
         concurrency_limit=None,
     )
     fields = fill_fields(form)
-    form.get("lib_load", gr.Button).click(
+    library.load.click(
         plain_values(load_variant, fields),
-        inputs={form.parts["lib_model"], form.parts["lib_variant"], *lang_input, *fields},
+        inputs={library.model, library.variant, *lang_input, *fields},
         outputs=[
             *fill_outputs(form),
-            *(form.parts[name] for name in ("lib_message", "lib_message_said", "message", "message_said", "tabs")),
+            *library.message.outputs(),
+            *form.actions.message.outputs(),
+            form.page.tabs,
         ],
         api_name="library_load",
         concurrency_limit=None,
     )
-    form.get("lib_sure", gr.Checkbox).change(
+    library.sure.change(
         lambda sure, model: gr.Button(interactive=bool(sure and model)),
-        inputs=[form.parts["lib_sure"], form.parts["lib_model"]],
-        outputs=form.parts["lib_delete"],
+        inputs=[library.sure, library.model],
+        outputs=library.delete,
         api_name="library_sure",
         api_visibility="private",
         show_progress="hidden",
         queue=False,
     )
-    delete_event = form.get("lib_delete", gr.Button).click(
+    delete_event = library.delete.click(
         delete_selected,
-        inputs={form.parts["lib_model"], form.parts["lib_sure"], *lang_input},
-        outputs=[form.parts["lib_message"], form.parts["lib_message_said"], form.parts["lib_sure"]],
+        inputs={library.model, library.sure, *lang_input},
+        outputs=[*library.message.outputs(), library.sure],
         api_name="library_delete",
         concurrency_limit=None,
     )
     quiet_refresh(delete_event, "library_after_delete")
-    quiet_refresh(form.events["page_load"], "library_on_load")
-    for name in ("build", "follow", "cancel", "save"):
-        if name in form.events:
-            quiet_refresh(form.events[name], f"library_after_{name}")
+    quiet_refresh(form.events.loaded(), "library_on_load")
+    events = form.events
+    after = {"build": events.build, "follow": events.follow, "cancel": events.cancel, "save": events.save}
+    for name, event in after.items():
+        if event is not None:
+            quiet_refresh(event, f"library_after_{name}")
     if form.lang is not None:
         form.lang.change(
             list_library,
@@ -236,4 +249,4 @@ def listen(form: Form) -> None:
             show_progress="hidden",
             concurrency_limit=None,
         )
-    redraw_on_language(form, "lib_message")
+    redraw_on_language(form, library.message, "lib_message_redraw")

@@ -23,3 +23,21 @@ def render(form: Form) -> None:
         ),
     )
     footer(form, "output")
+
+
+def listen(form: Form) -> None:
+    """The folder shown is the server's own on every page load: the page is built when the app is imported, before
+    serve() hands over its settings (--engines-dir)."""
+
+    def engines_folder() -> str:
+        return str(state.engines_root())
+
+    form.events.loaded().then(
+        engines_folder,
+        inputs=None,
+        outputs=form.fields["engines_dir"],
+        api_name="engines_folder",
+        api_visibility="undocumented",
+        show_progress="hidden",
+        queue=False,
+    )

@@ -7,7 +7,7 @@ they change, and the command line for the form ("Copy as command") is derived fr
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,54 +61,57 @@ def estimate_text(params: BakedParams, problems: list[Problem], lang: str) -> st
     return view_params.estimate_markdown(promised, free_space(folder), free_vram, folder, lang)
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What the form will give, drawn on every change."""
+
+    derived: gr.Markdown
+    yaml: gr.Code  # the config.yaml that will be written
+    estimate: gr.Markdown
+    command: gr.Code  # the same build as a command line
+    command_shell: gr.Radio  # which shell the command line is written for
+
+
 def render(form: Form) -> None:
     problems = check(DEFAULTS)
     shown = replace(DEFAULTS, engines_dir=str(state.engines_root()))
     target = view_params.config_target(shown, form.runtime, None, problems)
     runtime = view_params.runtime_text(target, "en")
-    form.part("derived", gr.Markdown(view_params.derived_markdown(DEFAULTS, "en", runtime), elem_id="derived"))
-    form.part(
-        "yaml",
-        gr.Code(
-            view_params.config_preview(target, problems, "en"),
-            language="yaml",
-            interactive=False,
-            label=label("o_yaml"),
-            elem_id="yaml-preview",
-            max_lines=40,
-            wrap_lines=True,
-        ),
+    derived = gr.Markdown(view_params.derived_markdown(DEFAULTS, "en", runtime), elem_id="derived")
+    yaml = gr.Code(
+        view_params.config_preview(target, problems, "en"),
+        language="yaml",
+        interactive=False,
+        label=label("o_yaml"),
+        elem_id="yaml-preview",
+        max_lines=40,
+        wrap_lines=True,
     )
-    form.part("estimate", gr.Markdown(estimate_text(shown, problems, "en"), elem_id="estimate"))
+    estimate_box = gr.Markdown(estimate_text(shown, problems, "en"), elem_id="estimate")
     gr.Markdown(label("cmd_heading"), elem_classes=["sdprep-heading"])
-    form.part(
-        "command",
-        gr.Code(
-            view_params.command_text(shown, problems, "en", default_shell()),
-            language="shell",
-            interactive=False,
-            label=label("o_command"),
-            elem_id="command-line",
-            lines=2,
-            wrap_lines=True,
-            buttons=["copy"],
-        ),
+    command = gr.Code(
+        view_params.command_text(shown, problems, "en", default_shell()),
+        language="shell",
+        interactive=False,
+        label=label("o_command"),
+        elem_id="command-line",
+        lines=2,
+        wrap_lines=True,
+        buttons=["copy"],
     )
-    form.part(
-        "command_shell",
-        gr.Radio(
-            [(label(f"command_shell_{name}"), name) for name in SHELLS],
-            value=default_shell(),
-            label=label("o_command_shell"),
-            elem_id="command-shell",
-        ),
+    command_shell = gr.Radio(
+        [(label(f"command_shell_{name}"), name) for name in SHELLS],
+        value=default_shell(),
+        label=label("o_command_shell"),
+        elem_id="command-shell",
     )
     gr.Markdown(label("cmd_hint"), elem_classes=["sdprep-hint"])
+    form.preview = Preview(derived, yaml, estimate_box, command, command_shell)
 
 
 def shell_of(form: Form, values: dict[Block, Any]) -> Shell:
     """The shell the page asked the command line for (the server's own until the switch is moved)."""
-    chosen = values.get(form.parts["command_shell"]) if "command_shell" in form.parts else None
+    chosen = values.get(form.preview.command_shell)
     return next((shell for shell in SHELLS if shell == chosen), default_shell())
 
 
@@ -121,16 +124,16 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     blocked = build_blocked(environment, lang)
     target = view_params.config_target(params, form.runtime, form.loaded(values), problems)
     updates: dict[Block, Any] = {
-        form.parts["banner"]: gr.Markdown(value=banner_markdown(environment, lang), visible=bool(blocked)),
-        form.parts["summary"]: view_params.summary_markdown(problems, lang, blocked),
-        form.parts["derived"]: view_params.derived_markdown(params, lang, view_params.runtime_text(target, lang)),
-        form.parts["yaml"]: view_params.config_preview(target, problems, lang),
-        form.parts["estimate"]: estimate_text(params, problems, lang),
-        form.parts["command"]: view_params.command_text(params, problems, lang, shell_of(form, values)),
-        form.parts["build"]: gr.Button(interactive=not has_errors(problems) and not blocked),
-        form.parts["save"]: gr.Button(interactive=not has_errors(problems)),
+        form.page.banner: gr.Markdown(value=banner_markdown(environment, lang), visible=bool(blocked)),
+        form.bar.summary: view_params.summary_markdown(problems, lang, blocked),
+        form.preview.derived: view_params.derived_markdown(params, lang, view_params.runtime_text(target, lang)),
+        form.preview.yaml: view_params.config_preview(target, problems, lang),
+        form.preview.estimate: estimate_text(params, problems, lang),
+        form.preview.command: view_params.command_text(params, problems, lang, shell_of(form, values)),
+        form.bar.build: gr.Button(interactive=not has_errors(problems) and not blocked),
+        form.bar.save: gr.Button(interactive=not has_errors(problems)),
         # A machine that cannot build may still rehearse: the rehearsal says how far the build path gets there.
-        form.parts["rehearse_now"]: gr.Button(interactive=not has_errors(problems)),
+        form.bar.rehearse: gr.Button(interactive=not has_errors(problems)),
     }
     routed = view_params.route_problems(problems, {name: fields for name, (fields, _, _) in form.sections.items()})
     hints = view_params.section_hints(params, lang)
@@ -153,15 +156,15 @@ def _runtime_scales(form: Form, target: ConfigToWrite | None) -> dict[Block, Any
     value (the default when there is none to show): a field that gets plain values and skipped updates in turn
     costs the page's session a copy of it each time (docs/gradio-session-growth.md)."""
     config = target.config if target is not None else {}
-    scales = {
-        "cn_scale": ("controlnets", form.runtime["controlnet_conditioning_scale"]),
-        "ipadapter_scale": ("ipadapter_config", form.runtime["ipadapter_scale"]),
-    }
+    scales = (
+        (form.controlnet.scale, "controlnets", form.runtime["controlnet_conditioning_scale"]),
+        (form.ipadapter.scale, "ipadapter_config", form.runtime["ipadapter_scale"]),
+    )
     updates: dict[Block, Any] = {}
-    for part, (list_key, default) in scales.items():
+    for box, list_key, default in scales:
         items = [item for item in config.get(list_key) or [] if isinstance(item, dict)]
         values = [str(item.get("conditioning_scale", item.get("scale"))) for item in items]
-        updates[form.parts[part]] = ", ".join(values) if values else str(default)
+        updates[box] = ", ".join(values) if values else str(default)
     return updates
 
 
@@ -173,19 +176,20 @@ def locked_fields(form: Form) -> list[Block]:
 
 def outputs(form: Form) -> list[Block]:
     """Every component `live` may update (Gradio wants them declared)."""
-    names = ("banner", "summary", "derived", "yaml", "estimate", "command", "build", "save", "rehearse_now")
-    blocks: list[Block] = [form.parts[name] for name in names]
+    shown, bar = form.preview, form.bar
+    blocks: list[Block] = [form.page.banner, bar.summary, shown.derived, shown.yaml, shown.estimate, shown.command]
+    blocks += [bar.build, bar.save, bar.rehearse]
     for _, problems_box, hint_box in form.sections.values():
         blocks += [problems_box, hint_box]
-    blocks += [form.parts["scheduler_box"], form.parts["cache_maxframes_box"], form.parts["controlnet_details"]]
-    blocks += [*form.slot_groups, form.parts["ipadapter_details"]]
-    blocks += [form.parts["cn_scale"], form.parts["ipadapter_scale"]]
+    blocks += [form.sampling.scheduler_box, form.resolution.cache_maxframes_box, form.controlnet.details]
+    blocks += [*form.slot_groups, form.ipadapter.details]
+    blocks += [form.controlnet.scale, form.ipadapter.scale]
     blocks += [relay_of(form, block) for block in (*profile.outputs(form), *locked_fields(form))]
     return blocks
 
 
 def listen(form: Form) -> None:
-    inputs = {*form.inputs(), form.parts["command_shell"]}  # the switch redraws the line as any field does
+    inputs = {*form.inputs(), form.preview.command_shell}  # the switch redraws the line as any field does
     for component in locked_fields(form):
         property_relay(form, component, f"lock_{component.elem_id}")
 
@@ -204,9 +208,16 @@ def listen(form: Form) -> None:
         concurrency_id="form",
     )
     # After the page knows its language, and after any probe: the banner and Build follow what the machine can do.
-    for name in ("page_load", "probe_environment", "setup_environment", "doctor_environment"):
-        if name in form.events:
-            form.events[name].then(
+    events = form.events
+    chained = {
+        "page_load": events.page_load,
+        "probe_environment": events.probe_environment,
+        "setup_environment": events.setup_environment,
+        "doctor_environment": events.doctor_environment,
+    }
+    for name, event in chained.items():
+        if event is not None:
+            event.then(
                 update_preview,
                 inputs=inputs,
                 outputs=outputs(form),

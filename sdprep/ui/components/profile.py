@@ -9,7 +9,7 @@ with its reason. A locked field still opens when it holds a value that cannot bu
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
@@ -27,27 +27,31 @@ from sdprep.ui.views.params import profile_availability
 CUSTOM = "custom"
 
 
+@dataclass(frozen=True)
+class Profile:
+    radio: gr.Radio  # Flexible / Fast build / Quality / FP8 / custom: it only sets the expert fields
+    expert: gr.Accordion  # the fields the profile sets, by hand
+
+
 def render(form: Form) -> None:
     heading("sec_profile")
     choices = [(label(f"profile_{name}"), name) for name in (*PROFILE_NAMES, CUSTOM)]
-    form.part(
-        "profile",
-        gr.Radio(
-            choices,
-            value=profile_of(DEFAULTS),
-            label=label("f_profile"),
-            info=label("i_profile"),
-            elem_id="field-profile",
-        ),
+    radio = gr.Radio(
+        choices,
+        value=profile_of(DEFAULTS),
+        label=label("f_profile"),
+        info=label("i_profile"),
+        elem_id="field-profile",
     )
-    with form.part("profile_expert", gr.Accordion(label("profile_expert"), open=False)):
+    with gr.Accordion(label("profile_expert"), open=False) as expert:
         form.add_rest("profile")
     footer(form, "profile")
+    form.profile = Profile(radio, expert)
 
 
 def listen(form: Form) -> None:
     fields = [form.fields[name] for name in ("static_shapes", "opt_level", "fp8")]
-    radio = form.get("profile", gr.Radio)
+    radio = form.profile.radio
 
     def apply(values: dict[Block, Any]) -> dict[Block, Any]:
         name = values.get(radio)
@@ -95,7 +99,7 @@ def availability(form: Form, params: BakedParams, lang: str) -> dict[Block, Any]
     elif fp8:
         info = f"{info} {t('fp8_unavailable', lang, reason=fp8)}"
     return {
-        form.parts["profile"]: gr.Radio(interactive=not others or profile_of(params) != "flexible", info=info),
+        form.profile.radio: gr.Radio(interactive=not others or profile_of(params) != "flexible", info=info),
         form.fields["static_shapes"]: gr.Checkbox(interactive=not others or params.static_shapes),
         form.fields["opt_level"]: gr.update(interactive=not others or params.opt_level != flexible["opt_level"]),
         form.fields["fp8"]: gr.Checkbox(
@@ -106,4 +110,4 @@ def availability(form: Form, params: BakedParams, lang: str) -> dict[Block, Any]
 
 
 def outputs(form: Form) -> list[Block]:
-    return [form.parts["profile"], *(form.fields[name] for name in ("static_shapes", "opt_level", "fp8"))]
+    return [form.profile.radio, *(form.fields[name] for name in ("static_shapes", "opt_level", "fp8"))]

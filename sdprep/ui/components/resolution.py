@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -12,6 +13,11 @@ from sdprep.text import t
 from sdprep.ui.components.common import footer, heading
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
+
+
+@dataclass(frozen=True)
+class Resolution:
+    cache_maxframes_box: gr.Column  # the cached attention's frame count, shown only with cached attention
 
 
 def render(form: Form) -> None:
@@ -25,9 +31,10 @@ def render(form: Form) -> None:
         for name in ("use_tiny_vae", "use_cached_attn", "use_safety_checker"):
             form.add(name)
     # Shown and hidden through its box, like the scheduler (sampling.py says why).
-    with form.part("cache_maxframes_box", gr.Column(visible=DEFAULTS.use_cached_attn)):
+    with gr.Column(visible=DEFAULTS.use_cached_attn) as cache_maxframes_box:
         form.add("cache_maxframes")
     footer(form, "resolution")
+    form.resolution = Resolution(cache_maxframes_box)
 
 
 def follow_profile(form: Form, params: BakedParams, lang: str) -> dict[Block, Any]:
@@ -38,4 +45,4 @@ def follow_profile(form: Form, params: BakedParams, lang: str) -> dict[Block, An
 
 
 def visibility(form: Form, raw: dict[str, Any]) -> dict[Block, Any]:
-    return {form.parts["cache_maxframes_box"]: gr.update(visible=bool(raw.get("use_cached_attn")))}
+    return {form.resolution.cache_maxframes_box: gr.update(visible=bool(raw.get("use_cached_attn")))}
