@@ -2,7 +2,7 @@
 
 forkni's fork sets up every engine's builder configuration in `_apply_gpu_profile_to_config(config, …)` of
 `streamdiffusion.acceleration.tensorrt.utilities`, which its FP16 and FP8 builds call by that module-global name just
-before `build_serialized_network` (docs/streamdiffusion-facts.md §12). Replacing the name there with a wrapper lets
+before `build_serialized_network` (docs/streamdiffusion-facts.md §14). Replacing the name there with a wrapper lets
 this child attach a TensorRT 10 `IProgressMonitor` to every configuration without changing the fork. The monitor
 reports TensorRT's phases (nested, each with its steps) as "tensorrt" events, and once the parent asks this child to
 stop, its `step_complete` answers False: TensorRT abandons the build, `build_serialized_network` returns None and the

@@ -1,6 +1,6 @@
 """Stand-in for ``streamdiffusion.acceleration.tensorrt.utilities``: the raw-API engine build of forkni's fork.
 
-As in the fork (docs/streamdiffusion-facts.md §12), the FP16 and the FP8 build each create a builder configuration,
+As in the fork (docs/streamdiffusion-facts.md §14), the FP16 and the FP8 build each create a builder configuration,
 pass it through the module-global ``_apply_gpu_profile_to_config(config, …)`` (looked up by name at the call, so a
 replacement of that name is what runs) and call ``build_serialized_network``; a build that returns None raises
 ``RuntimeError`` before any engine is written. livepeer's fork (STANDIN_SD_FORK=livepeer) builds through Polygraphy
