@@ -8,6 +8,7 @@ build); STANDIN_TRT_STEPS and STANDIN_TRT_STEP_SECONDS set how long its phases t
 from __future__ import annotations
 
 import io
+import re
 import sys
 import threading
 import time
@@ -38,6 +39,9 @@ from sdprep.messages import msg
 from sdprep.params import BakedParams, params_from_values
 from sdprep.text import t
 from sdprep.ui.views.jobs import log_text, progress_markdown
+from testkit.app import running_app
+from testkit.paths import ARTIFACTS
+from testkit.timing import SUITE_TIMEOUT
 
 from .conftest import ROOT, STANDIN, run_cli, runtime_defaults, said
 
@@ -345,3 +349,42 @@ def test_the_cli_build_prints_tensorrt_progress(tmp_path: Path) -> None:
     assert progress and any("(100%)" in line for line in progress), done.stdout
     assert t("trt_progress_on") in done.stdout
     assert done.stdout.splitlines()[-1].endswith("config.yaml"), "the last line is still the config's path"
+
+
+# --- the page in a browser -------------------------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
+def test_the_page_draws_tensorrt_progress_and_cancel_stops_through_the_monitor(tmp_path: Path) -> None:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    expect = playwright_api.expect
+    timeout = int(SUITE_TIMEOUT * 1000)
+    env = {"STANDIN_TRT_STEPS": "100000", "STANDIN_TRT_STEP_SECONDS": "0.01"}  # hours, unless stopped
+    with running_app(tmp_path / "app", env) as app, playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(timeout)
+            page.goto(app.url)
+            expect(page.locator("#hint-checkpoint")).to_contain_text("Detected family", timeout=timeout)
+            page.get_by_role("button", name="Build", exact=True).click()
+            # A real bar, drawn by the browser from the page's Markdown (the sanitizer keeps <progress>).
+            bars = page.locator("#build-progress progress")
+            expect(bars.first).to_be_visible(timeout=timeout)
+            expect(page.locator("#build-progress")).to_contain_text("TensorRT: Building engine", timeout=timeout)
+            expect(page.locator("#build-progress")).to_contain_text("Graph optimization", timeout=timeout)
+            assert bars.first.get_attribute("max") == "2"
+            inner_max = bars.nth(1).get_attribute("max")
+            assert inner_max == "100000", inner_max
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.locator("#build-progress").screenshot(path=str(ARTIFACTS / "trt-progress.png"))
+            page.get_by_role("button", name="Cancel", exact=True).click()
+            expect(page.locator("#build-result")).to_contain_text("Cancelled", timeout=timeout)
+            log = page.locator("#build-log textarea")
+            expect(log).to_have_value(re.compile(re.escape(t("child_stopped"))), timeout=timeout)
+            assert t("stopping_child") not in log.input_value(), "the child ended by itself"
+            assert not list(app.engines.rglob("*.engine")) and not list(app.engines.rglob("config.yaml"))
+        finally:
+            browser.close()
