@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from sdprep.cli.report import Printer
+from sdprep.jobs import job as job_module
 from sdprep.jobs.board import BuildJob
 from sdprep.jobs.build import BuildOptions, BuildResult, run_build
 from sdprep.jobs.process import ChildSpec
@@ -266,6 +267,25 @@ def test_cancel_during_a_tensorrt_phase_stops_through_the_monitor(
     engines = tmp_path / "engines"
     assert not list(engines.rglob("*.engine")), "the engine being built is not written"
     assert not list(engines.rglob("config.yaml")) and not list(engines.rglob("*.tmp"))
+
+
+def test_a_child_that_does_not_stop_in_time_is_ended_by_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job_module, "STOP_GRACE", 1.0)
+    monkeypatch.setenv("STANDIN_TRT_STEP_SECONDS", "600")  # TensorRT inside one long step: no step_complete to answer
+    cancel = threading.Event()
+    events: list[JobEvent] = []
+
+    def on_event(event: JobEvent) -> None:
+        events.append(event)
+        if event.kind == "tensorrt" and event.phases:
+            cancel.set()
+
+    result = run_build(make(tmp_path), runtime_defaults(), OPTIONS, on_event, cancel)
+    assert result.outcome == "cancelled"
+    asked, ended = logged(events, "stopping_trt"), logged(events, "stopping_child")
+    assert asked and ended and ended[0].elapsed - asked[0].elapsed >= 1.0
+    assert not logged(events, "child_stopped")
+    assert not list((tmp_path / "engines").rglob("*.engine"))
 
 
 def test_a_fork_without_the_hook_keeps_stages_and_elapsed_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """The line protocol between the build/probe child and the parent. Standard library only: the child runs it.
 
 A protocol line is EVENT_PREFIX followed by one JSON object with an "event" key: "stage" (a step began),
-"log" (a message worth showing), "result" (what the child produced) or "error" (why it failed). Every other
+"log" (a message worth showing), "tensorrt" (TensorRT's open phases, trt_progress.py), "result" (what the child
+produced) or "error" (why it failed); a script may add its own records (the build's "engine_written"). Every other
 line the child prints is raw log. The parent never decides success from raw log.
 
 The other way, the parent may write STOP_REQUEST as a line on the child's stdin: "stop at your next safe point"
