@@ -342,6 +342,12 @@ def test_on_a_terminal_the_progress_is_one_line_redrawn() -> None:
     drawn, after = text.split("\n")[0], text.split("\n")[1]
     assert drawn.rsplit("\r", 1)[-1].strip().endswith("TensorRT: Building engine 3/4 (75%)")
     assert t("child_stopped") in after
+    # A phase that ends takes its line away: the next line starts clean, with nothing of it left.
+    show(tensorrt_event(7.0, 1))
+    show(JobEvent("tensorrt", 8.0, tensorrt_message(()), None, ()))
+    show(JobEvent("log", 9.0, msg("child_stopped")))
+    last = out.getvalue().split("\n")[2]
+    assert last.rsplit("\r", 1)[-1].strip().endswith(t("child_stopped")), repr(last)
 
 
 def test_redirected_the_progress_is_plain_lines_now_and_then() -> None:
@@ -366,7 +372,7 @@ def test_the_cli_build_prints_tensorrt_progress(tmp_path: Path) -> None:
     done = run_cli("build", "--engines-dir", str(tmp_path / "engines"), cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stdout.splitlines() if "TensorRT: Building engine" in line]
-    assert progress and any("(100%)" in line for line in progress), done.stdout
+    assert progress and all("\r" not in line for line in progress), done.stdout
     assert t("trt_progress_on") in done.stdout
     assert done.stdout.splitlines()[-1].endswith("config.yaml"), "the last line is still the config's path"
 

@@ -51,8 +51,10 @@ class Printer:
         said = self.word(event.message)
         line = f"[{event.elapsed:7.1f}s] {MARKERS['tensorrt']} {said}"
         if is_terminal(self.out):
-            if not event.phases:  # between phases: the last line drawn stays
-                self.settle()
+            if not event.phases:  # the phase ended: its line goes, rather than stay at a step it has passed
+                self.out.write("\r" + " " * self._drawn + "\r")
+                self.out.flush()
+                self._drawn = 0
                 return
             line = line[: shutil.get_terminal_size().columns - 1]  # a line that wrapped could not be redrawn
             self.out.write("\r" + line.ljust(self._drawn))
