@@ -6,7 +6,8 @@ engine folders it builds are the ones the inference script's `create_wrapper_fro
 A fork without compile-only mode builds while constructing the wrapper; the process then exits and frees the GPU.
 
 Progress comes from two places that need no cooperation from StreamDiffusion: its log messages (model load,
-LoRA fusing) and the engine folder (an ONNX or engine file appearing means that engine is being built).
+LoRA fusing) and the engine folder (an ONNX or engine file appearing means that engine is being built). Where the
+fork and TensorRT allow it, TensorRT's own phases and steps come too, and Cancel stops TensorRT cleanly (trt_progress).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from protocol import emit, end_with_parent  # run by path: sys.path[0] is this folder
+from protocol import emit, end_with_parent, stop_requests  # run by path: sys.path[0] is this folder
+from trt_progress import attach_progress
+
+# Exit code of a build that stopped because the parent asked it to (the app's "cancelled").
+EXIT_STOPPED = 130
 
 # The engine files StreamDiffusion writes (docs/streamdiffusion-facts.md §1.3); the parent words them, the child only
 # names them.
@@ -104,7 +109,7 @@ class EngineWatcher(threading.Thread):
                 emit("stage", stage=stage)
 
 
-def build(config: dict[str, Any]) -> dict[str, Any]:
+def build(config: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
     emit("stage", stage="import")
     import streamdiffusion  # the child's own StreamDiffusion: the user's venv, or --streamdiffusion-src
     from streamdiffusion.config import create_wrapper_from_config
@@ -117,6 +122,7 @@ def build(config: dict[str, Any]) -> dict[str, Any]:
     build_config = {**config, "prompt": ""}
     build_config.pop("prompt_blending", None)
     build_config.pop("seed_blending", None)
+    attach_progress(stop)
     emit("stage", stage="load_model")
     if compile_only:
         create_wrapper_from_config(build_config, compile_engines_only=True)
@@ -128,6 +134,7 @@ def build(config: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     end_with_parent()
+    stop = stop_requests()
     config = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger().addHandler(StageLogHandler())
@@ -135,10 +142,13 @@ def main(argv: list[str]) -> int:
     watcher.start()
     started = time.time()
     try:
-        result = build(config)
+        result = build(config, stop)
     except BaseException as error:  # everything, SystemExit included, becomes a reason for people
         traceback.print_exc(file=sys.stdout)
         sys.stdout.flush()
+        if stop.is_set():  # the failure is TensorRT abandoning the build, as asked
+            emit("log", code="child_stopped")
+            return EXIT_STOPPED
         emit("error", type=type(error).__name__, message=str(error).strip().splitlines()[0] if str(error) else "")
         return 1
     finally:

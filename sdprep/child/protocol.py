@@ -1,8 +1,13 @@
 """The line protocol between the build/probe child and the parent. Standard library only: the child runs it.
 
 A protocol line is EVENT_PREFIX followed by one JSON object with an "event" key: "stage" (a step began),
-"log" (a message worth showing), "result" (what the child produced) or "error" (why it failed). Every other
+"log" (a message worth showing), "tensorrt" (TensorRT's open phases, trt_progress.py), "result" (what the child
+produced) or "error" (why it failed); a script may add its own records (the build's "engine_written"). Every other
 line the child prints is raw log. The parent never decides success from raw log.
+
+The other way, the parent may write STOP_REQUEST as a line on the child's stdin: "stop at your next safe point"
+(Cancel; a pipe works the same on Windows and POSIX, where a signal would not). A child that listens
+(`stop_requests`) stops cleanly; one that does not is ended with its process tree, as every child may be.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from typing import Any
 
 EVENT_PREFIX = "@@sdprep-event "
+STOP_REQUEST = "stop"
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -48,3 +54,21 @@ def end_with_parent(interval: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+def stop_requests() -> threading.Event:
+    """An event set when the parent asks this child to stop (a STOP_REQUEST line on stdin). The end of stdin is not a
+    request: a parent that is gone is end_with_parent's business."""
+    requested = threading.Event()
+
+    def listen() -> None:
+        try:
+            for line in sys.stdin:
+                if line.strip() == STOP_REQUEST:
+                    requested.set()
+        except (OSError, ValueError):  # no stdin at all (started without one)
+            pass
+
+    if sys.stdin is not None:
+        threading.Thread(target=listen, name="stop-requests", daemon=True).start()
+    return requested

@@ -32,6 +32,9 @@ class BackgroundJob(Generic[R]):
     result: R | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     version: int = 0  # changes with every event and result: followers compare it instead of waiting on a thread
+    # TensorRT's open phases as last reported (a "tensorrt" event; None when none is open): only the newest matters,
+    # so these events replace one another here instead of filling `events`.
+    tensorrt: JobEvent | None = None
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -44,7 +47,10 @@ class BackgroundJob(Generic[R]):
 
     def add(self, event: JobEvent) -> None:
         with self._changed:
-            self.events.append(event)
+            if event.kind == "tensorrt":
+                self.tensorrt = event if event.phases else None
+            else:
+                self.events.append(event)
             self._touch()
 
     def set_result(self, result: R) -> None:

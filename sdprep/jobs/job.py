@@ -9,13 +9,15 @@ cancelled 130.
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from sdprep.jobs.process import ChildProcess, ChildSpec, exit_message
+from sdprep.jobs.process import ChildLine, ChildProcess, ChildSpec, exit_message
 from sdprep.jobs.progress import JobEvent, Progress, raw_line
 from sdprep.locks import NamedLock, environment_gate, environment_of, environment_use
 from sdprep.messages import Message, Problem, msg
@@ -57,6 +59,8 @@ class JobResult:
 
 
 R = TypeVar("R", bound=JobResult)
+# Seconds a child asked to stop (Cancel during a TensorRT phase) has to end by itself before it is ended by force.
+STOP_GRACE = 10.0
 
 
 @dataclass
@@ -172,39 +176,60 @@ class Job(Generic[R]):
     def follow_child(
         self, child: ChildProcess, on_record: Callable[[dict[str, Any]], None], stop_code: str = "stopping_child"
     ) -> ChildRun:
+        """Stream what the child says until it ends. Cancel while TensorRT is inside a phase first asks the child to
+        stop (its progress monitor then makes TensorRT abandon the build cleanly) and ends it by force only when it is
+        still there STOP_GRACE seconds later; otherwise Cancel ends it at once."""
         run = ChildRun()
+        deadline: float | None = None  # set once the child was asked to stop
         try:
             for line in child.lines():
-                if self.cancel.is_set():
+                if self.cancel.is_set() and not run.cancelled:
+                    run.cancelled = True
+                    if self.progress.tensorrt_open() and child.request_stop():
+                        self.say("stopping_trt", seconds=round(STOP_GRACE))
+                        deadline = time.monotonic() + STOP_GRACE
+                if run.cancelled and (deadline is None or time.monotonic() > deadline):
                     self.say(stop_code)
                     child.stop()
-                    run.cancelled = True
                     return run
-                if line is None:
-                    continue
-                event = line.event
-                if event is None:
-                    self.progress.event("raw", raw_line(line.text))
-                    continue
-                kind = event.get("event")
-                if kind == "stage":
-                    self.progress.stage(str(event.get("stage") or "unknown"))
-                elif kind == "log":
-                    code = event.get("code")
-                    raw = event.get("params")
-                    params: dict[str, Any] = raw if isinstance(raw, dict) else {}
-                    message = msg(str(code), **params) if code else raw_line(str(event.get("message", "")))
-                    self.progress.event("log", message)
-                elif kind == "result":
-                    run.result = event
-                elif kind == "error":
-                    run.error = event
-                else:
-                    on_record(event)
-            run.code = child.wait(timeout=30)
+                self.progress.tensorrt_flush()  # TensorRT's newest phases, once their time has come
+                if line is not None:
+                    self.follow_line(line, run, on_record)
+            left = 30.0 if deadline is None else max(0.5, deadline - time.monotonic())
+            try:
+                run.code = child.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                if not run.cancelled:
+                    raise
+                self.say(stop_code)
         finally:
             child.stop(grace=1.0)
+            self.progress.tensorrt_end()
         return run
+
+    def follow_line(self, line: ChildLine, run: ChildRun, on_record: Callable[[dict[str, Any]], None]) -> None:
+        """One line of the child: raw log, or a protocol event put where it belongs."""
+        event = line.event
+        if event is None:
+            self.progress.event("raw", raw_line(line.text))
+            return
+        kind = event.get("event")
+        if kind == "stage":
+            self.progress.stage(str(event.get("stage") or "unknown"))
+        elif kind == "log":
+            code = event.get("code")
+            raw = event.get("params")
+            params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            message = msg(str(code), **params) if code else raw_line(str(event.get("message", "")))
+            self.progress.event("log", message)
+        elif kind == "tensorrt":
+            self.progress.tensorrt(event.get("phases"))
+        elif kind == "result":
+            run.result = event
+        elif kind == "error":
+            run.error = event
+        else:
+            on_record(event)
 
     def child_failure(self, run: ChildRun, process_code: str = "child_exit") -> Message:
         """Why a child did not succeed: its own error event, else how it exited."""

@@ -4,11 +4,14 @@ The one module of the app that starts processes (tests/test_architecture.py hold
 scripts, setup's steps, and short commands whose answer is read whole (`run_command`).
 The UI process never imports torch, TensorRT or StreamDiffusion; the probe and the build run here instead.
 The child writes protocol events as lines starting with EVENT_PREFIX followed by one JSON object; every
-other line is raw log. Its stdout and stderr are merged so the log keeps their order.
+other line is raw log. Its stdout and stderr are merged so the log keeps their order. A script of sdprep/child gets
+a pipe as its stdin: `request_stop` writes the protocol's stop request there (a script that listens stops cleanly;
+`stop` ends any child by force).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sdprep.child.protocol import EVENT_PREFIX
+from sdprep.child.protocol import EVENT_PREFIX, STOP_REQUEST
 from sdprep.jobs.job_object import JobObject, contain
 from sdprep.messages import Message, msg
 from sdprep.paths import user_path
@@ -109,11 +112,15 @@ class ChildProcess:
     def start(cls, spec: ChildSpec, script: str, args: list[str], cwd: Path | None = None) -> ChildProcess:
         """A script of sdprep/child run by path in the build Python."""
         command = [spec.interpreter(), "-u", str(CHILD_DIR / script), *args]
-        return cls.spawn(command, spec.environment(), cwd)
+        return cls.spawn(command, spec.environment(), cwd, stdin_pipe=True)
 
     @classmethod
-    def spawn(cls, command: list[str], env: dict[str, str], cwd: Path | None = None) -> ChildProcess:
-        """Any command, as the leader of its own process group, its stdout and stderr merged into lines."""
+    def spawn(
+        cls, command: list[str], env: dict[str, str], cwd: Path | None = None, stdin_pipe: bool = False
+    ) -> ChildProcess:
+        """Any command, as the leader of its own process group, its stdout and stderr merged into lines. Its stdin is
+        empty, or with `stdin_pipe` a pipe only `request_stop` writes to (other programs, such as setup's installers,
+        might wait on a pipe for input that never comes)."""
         kwargs: dict[str, Any] = {}
         if os.name == "nt":
             kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)  # Windows only
@@ -122,7 +129,7 @@ class ChildProcess:
             kwargs["start_new_session"] = True
         process = subprocess.Popen(
             command,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
@@ -164,8 +171,24 @@ class ChildProcess:
     def wait(self, timeout: float | None = None) -> int:
         return self.process.wait(timeout=timeout)
 
+    def request_stop(self) -> bool:
+        """Ask the child to stop at its next safe point (the protocol's STOP_REQUEST line on its stdin); False when it
+        cannot be asked (no pipe, or the child has gone)."""
+        pipe = self.process.stdin
+        if pipe is None or self.process.poll() is not None:
+            return False
+        try:
+            pipe.write(f"{STOP_REQUEST}\n".encode())
+            pipe.flush()
+        except (OSError, ValueError):  # a broken pipe: it is ending anyway
+            return False
+        return True
+
     def stop(self, grace: float = 2.0) -> None:
         """End the child and all its descendants: polite first, then by force. Returns within ~grace+1 s."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.process.stdin.close()
         stop_tree(self.process.pid, grace)
         if self.job is not None:
             self.job.terminate()  # also the descendants psutil cannot see: those whose parent already exited

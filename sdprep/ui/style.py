@@ -23,6 +23,12 @@ CSS = r"""
 .sdprep-severity { font-weight: 600; text-transform: uppercase; font-size: .75em; margin-right: .3rem; }
 .sdprep-slot { padding: .4rem; }
 .sdprep-muted { color: var(--body-text-color-subdued); }
+#build-progress .sdprep-trt { margin: .4rem 0 0 0; font-size: .9em; }
+#build-progress .sdprep-trt-row { display: flex; align-items: center; gap: .6rem; margin: .15rem 0; }
+#build-progress .sdprep-trt-row span { flex: 0 1 22rem; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
+#build-progress .sdprep-trt-row progress { flex: 1 1 auto; height: .8rem; accent-color: var(--color-accent); }
+#build-progress .sdprep-trt-deeper { color: var(--body-text-color-subdued); }
 #build-log textarea { font-family: var(--font-mono); font-size: 12.5px; line-height: 1.35; }
 #library .sdprep-model { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .5rem .8rem;
   margin: 0 0 .8rem 0; }

@@ -10,10 +10,10 @@ from sdprep.jobs.board import BuildJob
 from sdprep.jobs.build import BuildResult
 from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
-from sdprep.jobs.progress import JobEvent, stage_message
+from sdprep.jobs.progress import JobEvent, TensorrtPhase, stage_message
 from sdprep.messages import Message, Size, cut
 from sdprep.text import TABLE, field_label, human_duration, t, word
-from sdprep.ui.views.html import after_label, code, code_block, page_t, page_word, text
+from sdprep.ui.views.html import Markup, after_label, code, code_block, join, page_t, page_word, render, text
 
 LOG_MAX_LINES = 400
 _MARKERS = {"stage": "==>", "log": "   ", "waiting": "...", "raw": "  |"}
@@ -70,6 +70,42 @@ def _stages_line(stages: list[tuple[str, float]], lang: str) -> str:
     return t("prog_stages", lang, stages=" · ".join(parts))
 
 
+TENSORRT_BARS = 2  # phases drawn as bars (the top-level one and the one inside it); deeper ones as a line of text
+
+
+def _phase_bar(label: str, phase: TensorrtPhase) -> Markup:
+    """One phase as a labelled <progress> bar; a phase of unknown length (0 steps) as a bar that only moves."""
+    if phase.steps:
+        bar = render(
+            '<progress max="$steps" value="$step" aria-label="$label">$percent%</progress>',
+            steps=phase.steps,
+            step=phase.step,
+            label=label,
+            percent=phase.percent,
+        )
+    else:
+        bar = render('<progress aria-label="$label"></progress>', label=label)
+    return render('<div class="sdprep-trt-row"><span>$label</span>$bar</div>', label=label, bar=bar)
+
+
+def tensorrt_bars(phases: tuple[TensorrtPhase, ...], lang: str) -> Markup:
+    """TensorRT's open phases as HTML (inside gr.Markdown, after a blank line): bars for the outer ones, the rest as
+    text. Every name and number is escaped: they come from the build child."""
+    if not phases:
+        return Markup("")
+    top = phases[0]
+    rows = [
+        _phase_bar(
+            t("trt_progress", lang, phase=top.name, step=top.step, steps=top.steps, percent=top.percent, inner=""), top
+        )
+    ]
+    rows += [_phase_bar(f"{phase.name} {phase.step}/{phase.steps}", phase) for phase in phases[1:TENSORRT_BARS]]
+    deeper = " · ".join(f"{phase.name} {phase.step}/{phase.steps}" for phase in phases[TENSORRT_BARS:])
+    if deeper:
+        rows.append(render('<div class="sdprep-trt-deeper">$deeper</div>', deeper=deeper))
+    return render('<div class="sdprep-trt" id="build-tensorrt">$rows</div>', rows=join(rows))
+
+
 def progress_markdown(job: BuildJob, position: int, lang: str, now: float | None = None) -> str:
     """Where the build is: queued (with its position), the running stage with times, or done; and what it builds."""
     elapsed = human_duration((now or time.time()) - job.created, lang)
@@ -95,7 +131,9 @@ def progress_markdown(job: BuildJob, position: int, lang: str, now: float | None
         return "  \n".join([page_t("prog_waiting_gpu", lang, message=last.message), what])
     line = page_t("prog_running", lang, stage=last.message, since=human_duration(last.elapsed, lang), elapsed=elapsed)
     finished = stage_durations(events, None)
-    return "  \n".join([line, what, *([_stages_line(finished, lang)] if finished else [])])
+    shown = "  \n".join([line, what, *([_stages_line(finished, lang)] if finished else [])])
+    tensorrt = job.tensorrt
+    return f"{shown}\n\n{tensorrt_bars(tensorrt.phases, lang)}" if tensorrt is not None else shown
 
 
 def _problems_list(result: JobResult, lang: str) -> list[str]:

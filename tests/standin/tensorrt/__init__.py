@@ -61,6 +61,9 @@ from tensorrt._infer import (
 )
 from tensorrt._infer import bool as bool  # the real module exports `tensorrt.bool` too
 
+if int(_device.trt_version().split(".")[0]) >= 10:  # IProgressMonitor came with TensorRT 10
+    from tensorrt._infer import IProgressMonitor as IProgressMonitor
+
 __version__: str = _device.trt_version()
 
 __all__ = [

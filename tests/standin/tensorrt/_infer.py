@@ -14,6 +14,7 @@ import builtins
 import enum
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -283,10 +284,41 @@ class INetworkDefinition:
 # ------------------------------------------------------------------------------------------------------ builder
 
 
+class IProgressMonitor:
+    """TensorRT 10's progress interface: subclass it, call its __init__, override the three methods (pure virtual in
+    the real pybind11 class: calling one that is not overridden raises RuntimeError)."""
+
+    def __init__(self) -> None:
+        self._initialised = True
+
+    def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+        raise RuntimeError('Tried to call pure virtual function "IProgressMonitor::phase_start"')
+
+    def step_complete(self, phase_name: str, step: int) -> builtins.bool:
+        raise RuntimeError('Tried to call pure virtual function "IProgressMonitor::step_complete"')
+
+    def phase_finish(self, phase_name: str) -> None:
+        raise RuntimeError('Tried to call pure virtual function "IProgressMonitor::phase_finish"')
+
+
 class IBuilderConfig:
     def __init__(self) -> None:
         self._pools: dict[MemoryPoolType, int] = {MemoryPoolType.WORKSPACE: 24 * 1024**3}
         self._flags: set[BuilderFlag] = set()
+        self._monitor: IProgressMonitor | None = None
+
+    @property
+    def progress_monitor(self) -> IProgressMonitor | None:
+        return self._monitor
+
+    @progress_monitor.setter
+    def progress_monitor(self, monitor: IProgressMonitor | None) -> None:
+        # pybind11 accepts only its own type (or None), and only once its __init__ ran
+        if monitor is not None and not (
+            isinstance(monitor, IProgressMonitor) and getattr(monitor, "_initialised", False)
+        ):
+            raise TypeError("progress_monitor(): incompatible function arguments")
+        self._monitor = monitor
 
     def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
         self._pools[MemoryPoolType(pool)] = int(pool_size)
@@ -337,7 +369,44 @@ class Builder:
         if _device.cuda_init_error() is not None:  # the machine changed under a live builder (a test did it)
             _log(self.logger, ILogger.Severity.ERROR, "IBuilder::buildSerializedNetwork: Error Code 1: Cuda Runtime")
             return None
+        if not _optimise(config._monitor):
+            _log(
+                self.logger,
+                ILogger.Severity.ERROR,
+                "IBuilder::buildSerializedNetwork: Error Code 2: Internal Error "
+                "(Build cancelled by the progress monitor.)",
+            )
+            return None
         return IHostMemory(PLAN_MAGIC + json.dumps(_describe(network), sort_keys=True).encode("utf-8"))
+
+
+def _optimise(monitor: IProgressMonitor | None) -> builtins.bool:
+    """The optimiser's phases as TensorRT reports them to a progress monitor: a top-level phase with nested ones, each
+    with steps, every step taking STANDIN_TRT_STEP_SECONDS (default 0). A step answered False cancels the build: the
+    open phases finish early, as the real builder does, and the build returns None. Its size: STANDIN_TRT_STEPS
+    (default 6) steps in the innermost phase. The phase names are the stand-in's own."""
+    steps = max(1, int(os.environ.get("STANDIN_TRT_STEPS") or 6))
+    pause = float(os.environ.get("STANDIN_TRT_STEP_SECONDS") or 0)
+    if monitor is None:
+        time.sleep(pause * steps * 2)
+        return True
+    top, layers = "Building engine", ("Graph optimization", "Tactic selection")
+    monitor.phase_start(top, None, len(layers))
+    try:
+        for index, layer in enumerate(layers):
+            monitor.phase_start(layer, top, steps)
+            try:
+                for step in range(steps):
+                    time.sleep(pause)
+                    if not monitor.step_complete(layer, step):
+                        return False
+            finally:
+                monitor.phase_finish(layer)
+            if not monitor.step_complete(top, index):
+                return False
+    finally:
+        monitor.phase_finish(top)
+    return True
 
 
 def _check_network(network: INetworkDefinition) -> str | None:

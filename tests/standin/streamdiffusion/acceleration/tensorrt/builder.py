@@ -167,7 +167,7 @@ def build_engine(
                 timed("fp8_onnx_quantize", time.monotonic())
         since = time.monotonic()
         stage("build", kind)
-        _tensorrt_builder()
+        _tensorrt_builder(engine_path.name, fp8)
         _record_peak(kind)
         _atomic_write_text(engine_path, engine_document(kind, key, batch, resolution, extra or {}))
         timed("trt_build", since)
@@ -188,12 +188,13 @@ def build_engine(
     _write_stats(engine_path, stats)
 
 
-def _tensorrt_builder() -> None:
-    """The real engine build starts a TensorRT builder (through polygraphy): where a TensorRT that cannot start CUDA
-    (tests/standin/README.md, field failures) fails, after the ONNX export and optimisation worked."""
-    import tensorrt
+def _tensorrt_builder(engine_name: str, fp8: bool) -> None:
+    """The real engine build runs TensorRT's builder (utilities.py, the fork's raw-API build): where a TensorRT that
+    cannot start CUDA (tests/standin/README.md, field failures) fails, after the ONNX export and optimisation worked,
+    and where a progress monitor on the builder configuration sees TensorRT's phases (and may cancel the build)."""
+    from .utilities import build_plan
 
-    tensorrt.Builder(tensorrt.Logger(tensorrt.Logger.WARNING))
+    build_plan(engine_name, fp8=fp8)
 
 
 def _record_peak(kind: str) -> None:
