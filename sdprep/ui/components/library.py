@@ -19,6 +19,7 @@ from sdprep.model_folder import outside
 from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
+from sdprep.ui.components import library_pack
 from sdprep.ui.components.actions import fill_fields, fill_outputs, load_into_form
 from sdprep.ui.components.common import message_box, only_changed, plain_values, redraw_on_language, say
 from sdprep.ui.form import Form
@@ -58,6 +59,7 @@ def render(form: Form) -> None:
         )
     form.part("lib_access", gr.Markdown("", visible=False, elem_id="library-access"))
     message_box(form, "lib_message", "library-message")
+    library_pack.render(form)  # Pack and Import: their own section (sdprep/ui/components/library_pack.py)
 
 
 def _find(models: list[PreparedModel], slug: str | None) -> PreparedModel | None:
@@ -153,6 +155,7 @@ def delete(form: Form, values: dict[Block, Any], request: gr.Request | None) -> 
 
 
 def listen(form: Form) -> None:
+    library_pack.listen(form)  # first: the listing below refreshes after an import
     lang_input = {form.lang} if form.lang is not None else set()
     names = ("library", "lib_model", "lib_variant", "lib_load", "lib_sure", "lib_delete", "lib_access")
     listing = [form.parts[name] for name in names]
@@ -223,7 +226,7 @@ def listen(form: Form) -> None:
     )
     quiet_refresh(delete_event, "library_after_delete")
     quiet_refresh(form.events["page_load"], "library_on_load")
-    for name in ("build", "follow", "cancel", "save"):
+    for name in ("build", "follow", "cancel", "save", "lib_import"):
         if name in form.events:
             quiet_refresh(form.events[name], f"library_after_{name}")
     if form.lang is not None:
