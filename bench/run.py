@@ -102,7 +102,7 @@ def run_packs(size_mb: int, page: Path, say: Any) -> dict[str, Any]:
     """Only the packs' figures, into their own section of `page` (the rest of it is not touched)."""
     if not 16 <= size_mb <= 64 * 1024:
         raise SystemExit("--pack-mb: 16 to 65536")
-    state = Path(tempfile.mkdtemp(prefix="sdprep-packs-", dir=ROOT))  # the project's disk, as the engines folder
+    state = Path(tempfile.mkdtemp(prefix="sdprep-packs-"))
     os.environ["SDPREP_CACHE_DIR"] = str(state / "cache")
     os.environ["SDPREP_LOCK_DIR"] = str(state / "locks")
     try:

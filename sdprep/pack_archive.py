@@ -101,9 +101,24 @@ def entry_name_problem(name: str, folder: str) -> str | None:
         return "a dot name (a working file)"
     if parts[0] != folder or len(parts) < 2:
         return f"outside the model folder {folder}"
-    if any("\x00" in part or len(part.encode("utf-8")) > 255 for part in parts):
+    if any(_unportable(part) for part in parts):
         return "a name no file system takes"
     return None
+
+
+_WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1, 10)), *(f"lpt{n}" for n in range(1, 10))}
+)
+
+
+def _unportable(part: str) -> bool:
+    """A name Linux or Windows cannot hold as it is (a pack made on one is unpacked on the other)."""
+    return (
+        len(part.encode("utf-8")) > 255
+        or any(char in '<>:"|?*' or ord(char) < 32 for char in part)
+        or part.endswith((" ", "."))
+        or part.split(".")[0].lower() in _WINDOWS_RESERVED
+    )
 
 
 def entry_kind_problem(info: zipfile.ZipInfo) -> str | None:

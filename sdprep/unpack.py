@@ -47,7 +47,7 @@ from sdprep.model_folder import (
 from sdprep.pack import CHUNK, Progress
 from sdprep.pack_archive import OpenPack, PackProblem, damaged, open_pack
 from sdprep.pack_manifest import PackManifest
-from sdprep.paths import atomic_write_text, is_hf_id
+from sdprep.paths import atomic_write_text, is_hf_id, nearest_existing_parent
 
 WORK_PREFIX = ".unpack-"
 CONFIG_TEXT_LIMIT = 1024 * 1024
@@ -87,7 +87,6 @@ def unpack(
     try:
         manifest = opened.manifest
         notes = _machine_matches(manifest, pack_path, root, spec or ChildSpec())
-        root.mkdir(parents=True, exist_ok=True)
         target = root / manifest.folder
         if link_outside(root, target) or (target.exists() and not target.is_dir()):
             raise PackProblem("refused", msg("unpack_target_not_folder", path=target))
@@ -104,10 +103,11 @@ def unpack(
                 raise PackProblem(
                     "refused", msg("unpack_other_model", path=target, owner=owner, model=manifest.model.id)
                 )
-            free = shutil.disk_usage(root).free
+            free = shutil.disk_usage(nearest_existing_parent(root)).free
             if free < manifest.size:
                 short = msg("unpack_no_space", need=Size(manifest.size), free=Size(free), path=root)
                 raise PackProblem("failed", short)
+            root.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=root))
             try:
                 _extract(opened, work, on_progress)

@@ -99,6 +99,18 @@ def test_pack_unpack_into_another_engines_folder_and_check_passes(tmp_path: Path
     assert checked.outcome == "passed", said(checked.reason)
 
 
+def test_the_check_image_travels_with_the_build(tmp_path: Path) -> None:
+    config = build(tmp_path / "here")
+    assert run_check(config, CheckOptions(child=SPEC, warmup=1, frames=2)).outcome == "passed"
+    packed = pack(config, spec=SPEC)
+    assert [item.path for item in packed.manifest.entry("image")] == [f"{SLUG}/check.png"]
+    done = unpack(packed.path, tmp_path / "there", SPEC)
+    image = done.folder / "check.png"
+    assert image.read_bytes() == (config.parent / "check.png").read_bytes()
+    record = read_manifest(done.folder).variants[done.manifest.variant]
+    assert record.check is not None and record.check.image == "check.png" and record.check.outcome == "passed"
+
+
 def test_unpacking_twice_is_the_same_build(tmp_path: Path, packed: Path) -> None:
     there = tmp_path / "there"
     first = unpack(packed, there, SPEC)
@@ -206,6 +218,8 @@ def entry(name: str, mode: int = stat.S_IFREG | 0o644) -> zipfile.ZipInfo:
         ([entry(f"{SLUG}/link", stat.S_IFLNK | 0o777)], "a link"),
         ([entry(f"{SLUG}/device", stat.S_IFCHR | 0o644)], "a link or a special file"),
         ([entry(f"{SLUG}/a.engine"), entry(f"{SLUG}/A.engine")], "a second entry"),
+        ([entry(f"{SLUG}/nul.engine")], "a name no file system takes"),
+        ([entry(f"{SLUG}/a:b")], "a name no file system takes"),
     ],
     ids=[
         "absolute",
@@ -218,6 +232,8 @@ def entry(name: str, mode: int = stat.S_IFREG | 0o644) -> zipfile.ZipInfo:
         "symlink",
         "device",
         "duplicate",
+        "reserved",
+        "colon",
     ],
 )
 def test_archive_path_tricks_are_refused_with_nothing_written(
