@@ -307,7 +307,7 @@ def _write(
                 info = _entry(source.name, source.path.stat().st_mtime)
                 info.file_size = source.size  # known up front: zipfile chooses ZIP64 for a file over 4 GB
                 digest, written = hashlib.sha256(), 0
-                with open(source.path, "rb") as file, archive.open(info, "w", force_zip64=source.size > 2**31) as out:
+                with open(source.path, "rb") as file, archive.open(info, "w") as out:
                     for chunk in _chunks(file):
                         digest.update(chunk)
                         out.write(chunk)
@@ -317,8 +317,9 @@ def _write(
                     raise PackProblem("failed", msg("pack_file_changed", path=source.path))
                 done += written
                 packed.files.append(PackedFile(source.name, digest.hexdigest(), source.role, written))
-                if source.role == "model" and packed.model.included and packed.model.sha256 is None:
-                    packed.model.sha256 = digest.hexdigest() if len(_model_sources(sources)) == 1 else None
+            model_files = packed.entry("model")
+            if packed.model.included and len(model_files) == 1:  # a model file's hash (a folder's: each file's)
+                packed.model.sha256 = model_files[0].sha256
             archive.writestr(_entry(MANIFEST_ENTRY, time.time()), manifest_json(packed))
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
@@ -327,7 +328,3 @@ def _write(
         raise PackProblem("failed", msg("pack_unwritten", path=target, reason=os_reason(problem))) from None
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _model_sources(sources: list[_Source]) -> list[_Source]:
-    return [source for source in sources if source.role == "model"]

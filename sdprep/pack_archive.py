@@ -33,6 +33,7 @@ from sdprep.pack_manifest import (
     MANIFEST_ENTRY,
     MANIFEST_LIMIT,
     MAX_FILES,
+    MODELS_DIR,
     PACK_SUFFIX,
     NotAPack,
     PackManifest,
@@ -188,6 +189,14 @@ def _checked(path: Path, archive: zipfile.ZipFile) -> tuple[PackManifest, dict[s
         manifest = parse_pack_manifest(raw)
     except (zipfile.BadZipFile, OSError, NotAPack) as problem:
         raise damaged(path, Quote(str(problem))) from None
+    folder = manifest.folder  # a plain name: what every entry's first part must be (checked below)
+    if entry_name_problem(f"{folder}/x", folder):
+        raise damaged(path, msg("pack_entry_refused", name=Quote(folder), why="not a folder name"))
+    included = manifest.model.included  # the config will point at it
+    if included is not None and (
+        not included.startswith(f"{MODELS_DIR}/") or entry_name_problem(f"{folder}/{included}", folder)
+    ):
+        raise damaged(path, msg("pack_entry_refused", name=Quote(included), why="not a path under models/"))
     by_name: dict[str, zipfile.ZipInfo] = {}
     seen: set[str] = set()
     for info in infos:

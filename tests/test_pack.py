@@ -258,6 +258,15 @@ def test_a_hardlink_or_any_entry_the_manifest_does_not_list_is_refused(tmp_path:
     assert written_under(tmp_path / "there") == []
 
 
+@pytest.mark.parametrize("folder", ["..", ".", "", "a/b", ".aside", "nul"])
+def test_a_manifest_naming_a_folder_that_is_not_one_is_refused(tmp_path: Path, folder: str) -> None:
+    pack_path = evil_pack(tmp_path / f"folder{PACK_SUFFIX}", [], folder=folder)
+    with pytest.raises(PackProblem) as refused:
+        unpack(pack_path, tmp_path / "there", SPEC)
+    assert "not a folder name" in said(refused.value.message)
+    assert written_under(tmp_path) == [f"folder{PACK_SUFFIX}"]
+
+
 def test_not_a_pack_is_refused(tmp_path: Path) -> None:
     for name, data in (("empty", b""), ("text", b"hello" * 100), ("truncated", b"PK\x05\x06" + b"\xff" * 18)):
         path = tmp_path / f"{name}{PACK_SUFFIX}"
