@@ -9,6 +9,8 @@ page. A request names a pack by its file name among those listed, never by a pat
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -28,6 +30,7 @@ from sdprep.unpack import packs_in, unpack
 
 CURRENT = "config.yaml"  # the library's variant choice that means the model's config.yaml (library.CURRENT)
 CONCURRENCY = "library-packs"  # one pack or import at a time: each reads or writes gigabytes
+BAR = gr.Progress()  # a handler's default of this type asks Gradio for a progress bar (it passes each call its own)
 
 
 def render(form: Form) -> None:
@@ -67,7 +70,22 @@ def packs(form: Form, values: dict[Block, Any], owner: bool) -> dict[Block, Any]
     }
 
 
-def pack_selected(form: Form, values: dict[Block, Any], request: gr.Request | None) -> dict[Block, Any]:
+def _shown(progress: gr.Progress | None, every: float = 0.5) -> Callable[[int, int], None]:
+    """Gradio's progress bar for a pack or an import of gigabytes, moved a few times a second (not every chunk)."""
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if progress is not None and total and now - last[0] >= every:
+            last[0] = now
+            progress(done / total)
+
+    return show
+
+
+def pack_selected(
+    form: Form, values: dict[Block, Any], request: gr.Request | None, progress: gr.Progress | None = None
+) -> dict[Block, Any]:
     lang = form.language(values)
     file = form.parts["lib_pack_file"]
     not_owner = owner_only("pack", request)
@@ -82,7 +100,7 @@ def pack_selected(form: Form, values: dict[Block, Any], request: gr.Request | No
     if config is None:
         return {**say(form, "lib_message", [msg("lib_pack_choose")], lang), file: gr.File(value=None, visible=False)}
     try:
-        packed = pack(config, spec=state.child_spec())
+        packed = pack(config, spec=state.child_spec(), on_progress=_shown(progress))
     except PackProblem as problem:
         said: list[Message] = [msg("lib_pack_refused", error=problem.message)]
         return {**say(form, "lib_message", said, lang), file: gr.File(value=None, visible=False)}
@@ -94,7 +112,9 @@ def pack_selected(form: Form, values: dict[Block, Any], request: gr.Request | No
     return {**updates, **packs(form, values, owner=True)}
 
 
-def import_selected(form: Form, values: dict[Block, Any], request: gr.Request | None) -> dict[Block, Any]:
+def import_selected(
+    form: Form, values: dict[Block, Any], request: gr.Request | None, progress: gr.Progress | None = None
+) -> dict[Block, Any]:
     lang = form.language(values)
     not_owner = owner_only("pack", request)
     if not_owner is not None:
@@ -105,7 +125,7 @@ def import_selected(form: Form, values: dict[Block, Any], request: gr.Request | 
     if found is None:
         return say(form, "lib_message", [msg("lib_import_choose", root=root)], lang)
     try:
-        done = unpack(found, root, state.child_spec())
+        done = unpack(found, root, state.child_spec(), _shown(progress))
     except PackProblem as problem:
         return say(form, "lib_message", [msg("lib_import_refused", error=problem.message)], lang)
     imported = msg("lib_imported", variant=done.manifest.variant, path=done.config_path)
@@ -121,11 +141,11 @@ def listen(form: Form) -> None:
     def list_packs(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
         return packs(form, values, is_owner(request))
 
-    def pack_it(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
-        return pack_selected(form, values, request)
+    def pack_it(values: dict[Block, Any], request: gr.Request, progress: gr.Progress = BAR) -> dict[Block, Any]:
+        return pack_selected(form, values, request, progress)
 
-    def import_it(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
-        return import_selected(form, values, request)
+    def import_it(values: dict[Block, Any], request: gr.Request, progress: gr.Progress = BAR) -> dict[Block, Any]:
+        return import_selected(form, values, request, progress)
 
     packs_inputs = {form.parts["lib_import_pack"], *lang_input}
     form.get("lib_packs_refresh", gr.Button).click(
