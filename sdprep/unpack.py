@@ -285,6 +285,9 @@ def _merged(
         "model": config["model_id"],
     }
     record.stale = False
+    record.log = None  # the logs stayed on the machine that built and checked it
+    if record.check is not None:
+        record.check.log = None
     record.imported = ImportRecord(
         pack=pack_name,
         machine=manifest.machine,

@@ -87,6 +87,8 @@ def test_pack_unpack_into_another_engines_folder_and_check_passes(tmp_path: Path
     assert folder.as_posix() in done.config_path.read_text(encoding="utf-8").split("\n")[1]  # the header's path too
     record = read_manifest(folder).variants[done.manifest.variant]
     assert record.imported is not None and record.imported.pack == packed.name and record.imported.machine
+    assert record.imported.gpu == "NVIDIA GeForce RTX 4090" and record.imported.imported_at
+    assert record.log is None, "the build's log is not in the pack"
     assert record.params["engines_dir"] == str(there)
     (model,) = list_models(there)
     assert [variant.status for variant in model.variants] == ["ready"]
