@@ -67,6 +67,7 @@ def test_pack_then_import_from_the_page(app: RunningApp, built: Path) -> None:
         assert built.is_file() and (built.parent / "build.json").is_file()
         listed, _ = local.call("library_list")
         assert SLUG in listed["library"] and t("status_ready") in listed["library"]
+        assert "imported from " in listed["library"], "the library says where an imported build came from"
 
         with pytest.raises(RuntimeError, match="not in the list of choices"):  # a name only among those listed
             local.call("library_import", **{"library-import-pack": "../../etc/passwd"})

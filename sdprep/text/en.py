@@ -267,6 +267,7 @@ TEXT: dict[str, str] = {
     "lib_packed": "Packed into `{path}` ({size}); download it below, or copy it from there.",
     "lib_imported": "Imported the build {variant} into `{path}`.",
     "access_pack_owner_only": "Packing and importing write files on the server, so they are for its own user: open the page on that computer (127.0.0.1), or start the server with --auth user:password and log in.",
+    "lib_imported_from": "imported from {machine}'s pack, {at}",
     "lib_no_config": "`{slug}` has no config to load.",
     "status_ready": "ready",
     "status_changed": "engines changed since the build",
