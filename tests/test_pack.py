@@ -20,6 +20,7 @@ from sdprep.jobs.build import BuildOptions, run_build
 from sdprep.jobs.check import CheckOptions, run_check
 from sdprep.jobs.process import ChildSpec
 from sdprep.locks import model_lock
+from sdprep.manifest import parse_manifest
 from sdprep.model_folder import read_manifest
 from sdprep.pack import pack
 from sdprep.pack_archive import PackProblem
@@ -390,3 +391,13 @@ def test_the_library_lists_packs_of_the_engines_folder(tmp_path: Path, packed: P
 def test_app_version_is_the_project_version() -> None:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'\nversion = "{APP_VERSION}"\n' in text
+
+
+def test_the_imported_record_reads_back_and_a_malformed_one_is_left_out(tmp_path: Path, packed: Path) -> None:
+    done = unpack(packed, tmp_path / "there", SPEC)
+    raw = json.loads((done.folder / "build.json").read_text(encoding="utf-8"))
+    variant = done.manifest.variant
+    assert raw["variants"][variant]["imported"]["machine"] == done.manifest.machine
+    raw["variants"][variant]["imported"] = {"pack": 5}
+    poisoned = parse_manifest(json.dumps(raw).encode("utf-8"), done.folder / "build.json")
+    assert variant not in poisoned.variants and any("imported" in reason for reason in poisoned.skipped)
