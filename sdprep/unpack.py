@@ -47,7 +47,7 @@ from sdprep.model_folder import (
 from sdprep.pack import CHUNK, Progress
 from sdprep.pack_archive import OpenPack, PackProblem, damaged, open_pack
 from sdprep.pack_manifest import PackManifest
-from sdprep.paths import atomic_write_text, is_hf_id, nearest_existing_parent
+from sdprep.paths import atomic_write_text, inside, is_hf_id, nearest_existing_parent
 
 WORK_PREFIX = ".unpack-"
 CONFIG_TEXT_LIMIT = 1024 * 1024
@@ -241,11 +241,15 @@ def _move_in(opened: OpenPack, work: Path, target: Path) -> tuple[Path, list[Mes
         write_manifest(staged, merged)
         os.replace(staged, target)
         return target / CONFIG_NAME, notes
-    for relative in _files_of(staged):
-        if relative != MANIFEST_NAME:
-            destination = target.joinpath(*relative.split("/"))
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged.joinpath(*relative.split("/")), destination)
+    moves = [relative for relative in _files_of(staged) if relative != MANIFEST_NAME]
+    for relative in moves:  # a folder in the way that is a link out of the model folder: refused before any move
+        folder = nearest_existing_parent(target.joinpath(*relative.split("/")).parent)
+        if not inside(target, folder):
+            raise PackProblem("refused", msg("unpack_target_not_folder", path=folder))
+    for relative in moves:
+        destination = target.joinpath(*relative.split("/"))
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged.joinpath(*relative.split("/")), destination)
     write_manifest(target, merged)  # last: the build counts as there once its record is
     return target / CONFIG_NAME, notes
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -401,3 +402,19 @@ def test_the_imported_record_reads_back_and_a_malformed_one_is_left_out(tmp_path
     raw["variants"][variant]["imported"] = {"pack": 5}
     poisoned = parse_manifest(json.dumps(raw).encode("utf-8"), done.folder / "build.json")
     assert variant not in poisoned.variants and any("imported" in reason for reason in poisoned.skipped)
+
+
+def test_never_writes_through_a_link_in_an_existing_model_folder(tmp_path: Path, packed: Path) -> None:
+    there = tmp_path / "there"
+    done = unpack(packed, there, SPEC)
+    nested = done.folder / "stabilityai"  # the fork nests an HF id's engines under its owner's folder
+    assert nested.is_dir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(nested)
+    nested.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(PackProblem) as refused:
+        unpack(packed, there, SPEC)
+    assert refused.value.outcome == "refused"
+    assert list(elsewhere.iterdir()) == []
+    assert not [path for path in there.iterdir() if path.name.startswith(".")], "no working folder left"
