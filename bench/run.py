@@ -6,6 +6,8 @@
     python bench/run.py --from-json bench/results/<run>.json    only render docs/performance.md again
     python bench/run.py --soak MINUTES [--pages 4]    only the soak (soak.py): one server driven from several
                                         pages for MINUTES; its section of docs/reliability.md and bench/results/
+    python bench/run.py --packs [--pack-mb 2048]     only packs (packs.py): pack/unpack against a plain copy, and
+                                        their memory; its section of docs/performance.md (also part of a full run)
 
 In order (each in its own module of bench/, every number from this run): start-up and memory against a minimal
 Gradio app (startup.py); the real app driven as a browser drives it: zero-work builds and the memory over them
@@ -14,7 +16,8 @@ arrival (streaming.py); the minimal app's round trip; in this process, the previ
 child's start, line latency, the up-to-date answer of `run_build` and of the CLI, the rehearsal (rehearsal.py); and
 form changes and Cancel with 80 builds waiting (waiting_builds.py); a library of 306 builds: a local model's form
 changes, the library's list and load (records.py); a new page's environment panel with 20 re-probes queued
-(reprobes.py). Results go to docs/performance.md and bench/results/<date>.json.
+(reprobes.py); without --quick, pack and unpack of a 2 GB build against a plain copy (packs.py). Results go to
+docs/performance.md and bench/results/<date>.json.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from bench import (  # noqa: E402
     builds,
     first_start,
     form_change,
+    packs,
     records,
     rehearsal,
     report,
@@ -94,6 +98,26 @@ def run_soak(minutes: float, pages: int) -> int:
     return 0
 
 
+def run_packs(size_mb: int, page: Path, say: Any) -> dict[str, Any]:
+    """Only the packs' figures, into their own section of `page` (the rest of it is not touched)."""
+    if not 16 <= size_mb <= 64 * 1024:
+        raise SystemExit("--pack-mb: 16 to 65536")
+    state = Path(tempfile.mkdtemp(prefix="sdprep-packs-"))
+    os.environ["SDPREP_CACHE_DIR"] = str(state / "cache")
+    os.environ["SDPREP_LOCK_DIR"] = str(state / "locks")
+    try:
+        say(f"packs: a build of {size_mb} MB")
+        data = packs.measure(state, size_mb, say)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    machine = report.machine()
+    described = ", ".join(machine[key] for key in ("cpu", "cores", "os") if key in machine)
+    text = packs.render(data, time.strftime("%Y-%m-%d"), described)
+    soak.write_section(page, text, name="packs")
+    say(text)
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Measure the app and write docs/performance.md.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about 1.5 minutes)")
@@ -105,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-json", metavar="PATH", help="only render the page from a run's raw results")
     parser.add_argument("--soak", type=float, metavar="MINUTES", help="only the soak: one server for MINUTES")
     parser.add_argument("--pages", type=int, default=soak.PAGES, help="the soak's simulated pages (default 4)")
+    parser.add_argument("--packs", action="store_true", help="only packs: pack/unpack against a copy, and memory")
+    parser.add_argument("--pack-mb", type=int, default=packs.DEFAULT_MB, help="the large build's size (default 2048)")
     args = parser.parse_args(argv)
+    if args.packs:
+        run_packs(args.pack_mb, Path(args.out), lambda text: print(text, flush=True))
+        return 0
     if args.soak is not None:
         return run_soak(args.soak, args.pages)
     if args.from_json:
@@ -162,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report.render(data, rows), encoding="utf-8")
+        if not args.quick:  # gigabytes of disk traffic: the full run only
+            data["packs"] = run_packs(args.pack_mb, out, say)
         results = ROOT / "bench" / "results"
         results.mkdir(exist_ok=True)
         raw = results / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"

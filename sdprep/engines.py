@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdprep.locks import job_message, model_lock
-from sdprep.manifest import CheckRecord, ManifestUnreadable
+from sdprep.manifest import CheckRecord, ImportRecord, ManifestUnreadable
 from sdprep.messages import Message, Size, from_json, msg
 from sdprep.model_folder import (
     CONFIG_NAME,
@@ -65,6 +65,7 @@ class Variant:
     profile: str | None = None
     check: CheckRecord | None = None  # the last load-and-run check of this build
     changed: list[str] = field(default_factory=list)  # recorded engine files rewritten since (not by this app)
+    imported: ImportRecord | None = None  # the build came from a pack (sdprep.unpack), not from a build here
 
     @property
     def speed(self) -> Message | None:
@@ -173,6 +174,7 @@ class PreparedModel:
                     "missing": v.missing,
                     "changed": v.changed,
                     "check": asdict(v.check) if v.check else None,
+                    "imported": asdict(v.imported) if v.imported else None,
                 }
                 for v in self.variants
             ],
@@ -231,6 +233,7 @@ def read_model(root: Path, folder: Path) -> PreparedModel | None:
                 duration=record.duration,
                 profile=record.profile,
                 check=record.check,
+                imported=record.imported,
             )
         )
     variants.sort(key=lambda v: v.built_at, reverse=True)

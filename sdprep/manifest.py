@@ -77,6 +77,17 @@ class CheckRecord:
 
 
 @dataclass
+class ImportRecord:
+    """Where an imported build (sdprep.pack) came from: the pack, the machine that packed it, and when."""
+
+    pack: str  # the pack's file name
+    machine: str  # the packing machine's name
+    packed_at: str
+    imported_at: str
+    gpu: str | None = None  # the GPU that built the engines
+
+
+@dataclass
 class VariantRecord:
     """One successful build of one set of baked parameters."""
 
@@ -96,6 +107,7 @@ class VariantRecord:
     estimate: dict[str, Any] | None = None  # what sdprep/estimate promised before the build
     actual: dict[str, Any] | None = None  # what the build took: seconds, bytes per engine (bounded by its reader)
     check: CheckRecord | None = None
+    imported: ImportRecord | None = None  # set when the build came from a pack, not from a build here
 
 
 @dataclass
@@ -170,6 +182,12 @@ def _from_dict(cls: type[T], data: Any, where: str) -> T:
         elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
             raise ValueError(f"{where}.{item.name} is missing")
     return cls(**values)
+
+
+def typed(cls: type[T], data: Any, where: str) -> T:
+    """`data` (parsed JSON) as the dataclass `cls`, every field's type and bounds checked; ValueError naming where it
+    is wrong (what sdprep.pack_manifest reads a pack's manifest with)."""
+    return _from_dict(cls, data, where)
 
 
 def parse_manifest(raw: bytes, path: Path) -> Manifest:

@@ -13,7 +13,7 @@ import platform
 import sys
 from typing import Any
 
-from fork_inspect import diffusers_origin, failed_module, features, package_version, presence
+from fork_inspect import diffusers_origin, distribution_origin, failed_module, features, package_version, presence
 from protocol import emit  # run by path: this folder is sys.path[0]
 
 
@@ -65,6 +65,7 @@ def _streamdiffusion() -> dict[str, Any]:
     info: dict[str, Any] = {
         "location": getattr(package, "__file__", None),
         "version": package_version(package, "streamdiffusion"),
+        "origin": distribution_origin("streamdiffusion"),  # the fork's git URL and commit, when pip recorded them
     }
     try:
         wrapper = (

@@ -6,6 +6,8 @@
     python gradio_prepare.py check PATH/config.yaml          load a config's engines, run frames, report fps
     python gradio_prepare.py probe                           what the build Python can do
     python gradio_prepare.py list                            the prepared models
+    python gradio_prepare.py pack PATH/config.yaml [-o FILE] one build in one file, for identical machines
+    python gradio_prepare.py unpack FILE [--engines-dir DIR] a pack into this machine's engines folder
 
 Exit codes, the same meaning for every command (README): 0 success, 1 failed, 2 invalid input (nothing written),
 3 this machine cannot do it, 4 busy (--no-wait), 130 cancelled. On success the last line of stdout is the path a
@@ -20,7 +22,7 @@ import traceback
 from collections.abc import Callable
 from typing import TextIO
 
-from sdprep.cli import commands, setup_commands
+from sdprep.cli import commands, pack_commands, setup_commands
 from sdprep.cli.args import LANG_CHOICES, add_check_flags, add_child_flags, add_param_flags, set_lang
 from sdprep.cli.output import never_fail
 from sdprep.config import RuntimeDefaults
@@ -30,7 +32,7 @@ from sdprep.text import system_language, t
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = EXIT_CODES["built"], EXIT_CODES["failed"], EXIT_CODES["refused"]
 EXIT_CANCELLED = EXIT_CODES["cancelled"]
-HEADLESS_COMMANDS = ("build", "probe", "list", "check", "setup", "doctor", "-h", "--help")
+HEADLESS_COMMANDS = ("build", "probe", "list", "check", "setup", "doctor", "pack", "unpack", "-h", "--help")
 
 
 def build_parser(lang: str) -> argparse.ArgumentParser:
@@ -73,6 +75,7 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true")
 
     setup_commands.add_parsers(sub, common, lang)
+    pack_commands.add_parsers(sub, common, lang)
 
     listing = sub.add_parser("list", parents=[common], help=t("cli_list", lang))
     listing.add_argument("--engines-dir", default=DEFAULTS.engines_dir, metavar="DIR")
@@ -126,6 +129,8 @@ def main(
             "list": commands.listing,
             "setup": setup_commands.setup,
             "doctor": setup_commands.doctor,
+            "pack": pack_commands.pack,
+            "unpack": pack_commands.unpack,
         }
         return handlers[args.command](args, runtime, out, err)
     except KeyboardInterrupt:

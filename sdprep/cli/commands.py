@@ -1,4 +1,4 @@
-"""The CLI's commands: build (and --config-only, --from-config, --check), check, probe, list."""
+"""The CLI's commands: build (and --config-only, --from-config of a config or a pack, --check), check, probe, list."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from sdprep.jobs.job import EXIT_CODES
 from sdprep.jobs.pipeline import build_and_check
 from sdprep.jobs.process import ChildSpec
 from sdprep.messages import Problem, has_errors, msg
+from sdprep.pack_archive import PackProblem, config_source
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
 from sdprep.runtime import Runtime, load_config
 from sdprep.save import save_config
@@ -98,9 +99,14 @@ def _params_and_runtime(
 
 def _from_config(args: argparse.Namespace, printer: Printer) -> tuple[BakedParams, Runtime] | None:
     """The parameters of --from-config and its runtime values, which the written config keeps."""
+    source = Path(args.from_config)
     try:
-        params, notes, runtime = load_config(Path(args.from_config))
+        with config_source(source) as path:  # a pack's config is read from inside it (sdprep.pack_archive)
+            params, notes, runtime = load_config(path, shown_as=source.name if path != source else None)
     except ConfigError as problem:
+        print(f"{t('sev_error', printer.lang)}: --from-config: {printer.word(problem.message)}", file=printer.err)
+        return None
+    except PackProblem as problem:
         print(f"{t('sev_error', printer.lang)}: --from-config: {printer.word(problem.message)}", file=printer.err)
         return None
     # The config's own engines folder only if it exists here: a config copied from another machine names that

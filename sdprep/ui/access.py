@@ -2,10 +2,10 @@
 
 - Preparing, building, checking, saving and loading configs: anyone who reaches the page. That is what the page is
   for, and it only writes inside the server's engines folder.
-- Installing software (Setup, Upgrade: uv runs package builds as the server's user) and deleting models: only the
-  machine's own user, that is a client on this machine (loopback: 127.0.0.1, ::1) or, when the server was started
-  with --auth, a logged-in user. Anyone else sees those controls disabled with the reason, and the server refuses
-  the same requests sent without the page.
+- Installing software (Setup, Upgrade: uv runs package builds as the server's user), deleting models, and packing
+  or importing builds (they write gigabytes into the engines folder): only the machine's own user, that is a client
+  on this machine (loopback: 127.0.0.1, ::1) or, when the server was started with --auth, a logged-in user. Anyone
+  else sees those controls disabled with the reason, and the server refuses the same requests sent without the page.
 - The page installs only the named forks (sdprep.setup.pins.FORKS); a fork by git URL is for the command line.
 
 The client's address is the one the connection comes from (Uvicorn takes X-Forwarded-For only from a proxy on this

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the sections' handles: each section's module makes its own 
     from sdprep.ui.components.environment import EnvironmentTab
     from sdprep.ui.components.ipadapter import IPAdapter
     from sdprep.ui.components.library import Library
+    from sdprep.ui.components.library_pack import LibraryPacks
     from sdprep.ui.components.preview import Preview
     from sdprep.ui.components.profile import Profile
     from sdprep.ui.components.resolution import Resolution
@@ -56,6 +57,7 @@ class Events:
     follow: Dependency | None = None
     cancel: Dependency | None = None
     save: Dependency | None = None
+    lib_import: Dependency | None = None
 
     def loaded(self) -> Dependency:
         """The page-load chain to add a step to (language.listen starts it)."""
@@ -97,6 +99,7 @@ class Form:
     build: BuildPanel = field(init=False, repr=False)
     preview: Preview = field(init=False, repr=False)
     library: Library = field(init=False, repr=False)
+    packs: LibraryPacks = field(init=False, repr=False)
     environment: EnvironmentTab = field(init=False, repr=False)
 
     # --- building ------------------------------------------------------------------------------------------

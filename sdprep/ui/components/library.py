@@ -20,6 +20,7 @@ from sdprep.model_folder import outside
 from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
+from sdprep.ui.components import library_pack
 from sdprep.ui.components.actions import fill_fields, fill_outputs, load_into_form
 from sdprep.ui.components.common import MessageBox, message_box, only_changed, plain_values, redraw_on_language
 from sdprep.ui.form import Form
@@ -70,6 +71,7 @@ def render(form: Form) -> None:
     form.library = Library(
         refresh_button, listing, model, variant, load_button, sure, delete_button, access, message, sent
     )
+    library_pack.render(form)  # Pack and Import: their own section (sdprep/ui/components/library_pack.py)
 
 
 def _find(models: list[PreparedModel], slug: str | None) -> PreparedModel | None:
@@ -163,6 +165,7 @@ def delete(form: Form, values: dict[Block, Any], request: gr.Request | None) -> 
 
 
 def listen(form: Form) -> None:
+    library_pack.listen(form)  # first: the listing below refreshes after an import
     lang_input = {form.lang} if form.lang is not None else set()
     library = form.library
     listing = library.controls()
@@ -235,7 +238,13 @@ def listen(form: Form) -> None:
     quiet_refresh(delete_event, "library_after_delete")
     quiet_refresh(form.events.loaded(), "library_on_load")
     events = form.events
-    after = {"build": events.build, "follow": events.follow, "cancel": events.cancel, "save": events.save}
+    after = {
+        "build": events.build,
+        "follow": events.follow,
+        "cancel": events.cancel,
+        "save": events.save,
+        "lib_import": events.lib_import,
+    }
     for name, event in after.items():
         if event is not None:
             quiet_refresh(event, f"library_after_{name}")

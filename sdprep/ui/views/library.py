@@ -45,9 +45,17 @@ def _row(variant: Variant, latest: bool, lang: str) -> Markup:
         count=len(variant.engines),
         size=t("size_only", lang, size=Size(variant.size)),
         engines=join(engines),
-        built=variant.built_at,
+        built=_built(variant, lang),
         machine=f"{variant.gpu or t('unknown', lang)} / {variant.tensorrt or t('unknown', lang)}",
     )
+
+
+def _built(variant: Variant, lang: str) -> Markup:
+    """When it was built, and for an imported build from which machine's pack and when it came."""
+    if variant.imported is None:
+        return render("$at", at=variant.built_at)
+    came = t("lib_imported_from", lang, machine=variant.imported.machine, at=variant.imported.imported_at)
+    return render("$at<br><small>$came</small>", at=variant.built_at, came=came)
 
 
 def _check_summary(summary: Message, lang: str) -> Markup:
