@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdprep import derive
+from sdprep import derive, timing_cache
 from sdprep.config import RuntimeDefaults, make_config
 from sdprep.config_write import config_to_write, write_configs
 from sdprep.engine_files import EngineFile, EngineSlot, expected_slots, fingerprint, slot_key, variant_id
@@ -121,6 +121,7 @@ class Build(Job[BuildResult]):
         self.space_checked = False
         self.warnings: list[Problem] = []  # found during the build (free VRAM, what the fork reports)
         self.child_started: tuple[float, float] | None = None  # (elapsed, wall clock) when StreamDiffusion started
+        self.timing_cache: timing_cache.Seeded | None = None  # the TensorRT timing cache this build started with
 
     def result(self, outcome: Any, reason: Any, **extra: Any) -> BuildResult:
         extra.setdefault("problems", list(self.warnings))
@@ -212,11 +213,10 @@ class Build(Job[BuildResult]):
     def make_estimate(self, environment: Environment | None) -> Estimate:
         """What this build will take, from the table and this machine's earlier builds (times: on its GPU)."""
         safety = environment is None or environment.features.get("safety_checker_engine", True) is not False
-        self.estimate = estimate(
-            shape_of(self.params, safety),
-            load_history(Path(self.params.engines_dir)),
-            environment.gpu_name if environment else None,
-        )
+        root = Path(self.params.engines_dir)
+        gpu = environment.gpu_name if environment else None
+        warm = timing_cache.expect_warm(environment, root)  # timed from builds of the same cache state
+        self.estimate = estimate(shape_of(self.params, safety), load_history(root), gpu, warm)
         return self.estimate
 
     def check_space(self, problems: list[Problem], environment: Environment | None) -> BuildResult | None:
@@ -303,6 +303,9 @@ class Build(Job[BuildResult]):
 
         job = logs / f"{self.guard.stamp}-{self.variant}.config.json"
         atomic_write_text(job, json.dumps(self.config))
+        # The shared timing cache of this GPU model into the places the fork looks (sdprep/timing_cache.py).
+        root, origins = Path(self.params.engines_dir), manifest.timing_caches
+        self.timing_cache = timing_cache.seed(environment, root, self.engine_dir, self.params.model, origins, self.say)
         self.child_started = (self.progress.elapsed(), time.time())
         try:
             try:
@@ -313,6 +316,7 @@ class Build(Job[BuildResult]):
                 )
         finally:
             job.unlink(missing_ok=True)
+        timing_cache.note_built(self.timing_cache, manifest.timing_caches)
         after = by_relative(self.engine_dir)
         fresh = {rel: engine for rel, engine in after.items() if rel not in before or before[rel].stamp != engine.stamp}
         # Complete engines a failed build left are still good engines: record them so a retry can reuse them.
@@ -342,6 +346,7 @@ class Build(Job[BuildResult]):
                 manifest_path=self.engine_dir / MANIFEST_NAME,
             )
         superseded = self.guard.put_back(superseded=set(fresh))
+        timing_cache.keep(self.timing_cache, self.say)  # a proven build only: its grown cache becomes the shared one
         return self.finish(manifest, environment, used, fresh, superseded, slots)
 
     def rehearse_only(self, environment: Environment, problems: list[Problem]) -> BuildResult:
@@ -430,6 +435,7 @@ class Build(Job[BuildResult]):
             profile=profile_of(self.params),
             estimate=self.estimate.as_json() if self.estimate else None,
             actual=actual,
+            timing_cache=self.timing_cache.use if self.timing_cache else None,
         )
         manifest.model, manifest.config, manifest.latest_variant = self.params.model, config_path.name, self.variant
         try:
