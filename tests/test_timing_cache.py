@@ -14,9 +14,10 @@ import pytest
 from sdprep import timing_cache
 from sdprep.estimate import PastBuild, PastEngine, estimate, shape_of
 from sdprep.jobs.build import BuildOptions, BuildResult, run_build
+from sdprep.jobs.environment import Environment
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
-from sdprep.manifest import ManifestUnreadable, parse_manifest
+from sdprep.manifest import ManifestUnreadable, TimingCacheOrigin, parse_manifest
 from sdprep.params import BakedParams, params_from_values
 from sdprep.paths import stamp
 from testkit.timing import SUITE_TIMEOUT, wait_until
@@ -218,3 +219,39 @@ def test_the_estimate_times_warm_and_cold_builds_apart() -> None:
     assert from_cold.source.code == "est_src_time_warm_from_cold"
     assert "had no timing cache" in said(from_cold.source)
     assert estimate(shape, [warm], "GPU", warm=False).time.source.code == "est_src_time_table"
+
+
+def test_seed_trusts_only_the_exact_file_recorded_for_this_gpu_and_leaves_other_versions(tmp_path: Path) -> None:
+    environment = Environment(
+        {"torch": {"gpu_name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}, "tensorrt": {"version": TRT}}
+    )
+    root, folder = tmp_path / "engines", tmp_path / "engines" / "stabilityai--sd-turbo"
+    own = folder / "stabilityai" / "_timing_cache" / CACHE
+    older = folder / "_timing_cache" / "timing_trt10.13.3.9.cache"  # another TensorRT version: the fork never loads it
+    for path, text in ((own, b"ours"), (older, b"old")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text)
+    origins: dict[str, TimingCacheOrigin] = {}
+    lines: list[str] = []
+
+    def say(code: str, **values: Any) -> None:
+        lines.append(code)
+
+    seeded = timing_cache.seed(environment, root, folder, "stabilityai/sd-turbo", origins, say)
+    assert seeded is not None and seeded.use.state == "cold" and lines == ["tcache_set_aside", "tcache_cold"]
+    assert not own.exists() and older.read_bytes() == b"old"
+    # Recorded as this GPU's (what the fork saved), it is trusted and seeds the build: warm from the model's own.
+    own.write_bytes(b"timed here")
+    timing_cache.note_built(seeded, origins)
+    assert set(origins) == {f"stabilityai/_timing_cache/{CACHE}"}
+    again = timing_cache.seed(environment, root, folder, "stabilityai/sd-turbo", origins, say)
+    assert again is not None and (again.use.state, again.use.source, again.use.set_aside) == ("warm", "model", [])
+    # The ControlNet folders' place gets the same cache.
+    assert (folder / "_timing_cache" / CACHE).read_bytes() == b"timed here"
+    # Changed since (another program wrote it): no longer trusted.
+    own.write_bytes(b"changed by someone")
+    third = timing_cache.seed(environment, root, folder, "stabilityai/sd-turbo", origins, say)
+    assert third is not None and len(third.use.set_aside) == 1
+    # No GPU model or TensorRT version known: nothing is touched.
+    assert timing_cache.seed(Environment({}), root, folder, "stabilityai/sd-turbo", origins, say) is None
+    assert timing_cache.gpu_key("NVIDIA GeForce RTX 4090/..\\x", "8.9") == "NVIDIA-GeForce-RTX-4090-..-x-cc89"
