@@ -52,7 +52,8 @@ SHARED_CACHE_DIR = ".timing_cache"
 MAX_CACHE_BYTES = 2 * 1024**3
 # A cache set aside: `timing_trt<version>.cache.foreign-<stamp>` beside it, a name the fork never loads.
 FOREIGN_SUFFIX = ".foreign-"
-_CACHE_FILE = re.compile(r"^timing_trt(?P<version>[0-9][0-9A-Za-z.+_-]{0,40})\.cache$")
+_VERSION = r"[0-9][0-9A-Za-z.+_-]{0,40}"  # a TensorRT version, as it may stand in a file name
+_CACHE_FILE = re.compile(rf"^timing_trt(?P<version>{_VERSION})\.cache$")
 _KEY_UNSAFE = re.compile(r"[^0-9A-Za-z.+-]+")
 
 
@@ -158,12 +159,21 @@ def fork_cache_dirs(model_folder: Path, model: str) -> list[Path]:
 def expect_warm(environment: Environment | None, engines_root: Path) -> bool:
     """Whether a build on this machine would start warm (for its estimate): the engines folder has a shared cache
     for this GPU model and TensorRT version."""
+    known = _probed(environment)
+    return known is not None and bool(_size(shared_cache(engines_root, gpu_key(known[0], known[1]), known[2])))
+
+
+def _probed(environment: Environment | None) -> tuple[str, str, str] | None:
+    """The GPU model's name, its compute capability and the TensorRT version, as the probe says them; None when it
+    does not say all three, or names a version that cannot stand in a file name."""
     if environment is None:
-        return False
-    name, capability, trt_version = environment.gpu_name, environment.compute_capability, environment.tensorrt_version
-    if not (name and capability and trt_version):
-        return False
-    return bool(_size(shared_cache(engines_root, gpu_key(name, capability), trt_version)))
+        return None
+    name, capability, version = environment.gpu_name, environment.compute_capability, environment.tensorrt_version
+    if not (isinstance(name, str) and isinstance(capability, str) and isinstance(version, str)):
+        return None
+    if not (name.strip() and capability.strip() and re.fullmatch(_VERSION, version)):
+        return None
+    return name, capability, version
 
 
 # --- a build's use of the caches ---------------------------------------------------------------------------------
@@ -249,11 +259,11 @@ def seed(
     model's build.json record of its caches; it is updated with what was written here. None when the probe does not
     name the GPU model and TensorRT version (nothing is touched), or when the caches cannot be written (said; the
     build goes on as the fork would, without the shared cache)."""
-    name, capability, trt_version = environment.gpu_name, environment.compute_capability, environment.tensorrt_version
-    if not (name and capability and trt_version):
+    known = _probed(environment)
+    if known is None:
         return None
     try:
-        return _seed(engines_root, model_folder, model, (name, capability), trt_version, origins, say)
+        return _seed(engines_root, model_folder, model, (known[0], known[1]), known[2], origins, say)
     except OSError as problem:
         say("tcache_unusable", reason=os_reason(problem))
         return None

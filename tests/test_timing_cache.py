@@ -254,4 +254,9 @@ def test_seed_trusts_only_the_exact_file_recorded_for_this_gpu_and_leaves_other_
     assert third is not None and len(third.use.set_aside) == 1
     # No GPU model or TensorRT version known: nothing is touched.
     assert timing_cache.seed(Environment({}), root, folder, "stabilityai/sd-turbo", origins, say) is None
+    # Nor for a version the probe's answer says that cannot stand in a file name (it would lead out of the folder).
+    gpu = {"gpu_name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}
+    tricked = Environment({"torch": gpu, "tensorrt": {"version": "../../../x"}})
+    assert timing_cache.seed(tricked, root, folder, "stabilityai/sd-turbo", origins, say) is None
+    assert not timing_cache.expect_warm(tricked, root)
     assert timing_cache.gpu_key("NVIDIA GeForce RTX 4090/..\\x", "8.9") == "NVIDIA-GeForce-RTX-4090-..-x-cc89"
