@@ -180,7 +180,8 @@ def _probed(environment: Environment | None) -> tuple[str, str, str] | None:
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
-    """`target` becomes a copy of `source` whole, or stays as it was (temp file in its folder, fsync, rename)."""
+    """`target` becomes a copy of `source` whole (with its permissions), or stays as it was (temp file in its folder,
+    fsync, rename)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -188,6 +189,7 @@ def _copy_atomic(source: Path, target: Path) -> None:
             shutil.copyfileobj(read, out, 1024 * 1024)
             out.flush()
             os.fsync(out.fileno())
+        shutil.copymode(source, temp_name)  # the fork's file mode, not the temp file's private one
         os.replace(temp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -75,6 +75,7 @@ def test_first_build_is_cold_and_fills_the_shared_cache_the_next_model_starts_wa
     # The fork keeps it beside the engine folders: a hub id's nest under its owner (stabilityai/).
     own = folder / "stabilityai" / "_timing_cache" / CACHE
     assert own.is_file() and shared(tmp_path).read_bytes() == own.read_bytes()
+    assert shared(tmp_path).stat().st_mode == own.stat().st_mode, "readable as the fork's own file is"
     assert record["kept"] == own.stat().st_size
     assert device_of(shared(tmp_path)) == "NVIDIA GeForce RTX 4090|sm_89"
 
