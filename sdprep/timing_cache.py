@@ -12,14 +12,15 @@ valid for the GPU model and TensorRT version that wrote it (the fork loads it wi
 shared one is keyed by both, and a cache in a model folder that this app does not know came from this GPU model (an
 engines folder copied from another machine) is renamed out of the fork's way before a build, never loaded.
 
-A build (jobs/build.py, under its GPU lock): `seed` copies the shared cache into the places the fork will look and
-sets foreign caches aside; the child builds; `note_built` records which caches in the model folder are this GPU's
-(also after a failed build: the fork saves the cache after each engine); after a successful build only, `keep` copies
-the grown cache back to the shared one under a lock. Builds on one GPU are serialised, and the model's cache started
-as a copy of the shared one, so it is a superset of it: a copy is the merge. Only two builds on two identical GPUs of
-one machine can overlap; then the shared cache changed since the seed, and the larger of the two is kept (a timing
-cache is an optimisation: losing entries costs build time, never correctness). A true union needs TensorRT's
-ITimingCache.combine in the build Python: not done.
+A build (jobs/build.py, under its GPU lock): `seed` sets foreign caches aside and copies the larger of the shared
+cache and the model's own (known to be this GPU's) into every place the fork will look; the child builds;
+`note_built` records which caches in the model folder are this GPU's (also after a failed build: the fork saves the
+cache after each engine); after a successful build only, `keep` copies the grown cache back to the shared one under
+a lock. Builds on one GPU are serialised, and the model's cache started as a copy of the shared one, so it is a
+superset of it: a copy is the merge. Two cases lose entries, never correctness (a timing cache only saves build
+time): two builds on two identical GPUs of one machine overlap (the shared cache changed since the seed: the larger
+is kept), and a hub id's build with ControlNets grows two of the fork's caches (the largest is kept). A true union
+needs TensorRT's ITimingCache.combine in the build Python: not done.
 """
 
 from __future__ import annotations
