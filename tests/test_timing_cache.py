@@ -261,3 +261,29 @@ def test_seed_trusts_only_the_exact_file_recorded_for_this_gpu_and_leaves_other_
     assert timing_cache.seed(tricked, root, folder, "stabilityai/sd-turbo", origins, say) is None
     assert not timing_cache.expect_warm(tricked, root)
     assert timing_cache.gpu_key("NVIDIA GeForce RTX 4090/..\\x", "8.9") == "NVIDIA-GeForce-RTX-4090-..-x-cc89"
+
+
+def test_keep_copies_the_grown_cache_unless_a_build_on_an_identical_gpu_kept_a_larger_one(tmp_path: Path) -> None:
+    environment = Environment(
+        {"torch": {"gpu_name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}, "tensorrt": {"version": TRT}}
+    )
+    root, folder = tmp_path / "engines", tmp_path / "engines" / "local-model"
+    said_codes: list[str] = []
+
+    def say(code: str, **values: Any) -> None:
+        said_codes.append(code)
+
+    seeded = timing_cache.seed(environment, root, folder, "/models/local-model.safetensors", {}, say)
+    assert seeded is not None and seeded.targets == [folder / "_timing_cache" / CACHE]  # a local model: no owner nest
+    timing_cache.keep(seeded, say)
+    assert not shared(tmp_path).exists(), "nothing grew: nothing kept"
+    seeded.targets[0].parent.mkdir(parents=True)
+    seeded.targets[0].write_bytes(b"grown" * 10)
+    shared(tmp_path).parent.mkdir(parents=True)
+    shared(tmp_path).write_bytes(b"another build's, larger" * 10)  # kept meanwhile by a build on the second 4090
+    timing_cache.keep(seeded, say)
+    assert said_codes[-1] == "tcache_kept_other" and shared(tmp_path).read_bytes() == b"another build's, larger" * 10
+    shared(tmp_path).write_bytes(b"small")
+    timing_cache.keep(seeded, say)
+    assert said_codes[-1] == "tcache_kept" and shared(tmp_path).read_bytes() == b"grown" * 10
+    assert seeded.use.kept == 50
