@@ -47,6 +47,7 @@ def metrics(data: dict[str, Any]) -> list[Metric]:
         *_streaming(data),
         *_up_to_date(data),
         *_rehearsal(data),
+        *_timing_cache(data),
         *_waiting(data),
         *_records(data),
         *_reprobes(data),
@@ -83,6 +84,28 @@ def _rehearsal(data: dict[str, Any]) -> list[Metric]:
             found["doctor_cli_s"],
             None,
         ),
+    ]
+
+
+def _timing_cache(data: dict[str, Any]) -> list[Metric]:
+    found = data.get("timing_cache")
+    if not found:
+        return []
+    if "skipped" in found:
+        name = "A real build cold, then warm from the shared timing cache"
+        return [Metric(name, "(measured on a GPU with TensorRT)", "s", [], None, f"skipped: {found['skipped']}")]
+    cold, warm = median(found["cold_s"]), median(found["warm_s"])
+    where = f"{found['gpu']}, TensorRT {found['tensorrt']}"
+    return [
+        Metric(
+            "A real build (sd-turbo, the defaults) warm from the shared timing cache",
+            "faster than cold",
+            "s",
+            found["warm_s"],
+            warm < cold,
+            f"{where}: {cold / warm:.2f}× faster than cold; the cache: {found['cache_bytes'] / 1024**2:.1f} MiB",
+        ),
+        Metric("… the same build cold (no timing cache)", "(baseline)", "s", found["cold_s"], None, where),
     ]
 
 
@@ -472,6 +495,11 @@ def render(data: dict[str, Any], rows: list[Metric]) -> str:
         "“Probe again” (queued, not followed), and new pages open one after another: each one's environment panel "
         "(the page load's `cached_environment` event) is timed from request to answer; then every click is followed "
         "to its answer (the server's probe lane runs one probe at a time and merges the clicks that wait).",
+        "- **Timing cache** (`bench/timing_cache.py`, only where the build Python has a GPU, TensorRT and "
+        "StreamDiffusion): the default parameters built in a fresh engines folder (cold: no timing cache), then "
+        "built again after their model folder is removed, so the build starts from the shared timing cache the "
+        "first one left (warm); each figure is the build's own seconds in build.json. Elsewhere the row says why "
+        "it was skipped.",
         "- **First start** (`bench/first_start.py`, only with `--first-start`: it downloads from PyPI): a `git "
         "clone` of HEAD, then `bash run.sh` (a venv, uv into it, the requirements with uv) until `GET /` first "
         "answers 200; and the same clone with pip (`python -m venv`, `pip install -r requirements.txt`, start), "

@@ -16,7 +16,8 @@ arrival (streaming.py); the minimal app's round trip; in this process, the previ
 child's start, line latency, the up-to-date answer of `run_build` and of the CLI, the rehearsal (rehearsal.py); and
 form changes and Cancel with 80 builds waiting (waiting_builds.py); a library of 306 builds: a local model's form
 changes, the library's list and load (records.py); a new page's environment panel with 20 re-probes queued
-(reprobes.py); without --quick, pack and unpack of a 2 GB build against a plain copy (packs.py). Results go to
+(reprobes.py); without --quick, pack and unpack of a 2 GB build against a plain copy (packs.py); on a GPU with
+TensorRT only, a real build cold and warm from the shared timing cache (timing_cache.py). Results go to
 docs/performance.md and bench/results/<date>.json.
 """
 
@@ -49,6 +50,7 @@ from bench import (  # noqa: E402
     soak,
     startup,
     streaming,
+    timing_cache,
     up_to_date,
     waiting_builds,
 )
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         data["up_to_date"] = up_to_date.measure(args.uptodate_rounds, state)
         say("the rehearsal on the stand-ins")
         data["rehearsal"] = rehearsal.measure(args.rounds, state)
+        say("a real build cold, then warm from the shared timing cache (a GPU with TensorRT only)")
+        data["timing_cache"] = timing_cache.measure(state, say)
         say("80 builds waiting: form changes and Cancel")
         data["waiting_builds"] = waiting_builds.measure(state, args.previews, args.cancels, say)
         say(f"a library of {records.MODELS} models: a local model's form changes, the library's list and load")

@@ -88,6 +88,31 @@ class ImportRecord:
 
 
 @dataclass
+class TimingCacheUse:
+    """The TensorRT timing cache one build started with (sdprep.timing_cache): cold (none) or warm (seeded), for
+    which GPU model and TensorRT version, from where, its size; the shared cache's size it left; what it set aside."""
+
+    state: str  # "cold" or "warm"
+    gpu_key: str  # timing_cache.gpu_key: the GPU model's name and compute capability
+    tensorrt: str
+    source: str | None = None  # a warm build's: "shared" (the engines folder's, for this GPU) or "model" (its own)
+    size: int = bounded(*BYTES, default=0)  # bytes the build started with (0: cold)
+    kept: int | None = bounded(*BYTES, default=None)  # bytes of the shared cache after the build (None: not kept)
+    set_aside: list[str] = field(default_factory=list)  # caches of unknown origin it renamed out of the fork's way
+
+
+@dataclass
+class TimingCacheOrigin:
+    """A timing cache in the model folder that this app wrote or saw written on one GPU model (the fork's own file,
+    which does not say): trusted only while it is exactly that file."""
+
+    gpu_key: str
+    tensorrt: str
+    size: int = bounded(*BYTES)
+    mtime_ns: int = bounded(0, 2**63 - 1)
+
+
+@dataclass
 class VariantRecord:
     """One successful build of one set of baked parameters."""
 
@@ -108,6 +133,7 @@ class VariantRecord:
     actual: dict[str, Any] | None = None  # what the build took: seconds, bytes per engine (bounded by its reader)
     check: CheckRecord | None = None
     imported: ImportRecord | None = None  # set when the build came from a pack, not from a build here
+    timing_cache: TimingCacheUse | None = None  # None: built before the app shared timing caches
 
 
 @dataclass
@@ -117,6 +143,8 @@ class Manifest:
     latest_variant: str | None = None
     variants: dict[str, VariantRecord] = field(default_factory=dict)
     engines: dict[str, EngineRecord] = field(default_factory=dict)  # relative engine path -> its record
+    # relative path of a fork's timing cache -> the GPU model it is known to come from (sdprep.timing_cache)
+    timing_caches: dict[str, TimingCacheOrigin] = field(default_factory=dict)
     format: int = FORMAT
     skipped: list[str] = field(default_factory=list, metadata={"stored": False})  # records left out, and why
 
@@ -206,7 +234,12 @@ def parse_manifest(raw: bytes, path: Path) -> Manifest:
             raise ValueError(f"format {version} is newer than this app ({FORMAT})")
         skipped: list[str] = []
         records: dict[str, Any] = {}
-        for name, record_kind in (("variants", VariantRecord), ("engines", EngineRecord)):
+        kinds: tuple[tuple[str, type[Any]], ...] = (
+            ("variants", VariantRecord),
+            ("engines", EngineRecord),
+            ("timing_caches", TimingCacheOrigin),
+        )
+        for name, record_kind in kinds:
             items = data.pop(name, {})
             if not isinstance(items, dict):
                 raise ValueError(f"build.json.{name} is not a mapping")
@@ -216,6 +249,7 @@ def parse_manifest(raw: bytes, path: Path) -> Manifest:
     except (ValueError, UnicodeDecodeError, RecursionError) as problem:
         raise ManifestUnreadable(path, str(problem)) from None
     manifest.variants, manifest.engines, manifest.skipped = records["variants"], records["engines"], skipped
+    manifest.timing_caches = records["timing_caches"]
     return manifest
 
 

@@ -266,7 +266,12 @@ def test_a_build_records_its_estimate_and_what_it_took_and_the_next_estimate_lea
     again, _ = build(make(tmp_path), BuildOptions(child=OPTIONS.child, force=True))
     assert again.outcome == "built"
     latest = manifest(tmp_path)["variants"][again.variant]
-    assert latest["estimate"]["time"]["source"] == {"code": "est_src_time_history", "params": {"count": 1}}
+    # The rebuild starts with the timing cache the first build left (warm); the first was cold: timed from it, said.
+    history = {"code": "est_src_time_history", "params": {"count": 1}}
+    assert latest["estimate"]["time"]["source"] == {
+        "code": "est_src_time_warm_from_cold",
+        "params": {"source": history},
+    }
     # About the earlier build's time (a second or so), no longer the table's minutes.
     assert latest["estimate"]["time"]["about"] == pytest.approx(actual["seconds"], rel=0.01)
     assert re.search(r"; estimated about \d+ s\.$", said(again.reason)), said(again.reason)

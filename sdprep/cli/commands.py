@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from sdprep import timing_cache
 from sdprep.cli.args import params_from_args
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
@@ -201,6 +202,7 @@ def _print_estimate(params: BakedParams, spec: ChildSpec, printer: Printer) -> N
         shape_of(params, safety),
         load_history(Path(params.engines_dir)),
         environment.gpu_name if environment else None,
+        timing_cache.expect_warm(environment, Path(params.engines_dir)),
     )
     free_vram = environment.torch.get("vram_free") if environment else None
     folder = Path(params.engines_dir)

@@ -1,9 +1,10 @@
 """The estimate of one build: its disk, GPU memory and time, each a range with where it comes from.
 
 Time comes from earlier builds of the same engines on this GPU ("about 6 min, from 3 earlier builds"), else from the
-table scaled by how this GPU did against the table before, else from the table alone (a stated rough range). Sizes
-come from earlier engines of the same kind and family, else from the table. Every figure carries a Message saying
-which. Pure: the history is handed in.
+table scaled by how this GPU did against the table before, else from the table alone (a stated rough range). A build
+with a TensorRT timing cache (warm) learns from warm builds, else from cold ones with a note saying so; a cold one
+only from cold builds (a warm build's time would promise too little). Sizes come from earlier engines of the same
+kind and family, else from the table. Every figure carries a Message saying which. Pure: the history is handed in.
 """
 
 from __future__ import annotations
@@ -120,10 +121,13 @@ def shape_of(params: BakedParams, safety_engine: bool = True) -> Shape:
     )
 
 
-def estimate(shape: Shape, history: Iterable[PastBuild] = (), gpu: str | None = None) -> Estimate:
-    """Disk, VRAM and time for a build of `shape`; `history` sharpens sizes (any GPU) and times (`gpu` only)."""
+def estimate(shape: Shape, history: Iterable[PastBuild] = (), gpu: str | None = None, warm: bool = False) -> Estimate:
+    """Disk, VRAM and time for a build of `shape`; `history` sharpens sizes (any GPU) and times (`gpu` only, and
+    builds of the same timing-cache state: `warm` when this one starts with a cache)."""
     history = tuple(history)
     on_this_gpu = tuple(build for build in history if gpu is not None and build.gpu == gpu)
+    warm_from_cold = warm and not any(build.warm for build in on_this_gpu) and bool(on_this_gpu)
+    on_this_gpu = tuple(build for build in on_this_gpu if build.warm == (warm and not warm_from_cold))
     speed = gpu_speed(on_this_gpu, gpu)
     parts: list[Part] = []
     timed_by: set[str] = set()
@@ -163,8 +167,15 @@ def estimate(shape: Shape, history: Iterable[PastBuild] = (), gpu: str | None = 
         margin=int(max(MARGIN_MIN, peak.high * MARGIN_SHARE)),
         vram_build=_vram_build(parts, shape),
         vram_run=_vram_run(parts, shape),
-        time=_time(parts, on_this_gpu, timed_by, speed),
+        time=_warm_note(_time(parts, on_this_gpu, timed_by, speed), warm_from_cold),
     )
+
+
+def _warm_note(time: Figure, warm_from_cold: bool) -> Figure:
+    """A warm build timed from cold builds says so (it is likely shorter)."""
+    if not warm_from_cold:
+        return time
+    return Figure(time.low, time.high, msg("est_src_time_warm_from_cold", source=time.source), time.about)
 
 
 def _size_source(parts: list[Part], sized_by: set[str]) -> Message:

@@ -3,10 +3,13 @@
 VariantRecord.actual holds the build's seconds and, per engine it built, its bytes and the seconds the fork's
 build_stats.json reports. Sizes are learnt from engines of the same weights on any GPU (an engine is almost all
 weights), times only from the same engines on the same GPU, and how a GPU did against the table scales the rest.
+VariantRecord.timing_cache says whether the build started with a TensorRT timing cache (warm) or not (cold, and every
+build recorded before the app shared caches): the two are timed apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import statistics
@@ -48,6 +51,7 @@ class PastBuild:
     seconds: float  # the build, from starting StreamDiffusion to the proof
     engines: tuple[PastEngine, ...] = ()
     name: str = ""  # model folder / variant, to count builds
+    warm: bool = False  # it started with a TensorRT timing cache (sdprep.timing_cache)
 
 
 def past_engine_json(
@@ -164,7 +168,8 @@ def load_history(root: Path) -> tuple[PastBuild, ...]:
                 model_folder.name_once(f"{where}: build.json: an earlier build is left out of the estimate: {problem}")
                 continue
             if past is not None:
-                builds.append(past)
+                warm = record.timing_cache is not None and record.timing_cache.state == "warm"
+                builds.append(dataclasses.replace(past, warm=warm))
     _CACHE[str(root)] = _HistoryCache(stamps, tuple(builds))
     return tuple(builds)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdprep import timing_cache
 from sdprep.config import RuntimeDefaults
 from sdprep.estimate import Estimate
 from sdprep.jobs.aside import AsideGuard
@@ -101,6 +102,7 @@ class Build(Job[BuildResult]):
         self.estimate: Estimate | None = None  # what this build promises (sdprep/estimate/)
         self.space_checked = False
         self.warnings: list[Problem] = []  # found during the build (free VRAM, what the fork reports)
+        self.timing_cache: timing_cache.Seeded | None = None  # the TensorRT timing cache this build started with
 
     def result(self, outcome: Any, reason: Any, **extra: Any) -> BuildResult:
         extra.setdefault("problems", list(self.warnings))
@@ -205,11 +207,21 @@ class Build(Job[BuildResult]):
         if rehearsed is not None:
             return rehearsed
         folder = set_aside_foreign(self.plan, environment, manifest, self.guard, self.options.force)
-        # Before the child runs: steps that prepare what it reads go here (the set-aside guard above is one).
+        # Before the child runs: steps that prepare what it reads go here (the set-aside guard above is one). The
+        # shared timing cache of this GPU model goes where the fork looks (sdprep/timing_cache.py).
+        self.timing_cache = timing_cache.seed(
+            environment,
+            self.plan.engines_root,
+            self.plan.engine_dir,
+            self.plan.params.model,
+            manifest.timing_caches,
+            self.say,
+        )
         child = run_build_child(self, self.plan, logs, self.guard.stamp)
+        # After it ended, whatever its end: the caches it saved are this GPU model's (the fork saves after each engine).
+        timing_cache.note_built(self.timing_cache, manifest.timing_caches)
         if isinstance(child, Ended):
             return child
-        # After it ended: steps that keep what a successful child left go here (when child.run.ok), before the proof.
         return child, folder
 
     def prove_and_record(
@@ -234,6 +246,7 @@ class Build(Job[BuildResult]):
             write_manifest(self.plan.engine_dir, manifest)
             return self.end(unproven(self.plan, proof))
         superseded = self.guard.put_back(superseded=set(fresh))
+        timing_cache.keep(self.timing_cache, self.say)  # a proven build only: its grown cache becomes the shared one
         recorded_build = record_built(
             self.plan,
             manifest,
@@ -247,6 +260,7 @@ class Build(Job[BuildResult]):
             self.options.runtime_from,
             self.warnings,
             self.progress,
+            self.timing_cache.use if self.timing_cache else None,
         )
         return self.end(recorded_build)
 

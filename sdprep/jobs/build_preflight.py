@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdprep import timing_cache
 from sdprep.estimate import Estimate, disk_problem, estimate, free_space, load_history, shape_of, vram_problem
 from sdprep.jobs.build_stage import BuildPlan, Ended, say
 from sdprep.jobs.environment import WIDE_MAX_BATCH, Environment, ProbeError, probe
@@ -78,11 +79,10 @@ def outside_engines(plan: BuildPlan) -> Ended | None:
 def make_estimate(params: BakedParams, environment: Environment | None) -> Estimate:
     """What this build will take, from the table and this machine's earlier builds (times: on its GPU)."""
     safety = environment is None or environment.features.get("safety_checker_engine", True) is not False
-    return estimate(
-        shape_of(params, safety),
-        load_history(Path(params.engines_dir)),
-        environment.gpu_name if environment else None,
-    )
+    root = Path(params.engines_dir)
+    gpu = environment.gpu_name if environment else None
+    warm = timing_cache.expect_warm(environment, root)  # timed from builds of the same cache state
+    return estimate(shape_of(params, safety), load_history(root), gpu, warm)
 
 
 def check_space(

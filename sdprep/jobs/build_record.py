@@ -25,7 +25,7 @@ from sdprep.jobs.build_reuse import FolderBefore, UpToDate
 from sdprep.jobs.build_stage import BuildPlan, Ended, say
 from sdprep.jobs.environment import Environment
 from sdprep.jobs.progress import Progress
-from sdprep.manifest import EngineRecord, Manifest, VariantRecord, now_iso
+from sdprep.manifest import EngineRecord, Manifest, TimingCacheUse, VariantRecord, now_iso
 from sdprep.messages import Duration, Message, Problem, msg, os_reason
 from sdprep.model_folder import CONFIGS_DIR, MANIFEST_NAME, write_manifest
 from sdprep.params import BakedParams
@@ -124,6 +124,7 @@ def record_built(
     runtime_from: Runtime | None,
     warnings: list[Problem],
     progress: Progress,
+    timing_cache: TimingCacheUse | None = None,
 ) -> Ended:
     """A proven build recorded: the variants whose engines it replaced marked stale, its configs written, what it took
     measured (since `started`, as (seconds into the build, wall clock)), its record in build.json, and the result's
@@ -154,6 +155,7 @@ def record_built(
         profile=profile_of(plan.params),
         estimate=estimate.as_json() if estimate else None,
         actual=actual,
+        timing_cache=timing_cache,
     )
     manifest.model, manifest.config, manifest.latest_variant = plan.params.model, config_path.name, plan.variant
     try:

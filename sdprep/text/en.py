@@ -442,6 +442,15 @@ TEXT: dict[str, str] = {
     "aside_other_machine": "Setting aside {path} and rebuilding it: it was built on another GPU or TensorRT version.",
     "aside_other_params": "Setting aside {path} and rebuilding it: it was built from other parameters that StreamDiffusion does not put in folder names.",
     "engine_written": "{engine} engine written: {file} ({size})",
+    # --- the shared TensorRT timing cache (sdprep/timing_cache.py) ------------------------------------------------
+    "tcache_warm": "Timing cache: warm, {size} from {source} for {gpu}; TensorRT skips the timings it already has.",
+    "tcache_cold": "Timing cache: cold, none yet for {gpu} with TensorRT {tensorrt}; this build starts one.",
+    "tcache_source_shared": "the engines folder's shared cache",
+    "tcache_source_model": "this model's own cache",
+    "tcache_set_aside": "Timing cache {path} set aside as {kept}: nothing says it was made on this GPU model, and TensorRT must not be given another GPU's timings.",
+    "tcache_kept": "Timing cache kept for the next builds on {gpu}: {size}.",
+    "tcache_kept_other": "Timing cache not kept: another build on an identical {gpu} kept a larger one ({size}) meanwhile.",
+    "tcache_unusable": "The shared timing cache is not used for this build ({reason}); it builds as without one.",
     "manifest_set_aside": "build.json could not be read ({reason}); it is kept as {kept} and a new one is started.",
     "manifest_unwritten": "build.json could not be written ({reason}); the next build rebuilds.",
     "rebuild_changed": "{path} is missing or changed since it was built: rebuilding.",
@@ -903,6 +912,7 @@ TEXT: dict[str, str] = {
     "est_src_time_scaled__one": "the reference table × {factor}: how this GPU did in {count} earlier build of other settings",
     "est_src_time_scaled__few": "the reference table × {factor}: how this GPU did in {count} earlier builds of other settings",
     "est_src_time_scaled__many": "the reference table × {factor}: how this GPU did in {count} earlier builds of other settings",
+    "est_src_time_warm_from_cold": "{source}; those builds had no timing cache, this one has: it is likely shorter",
     "est_src_folder": "free space in {folder} now",
     "est_src_probe": "free GPU memory when the build Python was last probed",
     # --- fitting a build, measuring it, the fork's build_stats.json, the command line ------------------------

@@ -442,6 +442,15 @@ TEXT: dict[str, str] = {
     "aside_other_machine": "Откладываю {path} и пересобираю: он собран на другой видеокарте или версии TensorRT.",
     "aside_other_params": "Откладываю {path} и пересобираю: он собран из других параметров, которых StreamDiffusion нет в именах папок.",
     "engine_written": "Движок {engine} записан: {file} ({size})",
+    # --- общий кэш таймингов TensorRT (sdprep/timing_cache.py) -------------------------------------------------------
+    "tcache_warm": "Кэш таймингов: тёплый, {size} из {source} для {gpu}; TensorRT пропускает уже измеренные тайминги.",
+    "tcache_cold": "Кэш таймингов: холодный, для {gpu} с TensorRT {tensorrt} его ещё нет; эта сборка его начинает.",
+    "tcache_source_shared": "общего кэша папки движков",
+    "tcache_source_model": "собственного кэша этой модели",
+    "tcache_set_aside": "Кэш таймингов {path} отложен как {kept}: ничто не говорит, что он сделан на этой модели GPU, а тайминги другого GPU TensorRT давать нельзя.",
+    "tcache_kept": "Кэш таймингов сохранён для следующих сборок на {gpu}: {size}.",
+    "tcache_kept_other": "Кэш таймингов не сохранён: другая сборка на таком же {gpu} тем временем сохранила больший ({size}).",
+    "tcache_unusable": "Общий кэш таймингов в этой сборке не используется ({reason}); она идёт как без него.",
     "manifest_set_aside": "build.json не читается ({reason}); он сохранён как {kept}, начат новый.",
     "manifest_unwritten": "build.json записать не удалось ({reason}); следующая сборка пересоберёт.",
     "rebuild_changed": "{path} пропал или изменился после сборки: пересобираю.",
@@ -904,6 +913,7 @@ TEXT: dict[str, str] = {
     "est_src_time_scaled__one": "справочная таблица × {factor}: так этот GPU справился с {count} прошлой сборкой с другими параметрами",
     "est_src_time_scaled__few": "справочная таблица × {factor}: так этот GPU справился с {count} прошлыми сборками с другими параметрами",
     "est_src_time_scaled__many": "справочная таблица × {factor}: так этот GPU справился с {count} прошлыми сборками с другими параметрами",
+    "est_src_time_warm_from_cold": "{source}; у тех сборок не было кэша таймингов, у этой есть: скорее всего, она будет короче",
     "est_src_folder": "свободное место в {folder} сейчас",
     "est_src_probe": "свободная память GPU при последней проверке Python для сборки",
     # --- fitting a build, measuring it, the fork's build_stats.json, the command line ------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
+from sdprep import timing_cache
 from sdprep.command_line import SHELLS, Shell, default_shell
 from sdprep.config_write import ConfigToWrite
 from sdprep.estimate import Estimate, estimate, free_space, load_history, shape_of
@@ -53,7 +54,8 @@ def estimate_text(params: BakedParams, problems: list[Problem], lang: str) -> st
         try:
             safety = environment is None or environment.features.get("safety_checker_engine", True) is not False
             gpu = environment.gpu_name if environment else None
-            promised = estimate(shape_of(params, safety), load_history(folder), gpu)
+            warm = timing_cache.expect_warm(environment, folder)
+            promised = estimate(shape_of(params, safety), load_history(folder), gpu, warm)
         except (ValueError, KeyError, TypeError):
             promised = None
     free_vram = environment.torch.get("vram_free") if environment else None

@@ -74,6 +74,10 @@ def cuda_init_error() -> int | None:
     return None
 
 
+def gpu_name() -> str:
+    return _get("STANDIN_GPU_NAME", "NVIDIA GeForce RTX 4090")  # as the stand-in torch names it
+
+
 def compute_capability() -> tuple[int, int]:
     major, _, minor = _get("STANDIN_CC", "8.9").partition(".")
     return int(major), int(minor or 0)

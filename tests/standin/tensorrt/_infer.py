@@ -301,11 +301,56 @@ class IProgressMonitor:
         raise RuntimeError('Tried to call pure virtual function "IProgressMonitor::phase_finish"')
 
 
+TIMING_CACHE_FORMAT = "standin-trt-timing-cache/1"
+
+
+def _this_device() -> str:
+    """What a timing cache's header says about the device: TensorRT checks it against the GPU it is given to."""
+    major, minor = _device.compute_capability()
+    return f"{_device.gpu_name()}|sm_{major}{minor}"
+
+
+class ITimingCache:
+    """Tactic timings collected by a builder (TensorRT 10's ITimingCache: serialize, combine, reset). Its header names
+    the TensorRT version and the device; the stand-in serialises it as JSON with the timings as named entries."""
+
+    def __init__(self, device: str, version: str, entries: dict[str, float] | None = None) -> None:
+        self._device = device
+        self._version = version
+        self._entries: dict[str, float] = dict(entries or {})
+
+    def serialize(self) -> IHostMemory:
+        document = {"format": TIMING_CACHE_FORMAT, "tensorrt": self._version, "device": self._device}
+        return IHostMemory(json.dumps({**document, "entries": self._entries}, sort_keys=True).encode("utf-8"))
+
+    def combine(self, input_cache: ITimingCache, ignore_mismatch: builtins.bool) -> builtins.bool:
+        """Append the entries of `input_cache` (conflicting ones are skipped); False for another TensorRT version, or
+        for another device unless ignore_mismatch."""
+        if input_cache._version != self._version or (input_cache._device != self._device and not ignore_mismatch):
+            return False
+        for key, value in input_cache._entries.items():
+            self._entries.setdefault(key, value)
+        return True
+
+    def reset(self) -> builtins.bool:
+        self._entries.clear()
+        return True
+
+    def _time(self, layer: str) -> builtins.bool:
+        """The builder timing one layer's tactics: True when the cache already had them (nothing timed)."""
+        if layer in self._entries:
+            return True
+        self._entries[layer] = 0.01
+        return False
+
+
 class IBuilderConfig:
-    def __init__(self) -> None:
+    def __init__(self, logger: ILogger | None = None) -> None:
         self._pools: dict[MemoryPoolType, int] = {MemoryPoolType.WORKSPACE: 24 * 1024**3}
         self._flags: set[BuilderFlag] = set()
         self._monitor: IProgressMonitor | None = None
+        self._logger = logger
+        self._timing_cache: ITimingCache | None = None
 
     @property
     def progress_monitor(self) -> IProgressMonitor | None:
@@ -319,6 +364,35 @@ class IBuilderConfig:
         ):
             raise TypeError("progress_monitor(): incompatible function arguments")
         self._monitor = monitor
+
+    def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+        """A cache from a buffer (empty: a new one for this device). A buffer that is not a cache of this TensorRT
+        version is logged and gives an empty cache."""
+        fresh = ITimingCache(_this_device(), _device.trt_version())
+        if not serialized_timing_cache:
+            return fresh
+        try:
+            document = json.loads(bytes(serialized_timing_cache).decode("utf-8"))
+            if document.get("format") != TIMING_CACHE_FORMAT or document.get("tensorrt") != _device.trt_version():
+                raise ValueError("not a timing cache of this TensorRT version")
+            return ITimingCache(str(document["device"]), str(document["tensorrt"]), dict(document["entries"]))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            if self._logger is not None:
+                _log(self._logger, ILogger.Severity.ERROR, "createTimingCache: the timing cache is invalid, ignored")
+            return fresh
+
+    def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: builtins.bool) -> builtins.bool:
+        """Attach `cache`; a cache of another device is refused unless ignore_mismatch (False: not attached)."""
+        if cache._device != _this_device() and not ignore_mismatch:
+            if self._logger is not None:
+                message = f"setTimingCache: the timing cache was created on another device ({cache._device}), ignored"
+                _log(self._logger, ILogger.Severity.ERROR, message)
+            return False
+        self._timing_cache = cache
+        return True
+
+    def get_timing_cache(self) -> ITimingCache | None:
+        return self._timing_cache
 
     def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
         self._pools[MemoryPoolType(pool)] = int(pool_size)
@@ -359,7 +433,7 @@ class Builder:
         return INetworkDefinition(flags)
 
     def create_builder_config(self) -> IBuilderConfig:
-        return IBuilderConfig()
+        return IBuilderConfig(self.logger)
 
     def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> IHostMemory | None:
         problem = _check_network(network)

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import _timing_cache
 from .models.models import BaseModel  # noqa: F401 - the fork's builder imports its models (and so IP-Adapter's export)
 
 logger = logging.getLogger("streamdiffusion.acceleration.tensorrt.builder")
@@ -168,8 +169,13 @@ def build_engine(
         since = time.monotonic()
         stage("build", kind)
         _tensorrt_builder(engine_path.name, fp8)
+        timing = _timing_cache.load(engine_path)
+        layers = [f"{kind}/{width}x{height}/b{batch.get('opt')}/layer{index}" for index in range(16)]
+        hits = _timing_cache.time_layers(timing, layers)
         _record_peak(kind)
         _atomic_write_text(engine_path, engine_document(kind, key, batch, resolution, extra or {}))
+        _timing_cache.save(timing, engine_path)
+        logger.info(f"[BUILD] timing cache hits ({engine_path.name}): {hits}/{len(layers)}")
         timed("trt_build", since)
         logger.info(f"[BUILD] TRT engine build ({engine_path.name}): {time.monotonic() - since:.1f}s")
         if qdq is not None:
