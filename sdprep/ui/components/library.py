@@ -1,20 +1,23 @@
 """The engines library: every prepared model under the server's engines folder, its variants (status, profile,
 engines and sizes, when and on which GPU / TensorRT they were built, the measured speed); load one into the form, or
 delete a model's folder (only inside the engines folder, only after "I am sure", never while it builds, and only
-for the machine's own user: sdprep.ui.access).
+for the machine's own user: sdprep.ui.access); clean up what no build uses (sdprep.clean) under the same rules.
 
 The folder is the server's (--engines-dir); a request names a model by its folder name only.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
 
+from sdprep.clean import find_leftovers, plan_messages, removal_messages, remove_leftovers
+from sdprep.disk import disk_use
 from sdprep.engines import DeleteRefused, PreparedModel, delete_model, find_model, list_models
-from sdprep.messages import msg, os_reason
+from sdprep.messages import Message, msg, os_reason
 from sdprep.model_folder import outside
 from sdprep.text import t, word
 from sdprep.ui import state
@@ -58,6 +61,7 @@ def render(form: Form) -> None:
         )
     form.part("lib_access", gr.Markdown("", visible=False, elem_id="library-access"))
     message_box(form, "lib_message", "library-message")
+    render_clean(form)
 
 
 def _find(models: list[PreparedModel], slug: str | None) -> PreparedModel | None:
@@ -75,7 +79,8 @@ def refresh(form: Form, values: dict[Block, Any], owner: bool) -> dict[Block, An
     """The listing and the controls; Delete (and "I am sure") only for the machine's own user, else the reason."""
     lang = form.language(values)
     root = state.engines_root()
-    models = list_models(root)
+    disk = disk_use(root)
+    models = list_models(root, disk)
     slugs = [model.slug for model in models]
     selected = values.get(form.parts["lib_model"])
     selected = selected if selected in slugs else (slugs[0] if slugs else None)
@@ -85,7 +90,7 @@ def refresh(form: Form, values: dict[Block, Any], owner: bool) -> dict[Block, An
     some = bool(models)
     reason = None if owner else owner_only("delete", None)
     return {
-        form.parts["library"]: library_html(models, root, lang),
+        form.parts["library"]: library_html(models, root, lang, disk),
         form.parts["lib_model"]: gr.Dropdown(choices=slugs, value=selected, interactive=some),
         form.parts["lib_variant"]: gr.Dropdown(choices=choices, value=variant, interactive=some),
         form.parts["lib_load"]: gr.Button(interactive=bool(choices)),
@@ -222,6 +227,7 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
     )
     quiet_refresh(delete_event, "library_after_delete")
+    quiet_refresh(listen_clean(form), "library_after_clean")
     quiet_refresh(form.events["page_load"], "library_on_load")
     for name in ("build", "follow", "cancel", "save"):
         if name in form.events:
@@ -237,3 +243,112 @@ def listen(form: Form) -> None:
             concurrency_limit=None,
         )
     redraw_on_language(form, "lib_message")
+    redraw_on_language(form, "lib_clean_list")
+
+
+# --- Clean up: what no build uses (sdprep.clean), listed with sizes, removed after "I am sure" ---------------------
+# Under Delete's rules: removing is for the machine's own user only; a model that builds or checks is skipped.
+# What was listed is kept on the server (a gr.State), and only that is removed, and only what is still unused.
+CLEAN_SHOWN = 200  # listed lines on the page; the command line lists all
+
+
+def render_clean(form: Form) -> None:
+    with form.part("lib_clean_box", gr.Accordion(label("btn_lib_clean"), open=False, elem_id="library-clean-box")):
+        gr.Markdown(label("lib_clean_intro"))
+        with gr.Row(equal_height=True):
+            form.part(
+                "lib_clean_find",
+                gr.Button(label("btn_lib_clean_find"), size="sm", elem_id="library-clean-find"),
+            )
+            form.part(
+                "lib_clean_sure",
+                gr.Checkbox(
+                    value=False, label=label("f_lib_clean_sure"), interactive=False, elem_id="library-clean-sure"
+                ),
+            )
+            form.part(
+                "lib_clean",
+                gr.Button(label("btn_lib_clean"), variant="stop", interactive=False, elem_id="library-clean"),
+            )
+        form.part("lib_clean_paths", gr.State([]))
+        message_box(form, "lib_clean_list", "library-clean-list")
+
+
+def _bounded(lines: list[Message]) -> list[Message]:
+    if len(lines) <= CLEAN_SHOWN:
+        return lines
+    return [*lines[: CLEAN_SHOWN - 1], msg("clean_more", count=len(lines) - CLEAN_SHOWN + 1)]
+
+
+def find_clean(form: Form, values: dict[Block, Any], request: gr.Request | None) -> dict[Block, Any]:
+    """List what no build uses; "I am sure" becomes available to the machine's own user when there is some."""
+    lang = form.language(values)
+    plan = find_leftovers(state.engines_root())
+    lines = _bounded(plan_messages(plan))
+    reason = owner_only("clean", request)
+    if plan.items and reason is not None:
+        lines.append(reason)
+    return {
+        **say(form, "lib_clean_list", lines, lang),
+        form.parts["lib_clean_paths"]: [str(item.path) for item in plan.items],
+        form.parts["lib_clean_sure"]: gr.Checkbox(value=False, interactive=bool(plan.items) and reason is None),
+        form.parts["lib_clean"]: gr.Button(interactive=False),
+    }
+
+
+def clean(form: Form, values: dict[Block, Any], request: gr.Request | None) -> dict[Block, Any]:
+    """Remove what was listed (and is still unused), after "I am sure"; only for the machine's own user."""
+    lang = form.language(values)
+    sure, paths = form.parts["lib_clean_sure"], form.parts["lib_clean_paths"]
+    reset = {sure: gr.Checkbox(value=False, interactive=False), form.parts["lib_clean"]: gr.Button(interactive=False)}
+    not_owner = owner_only("clean", request)
+    if not_owner is not None:  # the page disables the controls; this is for requests sent without it
+        return {**say(form, "lib_clean_list", [not_owner], lang), **reset}
+    listed = values.get(paths)
+    if not isinstance(listed, list) or not listed:
+        return {**say(form, "lib_clean_list", [msg("lib_clean_find_first")], lang), **reset}
+    if not values.get(sure):
+        return say(form, "lib_clean_list", [msg("lib_clean_sure_first")], lang)
+    removal = remove_leftovers(state.engines_root(), only=[Path(str(path)) for path in listed])
+    skipped = [msg("clean_skipped", model=item.model, reason=item.reason) for item in removal.plan.skipped]
+    lines = _bounded([*skipped, *removal_messages(removal)])
+    return {**say(form, "lib_clean_list", lines, lang), paths: [], **reset}
+
+
+def listen_clean(form: Form) -> Any:
+    """The Clean up controls' events; returns the removal's event (the library is listed again after it)."""
+    lang_input = {form.lang} if form.lang is not None else set()
+    outputs = [
+        form.parts[name]
+        for name in ("lib_clean_list", "lib_clean_list_said", "lib_clean_paths", "lib_clean_sure", "lib_clean")
+    ]
+
+    def find_selected(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        return find_clean(form, values, request)
+
+    def clean_listed(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        return clean(form, values, request)
+
+    form.get("lib_clean_find", gr.Button).click(
+        find_selected,
+        inputs={form.parts["lib_clean_paths"], *lang_input},
+        outputs=outputs,
+        api_name="library_clean_find",
+        concurrency_limit=None,
+    )
+    form.get("lib_clean_sure", gr.Checkbox).change(
+        lambda sure: gr.Button(interactive=bool(sure)),
+        inputs=form.parts["lib_clean_sure"],
+        outputs=form.parts["lib_clean"],
+        api_name="library_clean_sure",
+        api_visibility="private",
+        show_progress="hidden",
+        queue=False,
+    )
+    return form.get("lib_clean", gr.Button).click(
+        clean_listed,
+        inputs={form.parts["lib_clean_paths"], form.parts["lib_clean_sure"], *lang_input},
+        outputs=outputs,
+        api_name="library_clean",
+        concurrency_limit=1,  # one removal at a time: a second waits and finds the first one's work done
+    )
