@@ -4,12 +4,13 @@ Judged per model folder, holding that model's lock (sdprep.locks, not waiting: a
 is skipped and named), from its build.json read afresh:
 
 - engines no build record refers to: a whole engine folder when none of its engines is recorded (another TensorRT
-  version or GPU: the fork names UNet-free folders `…--trt<version>--cc<XY>…` and keeps those of older versions on
-  purpose, docs/streamdiffusion-facts.md §1.4; or a build that was replaced), else the single unrecorded engine file.
-  Only in a model whose build.json records a build: engines of a model the app never built are not judged;
+  version or GPU: the fork names VAE and safety-checker folders `…--trt<version>--cc<XY>…` and keeps those of older
+  versions on purpose, docs/streamdiffusion-facts.md §1.4; or a build that was replaced), else the single unrecorded
+  engine file. Only in a model whose build.json records a build: engines of a model the app never built are not
+  judged;
 - what the fork's own clean-up deletes from an engine folder after a build but leaves after a crash (ONNX exports,
   `weights.pb`, `onnx__*` tensors, temp files: everything but `*.engine`, `*.cache`, `build_stats.json`,
-  `timing.cache`, `calib_data.npz` and a finished FP8 ONNX; forkni builder.py `_cleanup_intermediates`, §1.2), and
+  `timing.cache`, `calib_data.npz` and a finished FP8 ONNX: docs/streamdiffusion-facts.md §1.6), and
   the folder of a build that ended before its engine;
 - the set-aside folder `.aside/`, except an engine a build record refers to whose place is empty (the next build of
   the model puts it back);
