@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import stat as stat_mode
+import tempfile
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -53,10 +54,11 @@ from sdprep.model_folder import (
     ENGINE_SUFFIX,
     LOGS_DIR,
     MAX_WALK_DEPTH,
+    holds_model,
     is_working,
     link_outside,
     model_folders,
-    read_manifest,
+    records,
     safe_relative,
 )
 from sdprep.paths import inside
@@ -162,8 +164,10 @@ def _clean(root: Path, keep_logs: int, remove: bool, only: set[str] | None) -> R
                 plan.skipped.append(Skipped(slug, msg("clean_skip_busy", job=job_message(lock.holder()))))
                 plan.shared_judged = False
                 continue
+            if not holds_model(folder):
+                continue  # not a folder this app prepared (no build.json, no config.yaml): not ours to judge
             try:
-                manifest = read_manifest(folder)
+                manifest = records(folder)  # parsed once per change (the lock keeps writers out meanwhile)
             except ManifestUnreadable as problem:
                 plan.skipped.append(Skipped(slug, msg("clean_skip_unreadable", reason=Quote(problem.reason))))
                 plan.shared_judged = False
@@ -419,9 +423,8 @@ def _remove(root: Path, where: Path, items: list[Leftover], removal: Removal) ->
     """Move `items` into a new working folder in `where` (one rename each), then delete that folder."""
     if not items:
         return
-    trash = where / f"{TRASH_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     try:
-        trash.mkdir()
+        trash = Path(tempfile.mkdtemp(prefix=f"{TRASH_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-", dir=where))
     except OSError as problem:
         removal.failed += [(item, os_reason(problem)) for item in items]
         return

@@ -221,6 +221,8 @@ def test_engines_of_a_model_without_recorded_builds_are_not_judged(tmp_path: Pat
     onnx = write(model / "x--trt9.0--cc75--res-512x512" / "unet.onnx", 100)
     assert [item.path for item in find_leftovers(engines).items] == [onnx]
     assert engine.exists()
+    write(engines / "not-a-model" / "mine" / "model.onnx", 10)  # no build.json or config.yaml: not the app's
+    assert [item.path for item in find_leftovers(engines).items] == [onnx]
 
 
 def test_an_exiled_recorded_engine_in_aside_is_kept(engines: Path) -> None:
@@ -269,3 +271,23 @@ def _size(value: int) -> str:
     from sdprep.messages import Size
 
     return t("size_only", size=Size(value))
+
+
+def test_a_working_folder_that_cannot_be_deleted_is_reported_and_listed_next_time(
+    engines: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onnx = write(next((engines / SLUG).rglob("unet.engine")).parent / "unet.onnx", 40)
+
+    def refuse(path: object, ignore_errors: bool = False) -> None:
+        if not ignore_errors:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    code, _, err = clean_cli(engines, "--yes")
+    assert code == 1 and not onnx.exists()
+    (trash,) = [path for path in (engines / SLUG).iterdir() if path.name.startswith(".clean-")]
+    assert t("clean_unfinished", path=trash, reason=t("os_denied")) in err
+    monkeypatch.undo()
+    plan = find_leftovers(engines)
+    assert [(item.path, item.kind, item.size) for item in plan.items] == [(trash, "unfinished", 40)]
+    assert remove_leftovers(engines).removed and not trash.exists()
