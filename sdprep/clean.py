@@ -45,6 +45,7 @@ from typing import Literal
 
 from sdprep.disk import folder_size
 from sdprep.engine_files import FILE_KINDS
+from sdprep.jobs.aside import STALE_TEMP_SECONDS  # the age a build's own sweep uses
 from sdprep.locks import job_message, model_lock
 from sdprep.manifest import Manifest, ManifestUnreadable
 from sdprep.messages import Message, Quote, Size, msg, os_reason
@@ -65,7 +66,6 @@ from sdprep.paths import inside
 from sdprep.timing_cache import MODEL_CACHE_DIR, TimingCache, gpu_key, model_caches, shared_caches
 
 KEEP_LOGS = 20  # build and check runs whose logs are kept per model, newest first
-STALE_TEMP_SECONDS = 600.0  # a live atomic write takes milliseconds; older temp files were left by a killed process
 TRASH_PREFIX = ".clean-"
 
 Kind = Literal["engines_other", "engines_unused", "onnx", "aside", "temp", "logs", "timing_cache", "unfinished"]
