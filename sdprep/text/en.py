@@ -483,7 +483,6 @@ TEXT: dict[str, str] = {
     "lib_model_size": "on disk: {size}",
     "lib_disk": "Engines folder {folder}: {size} in all; {free} free on its disk.",
     "lib_disk_no_free": "Engines folder {folder}: {size} in all (free space unknown).",
-    "lib_size_head": "On disk",
     "cli_clean": "list what no build under the engines folder refers to, with sizes (nothing is removed without --yes)",
     "cli_clean_yes": "remove exactly what is listed",
     "cli_clean_keep_logs": "keep the logs of this many newest runs per model (default {count})",
