@@ -466,7 +466,9 @@ def plan_messages(plan: Plan) -> list[Message]:
     lines: list[Message] = []
     models = sorted({item.model for item in plan.items if item.model is not None})
     for model in [*models, None]:
-        items = [item for item in plan.items if item.model == model]
+        items = sorted(
+            (item for item in plan.items if item.model == model), key=lambda item: (KINDS.index(item.kind), item.path)
+        )
         if items:
             lines.append(msg("clean_model", model=model) if model else msg("clean_engines_folder"))
             lines += [item_message(item, plan.root, plan.keep_logs) for item in items]
