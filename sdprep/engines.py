@@ -11,10 +11,11 @@ library works.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from sdprep.disk import DiskUse, disk_use
 from sdprep.locks import job_message, model_lock
 from sdprep.manifest import CheckRecord, ImportRecord, ManifestUnreadable
 from sdprep.messages import Message, Size, from_json, msg
@@ -123,6 +124,7 @@ class PreparedModel:
     outside: bool = False  # the folder or its build.json resolves outside the engines folder (so it is not read)
     config_outside: bool = False  # config.yaml resolves outside the engines folder (so it is not read)
     skipped: list[str] = field(default_factory=list)  # build records left out, and why
+    size: int | None = None  # the bytes of the whole folder (sdprep.disk); None when not counted (a link out)
 
     @property
     def skipped_summary(self) -> str:
@@ -160,6 +162,7 @@ class PreparedModel:
             "outside": self.outside,
             "config_outside": self.config_outside,
             "skipped": self.skipped,
+            "size": self.size,
             "variants": [
                 {
                     "name": v.name,
@@ -251,16 +254,25 @@ def read_model(root: Path, folder: Path) -> PreparedModel | None:
     )
 
 
-def list_models(engines_root: Path) -> list[PreparedModel]:
-    """Every model folder of the engines folder (none when there is no such folder)."""
+def list_models(engines_root: Path, disk: DiskUse | None = None) -> list[PreparedModel]:
+    """Every model folder of the engines folder (none when there is no such folder), each with the size of its folder
+    (from `disk`, else counted now)."""
+    disk = disk if disk is not None else disk_use(engines_root)
     models = [read_model(engines_root, folder) for folder in model_folders(engines_root)]
-    return [model for model in models if model is not None]
+    return [replace(model, size=disk.entries.get(model.slug)) for model in models if model is not None]
 
 
 def find_model(engines_root: Path, slug: str) -> PreparedModel | None:
     """One model by its folder name (what the page's Load asks for), read alone."""
     folder = next((folder for folder in model_folders(engines_root) if folder.name == slug), None)
     return read_model(engines_root, folder) if folder is not None else None
+
+
+def disk_message(root: Path, disk: DiskUse) -> Message:
+    """The engines folder's size and the free space on its disk, in one line."""
+    if disk.free is None:
+        return msg("lib_disk_no_free", folder=root, size=Size(disk.total))
+    return msg("lib_disk", folder=root, size=Size(disk.total), free=Size(disk.free))
 
 
 class DeleteRefused(ValueError):

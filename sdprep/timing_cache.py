@@ -129,20 +129,26 @@ def _subfolders(model_folder: Path) -> list[Path]:
 
 def model_caches(model_folder: Path) -> list[TimingCache]:
     """The fork's own caches in one model folder: beside its engine folders, and beside a hub id's (one level down)."""
-    found = _caches_in(model_folder / MODEL_CACHE_DIR, None)
-    for folder in _subfolders(model_folder):
-        found += _caches_in(folder / MODEL_CACHE_DIR, None)
-    return found
+    return [cache for folder in [model_folder, *_subfolders(model_folder)] for cache in caches_beside(folder)]
+
+
+def caches_beside(folder: Path) -> list[TimingCache]:
+    """The fork's caches in one folder's `_timing_cache` (beside the engine folders in `folder`)."""
+    return _caches_in(folder / MODEL_CACHE_DIR, None)
 
 
 def foreign_caches(model_folder: Path) -> list[Path]:
     """Caches a build set aside (another GPU's, or of unknown origin): never loaded, only kept for a person; `clean`
     may remove them."""
+    return sorted(path for folder in [model_folder, *_subfolders(model_folder)] for path in foreign_beside(folder))
+
+
+def foreign_beside(folder: Path) -> list[Path]:
+    """The set-aside caches in one folder's `_timing_cache`."""
     found = []
-    for folder in [model_folder, *_subfolders(model_folder)]:
-        with contextlib.suppress(OSError), os.scandir(folder / MODEL_CACHE_DIR) as listing:
-            found += [Path(entry.path) for entry in listing if FOREIGN_SUFFIX in entry.name and entry.is_file()]
-    return sorted(found)
+    with contextlib.suppress(OSError), os.scandir(folder / MODEL_CACHE_DIR) as listing:
+        found = [Path(entry.path) for entry in listing if FOREIGN_SUFFIX in entry.name and entry.is_file()]
+    return found
 
 
 def fork_cache_dirs(model_folder: Path, model: str) -> list[Path]:

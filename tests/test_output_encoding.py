@@ -47,9 +47,12 @@ def test_build_check_list_probe_and_doctor_finish_in_a_code_page(tmp_path: Path,
     assert config.endswith(".png") or config.endswith("config.yaml"), built
     configs = list(engines.glob("*/config.yaml"))
     assert configs, built
+    (configs[0].parent / "old--trt9.0--cc75" / "unet.engine").parent.mkdir()
+    (configs[0].parent / "old--trt9.0--cc75" / "unet.engine").write_bytes(b"e")  # for clean to list and remove
     for args in (
         ("check", str(configs[0])),
         ("list", "--engines-dir", str(engines)),
+        ("--lang", "ru", "clean", "--engines-dir", str(engines), "--yes"),
         ("probe",),
         ("doctor",),
         ("--lang", "ru", "doctor"),  # Cyrillic in cp1252: "?" where the code page has no letter, and it finishes

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sdprep import timing_cache
+from sdprep.clean import find_leftovers, remove_leftovers
 from sdprep.estimate import PastBuild, PastEngine, estimate, shape_of
 from sdprep.jobs.build import BuildOptions, BuildResult, run_build
 from sdprep.jobs.environment import Environment
@@ -136,6 +137,11 @@ def test_a_cache_of_unknown_origin_in_the_model_folder_is_set_aside(
     # Recorded as this GPU's now: the next build of the model keeps it.
     again, _ = build(make(tmp_path, denoise_steps=2))
     assert again.outcome == "built" and variant_record(folder)["timing_cache"]["set_aside"] == []
+    # Never loaded again: `clean` lists the set-aside cache with the model's leftovers, and removes it.
+    leftovers = find_leftovers(tmp_path / "engines")
+    assert aside in {item.path for item in leftovers.items if item.kind == "timing_cache"}
+    remove_leftovers(tmp_path / "engines", only=[aside])
+    assert not aside.exists() and (folder / "stabilityai" / "_timing_cache" / CACHE).exists()
 
 
 def test_a_failed_build_grows_the_model_cache_but_not_the_shared_one(tmp_path: Path) -> None:

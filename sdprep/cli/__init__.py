@@ -5,7 +5,8 @@
     python gradio_prepare.py build ... --check               build, then load the engines and time frames
     python gradio_prepare.py check PATH/config.yaml          load a config's engines, run frames, report fps
     python gradio_prepare.py probe                           what the build Python can do
-    python gradio_prepare.py list                            the prepared models
+    python gradio_prepare.py list                            the prepared models, their sizes, the free space
+    python gradio_prepare.py clean [--yes]                   what no build refers to (--yes: remove it)
     python gradio_prepare.py pack PATH/config.yaml [-o FILE] one build in one file, for identical machines
     python gradio_prepare.py unpack FILE [--engines-dir DIR] a pack into this machine's engines folder
 
@@ -22,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from typing import TextIO
 
-from sdprep.cli import commands, pack_commands, setup_commands
+from sdprep.cli import clean_command, commands, pack_commands, setup_commands
 from sdprep.cli.args import LANG_CHOICES, add_check_flags, add_child_flags, add_param_flags, set_lang
 from sdprep.cli.output import never_fail
 from sdprep.config import RuntimeDefaults
@@ -32,7 +33,7 @@ from sdprep.text import system_language, t
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = EXIT_CODES["built"], EXIT_CODES["failed"], EXIT_CODES["refused"]
 EXIT_CANCELLED = EXIT_CODES["cancelled"]
-HEADLESS_COMMANDS = ("build", "probe", "list", "check", "setup", "doctor", "pack", "unpack", "-h", "--help")
+HEADLESS_COMMANDS = ("build", "probe", "list", "clean", "check", "setup", "doctor", "pack", "unpack", "-h", "--help")
 
 
 def build_parser(lang: str) -> argparse.ArgumentParser:
@@ -80,6 +81,7 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
     listing = sub.add_parser("list", parents=[common], help=t("cli_list", lang))
     listing.add_argument("--engines-dir", default=DEFAULTS.engines_dir, metavar="DIR")
     listing.add_argument("--json", action="store_true")
+    clean_command.add_parser(sub, common, lang)
     return parser
 
 
@@ -127,6 +129,7 @@ def main(
             "check": commands.check,
             "probe": commands.probe,
             "list": commands.listing,
+            "clean": clean_command.clean,
             "setup": setup_commands.setup,
             "doctor": setup_commands.doctor,
             "pack": pack_commands.pack,

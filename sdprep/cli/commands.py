@@ -14,7 +14,8 @@ from sdprep.cli.args import params_from_args
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
 from sdprep.config_load import ConfigError
-from sdprep.engines import list_models
+from sdprep.disk import disk_use
+from sdprep.engines import disk_message, list_models
 from sdprep.estimate import estimate, free_space, load_history, shape_of
 from sdprep.estimate import lines as estimate_lines
 from sdprep.hub import TIMEOUT as HUB_TIMEOUT
@@ -28,7 +29,7 @@ from sdprep.jobs.environment import probe as probe_environment
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.jobs.pipeline import build_and_check
 from sdprep.jobs.process import ChildSpec
-from sdprep.messages import Problem, has_errors, msg
+from sdprep.messages import Problem, Size, has_errors, msg
 from sdprep.pack_archive import PackProblem, config_source
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
 from sdprep.runtime import Runtime, load_config
@@ -290,7 +291,8 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
 def listing(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
     printer = Printer(args.lang, out, err)
     root = Path(args.engines_dir)
-    models = list_models(root)
+    disk = disk_use(root)
+    models = list_models(root, disk)
     if args.json:
         print(json.dumps([model.as_dict() for model in models], indent=2), file=out)
         return 0
@@ -298,10 +300,14 @@ def listing(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err
         printer.line("lib_empty_plain", folder=root.resolve())
     for model in models:
         print(printer.word(model.headline()), file=out)
+        if model.size is not None:
+            print(f"    {printer.word(msg('lib_model_size', size=Size(model.size)))}", file=out)
         for variant in model.variants:
             print(f"    {printer.word(variant.headline())}", file=out)
         if model.config_outside:
             print(f"    {printer.word(msg('lib_config_outside'))}", file=out)
         if model.skipped:
             print(f"    {printer.word(msg('lib_skipped', reasons=model.skipped_summary))}", file=out)
+    if models:
+        print(printer.word(disk_message(root, disk)), file=out)
     return 0

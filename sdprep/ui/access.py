@@ -2,10 +2,11 @@
 
 - Preparing, building, checking, saving and loading configs: anyone who reaches the page. That is what the page is
   for, and it only writes inside the server's engines folder.
-- Installing software (Setup, Upgrade: uv runs package builds as the server's user), deleting models, and packing
-  or importing builds (they write gigabytes into the engines folder): only the machine's own user, that is a client
-  on this machine (loopback: 127.0.0.1, ::1) or, when the server was started with --auth, a logged-in user. Anyone
-  else sees those controls disabled with the reason, and the server refuses the same requests sent without the page.
+- Installing software (Setup, Upgrade: uv runs package builds as the server's user), deleting models, cleaning up
+  the engines folder (sdprep.clean), and packing or importing builds (they write gigabytes into the engines folder):
+  only the machine's own user, that is a client on this machine (loopback: 127.0.0.1, ::1) or, when the server was
+  started with --auth, a logged-in user. Anyone else sees those controls disabled with the reason, and the server
+  refuses the same requests sent without the page.
 - The page installs only the named forks (sdprep.setup.pins.FORKS); a fork by git URL is for the command line.
 
 The client's address is the one the connection comes from (Uvicorn takes X-Forwarded-For only from a proxy on this
@@ -44,5 +45,6 @@ def is_owner(request: gr.Request | None) -> bool:
 
 
 def owner_only(action: str, request: gr.Request | None) -> Message | None:
-    """None when `request` may do `action` ("setup", "delete"), else why not (shown beside the disabled control)."""
+    """None when `request` may do `action` ("setup", "delete", "clean"), else why not (shown beside the disabled
+    control)."""
     return None if is_owner(request) else msg(f"access_{action}_owner_only")

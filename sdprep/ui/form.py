@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the sections' handles: each section's module makes its own 
     from sdprep.ui.components.environment import EnvironmentTab
     from sdprep.ui.components.ipadapter import IPAdapter
     from sdprep.ui.components.library import Library
+    from sdprep.ui.components.library_clean import LibraryClean
     from sdprep.ui.components.library_pack import LibraryPacks
     from sdprep.ui.components.preview import Preview
     from sdprep.ui.components.profile import Profile
@@ -100,6 +101,7 @@ class Form:
     preview: Preview = field(init=False, repr=False)
     library: Library = field(init=False, repr=False)
     packs: LibraryPacks = field(init=False, repr=False)
+    clean: LibraryClean = field(init=False, repr=False)
     environment: EnvironmentTab = field(init=False, repr=False)
 
     # --- building ------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The engines library: every prepared model under the server's engines folder, its variants (status, profile,
 engines and sizes, when and on which GPU / TensorRT they were built, the measured speed); load one into the form, or
 delete a model's folder (only inside the engines folder, only after "I am sure", never while it builds, and only
-for the machine's own user: sdprep.ui.access).
+for the machine's own user: sdprep.ui.access); clean up what no build uses (sdprep.clean) under the same rules.
 
 The folder is the server's (--engines-dir); a request names a model by its folder name only.
 """
@@ -14,13 +14,14 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
+from sdprep.disk import disk_use
 from sdprep.engines import DeleteRefused, PreparedModel, delete_model, find_model, list_models
 from sdprep.messages import msg, os_reason
 from sdprep.model_folder import outside
 from sdprep.text import t, word
 from sdprep.ui import state
 from sdprep.ui.access import is_owner, owner_only
-from sdprep.ui.components import library_pack
+from sdprep.ui.components import library_clean, library_pack
 from sdprep.ui.components.actions import fill_fields, fill_outputs, load_into_form
 from sdprep.ui.components.common import MessageBox, message_box, only_changed, plain_values, redraw_on_language
 from sdprep.ui.form import Form
@@ -72,6 +73,7 @@ def render(form: Form) -> None:
         refresh_button, listing, model, variant, load_button, sure, delete_button, access, message, sent
     )
     library_pack.render(form)  # Pack and Import: their own section (sdprep/ui/components/library_pack.py)
+    library_clean.render(form)  # Clean up: its own section (sdprep/ui/components/library_clean.py)
 
 
 def _find(models: list[PreparedModel], slug: str | None) -> PreparedModel | None:
@@ -89,7 +91,8 @@ def refresh(form: Form, values: dict[Block, Any], owner: bool) -> dict[Block, An
     """The listing and the controls; Delete (and "I am sure") only for the machine's own user, else the reason."""
     lang = form.language(values)
     root = state.engines_root()
-    models = list_models(root)
+    disk = disk_use(root)
+    models = list_models(root, disk)
     slugs = [model.slug for model in models]
     selected = values.get(form.library.model)
     selected = selected if selected in slugs else (slugs[0] if slugs else None)
@@ -99,7 +102,7 @@ def refresh(form: Form, values: dict[Block, Any], owner: bool) -> dict[Block, An
     some = bool(models)
     reason = None if owner else owner_only("delete", None)
     return {
-        form.library.listing: library_html(models, root, lang),
+        form.library.listing: library_html(models, root, lang, disk),
         form.library.model: gr.Dropdown(choices=slugs, value=selected, interactive=some),
         form.library.variant: gr.Dropdown(choices=choices, value=variant, interactive=some),
         form.library.load: gr.Button(interactive=bool(choices)),
@@ -236,6 +239,7 @@ def listen(form: Form) -> None:
         concurrency_limit=None,
     )
     quiet_refresh(delete_event, "library_after_delete")
+    quiet_refresh(library_clean.listen(form), "library_after_clean")
     quiet_refresh(form.events.loaded(), "library_on_load")
     events = form.events
     after = {

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdprep.engines import PreparedModel, Variant
+from sdprep.disk import DiskUse
+from sdprep.engines import PreparedModel, Variant, disk_message
 from sdprep.messages import Message, Size
 from sdprep.text import enum_message, t, word
 from sdprep.ui.views.html import Markup, join, render
 from sdprep.ui.views.jobs import CHILD_ERRORS
 
 _CARD = '<div class="sdprep-model"><h4>$slug <span class="sdprep-badge">$state</span></h4>$body</div>'
-_MODEL_LINE = "<p>$model_label: <code>$model</code> · $config_label: <code>$config</code></p>"
+_MODEL_LINE = "<p>$model_label: <code>$model</code> · $config_label: <code>$config</code>$size</p>"
 _ROW = (
     "<tr><td><code>$name</code>$latest</td><td>$status$check</td><td>$profile</td>"
     "<td><details><summary>$count · $size</summary><ul>$engines</ul></details></td>"
@@ -82,6 +83,7 @@ def _card(model: PreparedModel, lang: str) -> Markup:
             model=model.model,
             config_label=t("lib_config", lang),
             config=str(model.config) if model.config else "—",
+            size=f" · {t('lib_model_size', lang, size=Size(model.size))}" if model.size is not None else "",
         )
     ]
     if model.variants:
@@ -101,8 +103,9 @@ def _card(model: PreparedModel, lang: str) -> Markup:
     return render(_CARD, slug=model.slug, state=state, body=join(parts))
 
 
-def library_html(models: list[PreparedModel], folder: Path, lang: str) -> str:
+def library_html(models: list[PreparedModel], folder: Path, lang: str, disk: DiskUse | None = None) -> str:
     if not models:
         return render("<p>$text</p>", text=t("lib_empty_plain", lang, folder=folder))
-    header = render('<p class="sdprep-muted">$text</p>', text=t("lib_folder_plain", lang, folder=folder))
+    said = word(disk_message(folder, disk), lang) if disk is not None else t("lib_folder_plain", lang, folder=folder)
+    header = render('<p class="sdprep-muted" id="library-disk">$text</p>', text=said)
     return join([header, *[_card(model, lang) for model in models]])
