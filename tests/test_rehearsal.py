@@ -226,6 +226,23 @@ def test_it_shows_the_diffusers_warning_for_the_users_cfg_type(tmp_path: Path) -
     assert plain.run().problems == [], "cfg_type self works with it"
 
 
+def test_it_takes_the_probed_forks_batch_limit_not_the_narrow_default(tmp_path: Path) -> None:
+    """A UNet batch above 4 (4 steps of cfg full) is the fork's to allow: rehearsed where its loader takes it,
+    refused with the fork's reason where it does not."""
+    probed = probe(SPEC)
+    params = make(tmp_path, cfg_type="full", denoise_steps=4)
+    assert has_errors(validate(params)), "wider than the config route's default"
+    for wide in (True, False):
+        fork = {**probed.streamdiffusion, "features": {**probed.features, "config_batch_bounds": wide}}
+        environment = Environment({**probed.report, "streamdiffusion": fork})
+        job = Rehearsal(params, make_config(params, RUNTIME), SPEC, lambda event: None, threading.Event(), environment)
+        result = job.run()
+        if wide:
+            assert result.outcome != "refused", said(result.reason)
+        else:
+            assert result.outcome == "refused" and [p.field for p in result.problems] == ["denoise_steps"]
+
+
 def test_without_tensorrt_the_job_is_unavailable_and_says_how_far(tmp_path: Path) -> None:
     result, _ = rehearse(make(tmp_path), ChildSpec(streamdiffusion_src=str(without(tmp_path, "tensorrt"))))
     text = said(result.reason)

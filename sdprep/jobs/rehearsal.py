@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sdprep.engine_files import fingerprint
-from sdprep.jobs.environment import Environment, ProbeError, cache_dir, probe
+from sdprep.jobs.environment import WIDE_MAX_BATCH, Environment, ProbeError, cache_dir, probe
 from sdprep.jobs.job import Job, JobResult
 from sdprep.jobs.process import ChildSpec
 from sdprep.jobs.progress import JobEvent
@@ -31,7 +31,7 @@ from sdprep.messages import Message, Problem, Quote, has_errors, msg, os_reason
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text
 from sdprep.setup.failures import explain
-from sdprep.validate import validate
+from sdprep.validate import check_unet_batch, validate
 
 # The stages the child runs, in order (child/rehearse_build.py STAGES); each has a label "rehearse_stage_<stage>".
 STAGES: tuple[str, ...] = ("imports", "tiny_model", "export", "builder", "load", "frame")
@@ -89,7 +89,9 @@ class Rehearsal(Job[RehearsalResult]):
         self.use_cache = use_cache
 
     def run(self) -> RehearsalResult:
-        problems = validate(self.params)
+        # The widest batch any fork allows first, then this fork's own limit once the probe says it (as a build's
+        # preflight does): a fork whose loader takes a batch above 4 rehearses it.
+        problems = validate(self.params, max_unet_batch=WIDE_MAX_BATCH)
         if has_errors(problems):
             return self.result("refused", msg("build_params_invalid"), problems=problems)
         if self.environment is None:
@@ -98,6 +100,9 @@ class Rehearsal(Job[RehearsalResult]):
                 self.environment = probe(self.child)
             except ProbeError as problem:
                 return self.result("unavailable", problem.message)
+        too_wide = check_unet_batch(self.params, self.environment.max_unet_batch())
+        if has_errors(too_wide):
+            return self.result("refused", msg("build_refused_fork"), problems=too_wide)
         warnings = self.diffusers_warnings()
         remembered = cache_file(self.environment, self.config)
         if self.use_cache:
