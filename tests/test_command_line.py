@@ -204,3 +204,18 @@ def test_a_windows_server_offers_the_cmd_line_first(monkeypatch: pytest.MonkeyPa
     assert default_shell() == "cmd"
     monkeypatch.setattr(os, "name", "posix")
     assert default_shell() == "posix"
+
+
+def test_sdprep_gpu_is_the_default_of_gpu_and_a_bad_one_is_refused_like_the_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's table: --gpu N, else $SDPREP_GPU, else 0 (for builds, checks and setup alike)."""
+    from sdprep.cli import build_parser
+
+    monkeypatch.setenv("SDPREP_GPU", "1")
+    assert build_parser("en").parse_args(["probe"]).gpu == 1
+    assert build_parser("en").parse_args(["setup"]).gpu == 1
+    assert build_parser("en").parse_args(["probe", "--gpu", "0"]).gpu == 0
+    monkeypatch.setenv("SDPREP_GPU", "-1")
+    with pytest.raises(SystemExit):
+        build_parser("en").parse_args(["probe"])

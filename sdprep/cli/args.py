@@ -5,9 +5,11 @@ flags of each command. Help texts come from the same text table as the page, in 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from sdprep.jobs.check import DEFAULT_FRAMES, DEFAULT_WARMUP
+from sdprep.jobs.process import GPU_ENV
 from sdprep.messages import Problem, error
 from sdprep.params import (
     DEFAULTS,
@@ -160,7 +162,12 @@ def params_from_args(args: argparse.Namespace) -> tuple[BakedParams, list[Proble
 def add_child_flags(parser: argparse.ArgumentParser, lang: str) -> None:
     parser.add_argument("--python", metavar="PATH", help=t("cli_python", lang))
     parser.add_argument("--streamdiffusion-src", metavar="DIR", help=t("cli_streamdiffusion_src", lang))
-    parser.add_argument("--gpu", type=_gpu_index, default=0, help=t("cli_gpu", lang))
+    add_gpu_flag(parser, lang)
+
+
+def add_gpu_flag(parser: argparse.ArgumentParser, lang: str) -> None:
+    # A string default goes through `type` too: a bad $SDPREP_GPU is refused as a bad --gpu is.
+    parser.add_argument("--gpu", type=_gpu_index, default=os.environ.get(GPU_ENV) or "0", help=t("cli_gpu", lang))
 
 
 def _gpu_index(text: str) -> int:

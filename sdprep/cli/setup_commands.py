@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, TextIO
 
-from sdprep.cli.args import add_child_flags, add_param_flags
+from sdprep.cli.args import add_child_flags, add_gpu_flag, add_param_flags
 from sdprep.cli.commands import EXIT_INVALID, child_spec, params_for, run_cancellable
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
@@ -44,7 +44,7 @@ def add_parsers(
         default=[],
         help=t("cli_setup_without", lang),
     )
-    setup.add_argument("--gpu", type=int, default=0, help=t("cli_gpu", lang))
+    add_gpu_flag(setup, lang)
     setup.add_argument("--no-wait", action="store_true", help=t("cli_setup_no_wait", lang))
     setup.add_argument("--debug", action="store_true", help=t("cli_debug", lang))
 

@@ -33,6 +33,7 @@ from sdprep.paths import user_path
 CHILD_DIR = Path(__file__).resolve().parents[1] / "child"  # the scripts run by path in the build Python
 PYTHON_ENV = "SDPREP_PYTHON"
 STREAMDIFFUSION_SRC_ENV = "SDPREP_STREAMDIFFUSION_SRC"
+GPU_ENV = "SDPREP_GPU"  # the GPU to build on, where --gpu is not given
 
 
 # The build environment `setup` makes beside the app (or where --target / $SDPREP_BUILD_VENV says); used when no

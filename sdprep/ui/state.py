@@ -25,13 +25,12 @@ from sdprep.jobs.background import BackgroundJob
 from sdprep.jobs.board import JobBoard
 from sdprep.jobs.environment import Environment, ProbeLane
 from sdprep.jobs.job import JobResult
-from sdprep.jobs.process import ChildSpec
+from sdprep.jobs.process import GPU_ENV, ChildSpec
 from sdprep.params import DEFAULTS
 from sdprep.paths import user_path
 
 _HOLDER = "_sdprep_ui_server_state"
 _create = threading.Lock()
-GPU_ENV = "SDPREP_GPU"
 ENGINES_DIR_ENV = "SDPREP_ENGINES_DIR"
 
 
