@@ -197,7 +197,7 @@ def test_build_records_are_parsed_once_per_change(engines: Path, monkeypatch: py
         return real(raw, path)
 
     monkeypatch.setattr(model_folder, "parse_manifest", counting)
-    for folder in engines.iterdir():
+    for folder in model_folder.model_folders(engines):  # not the shared timing cache's dot folder
         age(folder / "build.json")
     local = engines.parent / "models" / "victim--model"
     local.mkdir(parents=True)
