@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sdprep.derive import InvalidLoras, parse_lora_json
 from sdprep.messages import msg
@@ -252,6 +254,47 @@ def test_a_near_miss_of_a_known_id_is_a_warning_with_the_known_id(tmp_path: Path
     params = params_from_values({"model": "me/my-modle-v3", "engines_dir": str(tmp_path)})
     said = [str(problem) for problem in validate(params) if problem.message.code == "model_did_you_mean"]
     assert said == ["warning: model: me/my-modle-v3 is not a model this app knows; did you mean me/my-model-v3?"]
+
+
+@given(a=st.text("abc/-", max_size=9), b=st.text("abc/-", max_size=9), limit=st.integers(0, 3))
+@settings(max_examples=300, deadline=None)
+def test_a_bounded_edit_distance_is_the_distance_up_to_its_limit(a: str, b: str, limit: int) -> None:
+    from sdprep.model_ids import edits
+
+    assert edits(a, b, limit) == min(edits(a, b), limit + 1)
+
+
+def test_prepared_ids_are_compared_with_the_known_ones_once_per_change_of_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every form change asks for "did you mean": the ids prepared in the engines folder were compared with every
+    known id each time (20 prepared models cost ~30 ms per form change); now once, until the folder changes."""
+    from sdprep import model_ids
+    from sdprep.params import params_from_values
+    from sdprep.validate import validate
+
+    for index in range(20):
+        folder = tmp_path / f"me--model-{index:02d}"
+        folder.mkdir()
+        (folder / "config.yaml").write_text(f"model_id: me/model-{index:02d}\n", encoding="utf-8")
+    compared: list[str] = []
+    real = model_ids.did_you_mean
+
+    def counting(typed: str, candidates: tuple[str, ...]) -> str | None:
+        compared.append(typed)
+        return real(typed, candidates)
+
+    monkeypatch.setattr(model_ids, "did_you_mean", counting)
+    params = params_from_values({"model": "me/model-O7", "engines_dir": str(tmp_path)})
+    for _ in range(10):
+        said = [str(problem) for problem in validate(params) if problem.message.code == "model_did_you_mean"]
+        assert said and "did you mean me/model-07?" in said[0], said
+    assert sorted(compared) == [f"me/model-{index:02d}" for index in range(20)]
+    (tmp_path / "me--model-20").mkdir()  # a new model prepared: the folder changed, read and compared again
+    (tmp_path / "me--model-20" / "config.yaml").write_text("model_id: me/model-20\n", encoding="utf-8")
+    os.utime(tmp_path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    validate(params)
+    assert len(compared) == 41
 
 
 def test_the_hub_answers_exists_gated_missing_and_which_files(fake_hub: FakeHub) -> None:
