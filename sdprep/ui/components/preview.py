@@ -121,16 +121,16 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     blocked = build_blocked(environment, lang)
     target = view_params.config_target(params, form.runtime, form.loaded(values), problems)
     updates: dict[Block, Any] = {
-        form.parts["banner"]: gr.Markdown(value=banner_markdown(environment, lang), visible=bool(blocked)),
+        form.parts["banner"]: gr.update(value=banner_markdown(environment, lang), visible=bool(blocked)),
         form.parts["summary"]: view_params.summary_markdown(problems, lang, blocked),
         form.parts["derived"]: view_params.derived_markdown(params, lang, view_params.runtime_text(target, lang)),
         form.parts["yaml"]: view_params.config_preview(target, problems, lang),
         form.parts["estimate"]: estimate_text(params, problems, lang),
         form.parts["command"]: view_params.command_text(params, problems, lang, shell_of(form, values)),
-        form.parts["build"]: gr.Button(interactive=not has_errors(problems) and not blocked),
-        form.parts["save"]: gr.Button(interactive=not has_errors(problems)),
+        form.parts["build"]: gr.update(interactive=not has_errors(problems) and not blocked),
+        form.parts["save"]: gr.update(interactive=not has_errors(problems)),
         # A machine that cannot build may still rehearse: the rehearsal says how far the build path gets there.
-        form.parts["rehearse_now"]: gr.Button(interactive=not has_errors(problems)),
+        form.parts["rehearse_now"]: gr.update(interactive=not has_errors(problems)),
     }
     routed = view_params.route_problems(problems, {name: fields for name, (fields, _, _) in form.sections.items()})
     hints = view_params.section_hints(params, lang)
