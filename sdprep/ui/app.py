@@ -59,7 +59,9 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
                 gr.Markdown(label("subtitle"))
             with gr.Column(scale=1, min_width=240):
                 language.render(form)
-        with form.part("tabs", gr.Tabs(elem_id="tabs")):
+        # Tabs that do not fit a phone's width go to a second row, never into Gradio's "•••" menu (two of three tabs
+        # hidden behind it in Russian at 390 px).
+        with form.part("tabs", gr.Tabs(elem_id="tabs", overflow_behavior="wrap")):
             with form.part("tab_prepare", gr.Tab(label("tab_prepare"), id="prepare", elem_id="tab-prepare")):
                 _prepare_tab(form)
             with form.part("tab_library", gr.Tab(label("tab_library"), id="library", elem_id="tab-library")):
