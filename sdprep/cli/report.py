@@ -16,7 +16,7 @@ from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent
 from sdprep.messages import Message, Problem, Size
-from sdprep.text import after_colon, t, word
+from sdprep.text import labelled, plain_code, t, word
 
 MARKERS = {"stage": "==>", "log": "   ", "waiting": "..."}
 
@@ -26,16 +26,18 @@ class Printer:
         self.lang, self.out, self.err, self.debug = lang, out, err, debug
 
     def word(self, message: Message | str) -> str:
-        return word(message, self.lang, namer=lambda name, lang: flag_for(name, lang))
+        """A Message worded for the console: flags for fields, code spans as plain text."""
+        return plain_code(word(message, self.lang, namer=lambda name, lang: flag_for(name, lang)))
 
     def problems(self, problems: list[Problem]) -> None:
         for problem in problems:
             severity = t(f"sev_{problem.severity}", self.lang)
-            said = after_colon(self.word(problem.message), self.lang)
-            print(f"{severity}: {flag_for(problem.field)}: {said}", file=self.err)
+            print(
+                labelled(f"{severity}: {flag_for(problem.field)}", self.word(problem.message), self.lang), file=self.err
+            )
 
     def line(self, code: str, stream: TextIO | None = None, **params: object) -> None:
-        print(t(code, self.lang, **params), file=stream or self.out)
+        print(plain_code(t(code, self.lang, **params)), file=stream or self.out)
 
     def event_printer(self) -> Callable[[JobEvent], None]:
         def show(event: JobEvent) -> None:
@@ -53,7 +55,7 @@ class Printer:
         """Why a job did not succeed, the end of its log (not for an expected state, unless --debug), and where the
         whole log is."""
         outcome = t(f"cli_outcome_{result.outcome}", self.lang)
-        print(f"{outcome}: {self.word(result.reason)}", file=self.err)
+        print(labelled(outcome, self.word(result.reason), self.lang), file=self.err)
         if result.outcome == "failed" and result.log_tail and (self.debug or not expected):
             self.line("res_log_tail", self.err)
             for line in result.log_tail[-12:]:

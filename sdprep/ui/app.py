@@ -20,7 +20,7 @@ from sdprep.config import RuntimeDefaults
 from sdprep.jobs.environment import ProbeError, probe
 from sdprep.messages import has_errors
 from sdprep.params import DEFAULTS
-from sdprep.text import system_language, t, word
+from sdprep.text import labelled, plain_code, system_language, t, word
 from sdprep.ui import state
 from sdprep.ui.components import (
     actions,
@@ -161,13 +161,15 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
     try:
         credentials = parse_auth(auth)
     except ValueError as problem:
-        print(f"{t('sev_error', lang)}: {problem}", file=sys.stderr)  # the message names --auth itself
+        print(labelled(t("sev_error", lang), str(problem), lang), file=sys.stderr)  # the message names --auth itself
         return 2
     if host in ("0.0.0.0", "::", "") and credentials is None:
         engines = state.engines_root()
-        print(t("warn_open_server", lang, host=host or "0.0.0.0", port=port, engines=engines), file=sys.stderr)
+        print(
+            plain_code(t("warn_open_server", lang, host=host or "0.0.0.0", port=port, engines=engines)), file=sys.stderr
+        )
     # Who may do what (sdprep.ui.access), the same on every start: the page enforces it request by request.
-    print(t("access_policy_auth" if credentials else "access_policy", lang), file=sys.stderr, flush=True)
+    print(plain_code(t("access_policy_auth" if credentials else "access_policy", lang)), file=sys.stderr, flush=True)
     if open_browser is None:
         open_browser = os.environ.get(OPEN_BROWSER_ENV, "") not in ("", "0")
     main = threading.current_thread() is threading.main_thread()  # not a hot reload's watcher thread
@@ -189,10 +191,10 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
         )
     except OSError as problem:
         if "port" in str(problem).lower() or "address" in str(problem).lower():
-            print(t("port_busy", lang, port=port, next=port + 1), file=sys.stderr)
+            print(plain_code(t("port_busy", lang, port=port, next=port + 1)), file=sys.stderr)
             return 3
         raise
-    print(t("serving_at", lang, url=browser_url(host, port)), flush=True)
+    print(plain_code(t("serving_at", lang, url=browser_url(host, port))), flush=True)
     if main:
         if getattr(demo, "server", None) is not None:  # a served page (not a stand-in for launch())
             say_when_cannot_build(lang)
@@ -210,12 +212,14 @@ def say_when_cannot_build(lang: str) -> None:
         try:
             environment = probe(state.child_spec())
         except ProbeError as problem:
-            print(f"{t('sev_warning', lang)}: {word(problem.message, lang)}", file=sys.stderr, flush=True)
+            said = plain_code(word(problem.message, lang))
+            print(labelled(t("sev_warning", lang), said, lang), file=sys.stderr, flush=True)
             return
         if state.last_environment() is None:
             state.remember_environment(environment)
         missing = environment.missing()
         if missing:
-            print(t("console_cannot_build", lang, first=missing[0], count=len(missing)), file=sys.stderr, flush=True)
+            said = plain_code(t("console_cannot_build", lang, first=missing[0], count=len(missing)))
+            print(said, file=sys.stderr, flush=True)
 
     threading.Thread(target=probe_and_say, name="sdprep-start-probe", daemon=True).start()
