@@ -325,6 +325,71 @@ def test_offline_the_hub_check_is_skipped_without_waiting(monkeypatch: pytest.Mo
     assert again is not None and again.status == "skipped"
 
 
+@pytest.fixture
+def packet_dropping_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Hub behind a firewall that drops packets: its listening queue is full, so a new connection is never
+    answered (the kernel drops the SYN) and opening one waits for its timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    queued = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(server.getsockname())
+        except BlockingIOError:
+            pass
+        queued.append(filler)
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    try:
+        yield url
+    finally:
+        for filler in queued:
+            filler.close()
+        server.close()
+
+
+def test_a_hub_out_of_reach_is_found_out_within_the_connect_timeout(packet_dropping_hub: str) -> None:
+    """Issue 18's leftover: offline, the CLI's first hub check waited the whole question's 3 s."""
+    import httpx
+
+    from sdprep import hub
+
+    started = time.monotonic()
+    with pytest.raises(httpx.ConnectTimeout):
+        hub.ask_hub("stabilityai/sd-turbo")
+    # A kernel timer, not work: this machine's load does not stretch it.
+    assert time.monotonic() - started < hub.TIMEOUT
+    assert hub.CONNECT_TIMEOUT < hub.TIMEOUT
+
+
+def test_the_next_process_knows_the_hub_is_out_of_reach_and_asks_again_once_it_answers(
+    monkeypatch: pytest.MonkeyPatch, packet_dropping_hub: str
+) -> None:
+    from sdprep.hub import HubChecker, known_unreachable
+
+    first = HubChecker().answer("stabilityai/sd-turbo", wait=30)
+    assert first is not None and first.status == "skipped"
+    assert known_unreachable()
+    # A new process (a new checker): answered at once, no question asked, no wait.
+    again = HubChecker().answer("someone/other-model", wait=0)
+    assert again is not None and again.status == "skipped"
+    # Another endpoint is not this one: it is asked; an answer from it clears what was known.
+    hub = FakeHub()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert not known_unreachable()
+        answer = HubChecker().answer("stabilityai/sd-turbo", wait=30)
+        assert answer is not None and answer.status == "exists"
+        monkeypatch.setenv("HF_ENDPOINT", packet_dropping_hub)
+        assert not known_unreachable()
+    finally:
+        hub.close()
+
+
 def test_cli_refuses_an_id_the_hub_does_not_have_and_names_the_near_miss(fake_hub: FakeHub, tmp_path: Path) -> None:
     done = run_cli(
         "build", "--model", "stabilityai/sd-trubo", "--config-only", "--engines-dir", str(tmp_path), "--lang", "en"
