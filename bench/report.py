@@ -91,6 +91,8 @@ def _first_start(data: dict[str, Any]) -> list[Metric]:
     if not first:
         return []
     ratio = first["pip_s"] / first["uv_s"]
+    # Carried from an earlier run (this one had no PyPI to download from): said where the figures come from.
+    earlier = f"; from the run of {first['from_run']}, not measured again" if first.get("from_run") else ""
     return [
         Metric(
             "Fresh clone → first HTTP 200 with `run.sh` (uv), empty caches",
@@ -98,7 +100,7 @@ def _first_start(data: dict[str, Any]) -> list[Metric]:
             "s",
             [first["uv_s"]],
             first["uv_s"] < first["pip_s"],
-            f"pip takes **{ratio:.1f}×** as long",
+            f"pip takes **{ratio:.1f}×** as long{earlier}",
         ),
         Metric("… the same with pip (what run.sh did before uv)", "(baseline)", "s", [first["pip_s"]], None),
     ]
@@ -332,7 +334,12 @@ def _records(data: dict[str, Any]) -> list[Metric]:
             local,
             percentile(local, 95) < 30,
             f"p50 {p(local, 50)} ms, **p95 {p(local, 95)} ms**; its build.json {records['local_manifest_kb']:.0f} KB, "
-            f"the engines folder {where}; a hub model alternating with it: p95 {p(hub, 95)} ms",
+            f"the engines folder {where}; a hub model alternating with it: p95 {p(hub, 95)} ms"
+            + (
+                f"; load average (1 min) {records['load_1min'][0]:.2f} → {records['load_1min'][1]:.2f}"
+                if "load_1min" in records
+                else ""
+            ),
         ),
         Metric(
             f"Engines library list with {where}: round trip (`library_list`)",
