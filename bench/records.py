@@ -105,6 +105,9 @@ def measure(state: Path, previews: int, listings: int) -> dict[str, Any]:
     try:
         with preview_server_times(demo) as timings:
             demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+            from sdprep.ui.app import freeze_startup_heap
+
+            freeze_startup_heap()  # as the app does once it serves: a fresh server's heap, not this process's
             page = PageClient(demo.local_url or "")
             try:
                 for values in form_changes(5):
