@@ -205,7 +205,8 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
             return 3
         raise
     print(plain_code(t("serving_at", lang, url=browser_url(host, port))), flush=True)
-    freeze_startup_heap()
+    if main:  # a hot reload builds the page again: what an earlier one froze would never be freed
+        freeze_startup_heap()
     if main:
         if getattr(demo, "server", None) is not None:  # a served page (not a stand-in for launch())
             say_when_cannot_build(lang)
