@@ -386,8 +386,14 @@ def render(data: dict[str, Any], rows: list[Metric]) -> str:
         "# Performance",
         "",
         f"Measured by `python bench/run.py{' --quick' if data['quick'] else ''}` on {info['date']} "
-        f"in {data['seconds']:.0f} s. Every figure below comes from that one run; run the same command to "
-        "measure your machine (it rewrites this file and keeps the raw samples in `bench/results/`).",
+        f"in {data['seconds']:.0f} s. Every figure below comes from that one run"
+        + (
+            f" except the first start's (the run of {data['first_start']['from_run']}: it downloads from PyPI)"
+            if (data.get("first_start") or {}).get("from_run")
+            else ""
+        )
+        + "; run the same command to measure your machine (it rewrites this file and keeps the raw samples in "
+        "`bench/results/`).",
         "",
         "| machine | |",
         "|---|---|",
