@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-import httpx
-
 from sdprep.messages import Problem, error, warning
 from sdprep.params import BakedParams
 from sdprep.paths import atomic_write_text, is_hf_id
@@ -96,6 +94,8 @@ class HubChecker:
             return self._answers.get(model_id) or HubAnswer("skipped")
 
     def _ask(self, model_id: str, done: threading.Event) -> None:
+        import httpx  # here: a command that never asks (offline, or known out of reach) starts 0.1 s sooner
+
         try:
             answer = ask_hub(model_id)
         except httpx.HTTPError:  # no connection, a timeout: the Hub is out of reach for now
@@ -117,6 +117,8 @@ class HubChecker:
 
 def ask_hub(model_id: str) -> HubAnswer:
     """One question to the Hub's model API. httpx.HTTPError when the Hub cannot be reached."""
+    import httpx
+
     url = f"{endpoint()}/api/models/{quote(model_id, safe='/')}"
     token = os.environ.get("HF_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
