@@ -22,6 +22,7 @@ from testkit.paths import ROOT, STANDIN
 APP = ROOT / "gradio_prepare.py"
 MINIMAL = ROOT / "bench" / "minimal_app.py"
 MB = 1024 * 1024
+STANDIN_DRIVER = "570.86.10"  # the driver version the tests' stand-in machine reports (tests/conftest.py)
 
 __all__ = ["APP", "MB", "MINIMAL", "ROOT", "STANDIN", "runtime_defaults"]
 
@@ -87,6 +88,8 @@ def child_env(state: Path) -> dict[str, str]:
             "SDPREP_REHEARSE": "0",
             "GRADIO_ANALYTICS_ENABLED": "False",  # no telemetry requests from any app
             "HF_HUB_DISABLE_TELEMETRY": "1",
+            # The stand-ins play a machine with an NVIDIA driver, as in the tests (without one, `doctor` stops first).
+            "UV_CUDA_DRIVER_VERSION": STANDIN_DRIVER,
         }
     )
     return env

@@ -78,6 +78,9 @@ def server_time(count: int, state: Path) -> dict[str, Any]:
     with preview_server_times(demo) as timings:
         try:
             demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+            from sdprep.ui.app import freeze_startup_heap
+
+            freeze_startup_heap()  # as the app does once it serves: a fresh server's heap, not this process's
             page = PageClient(f"http://127.0.0.1:{port}/")
             for values in form_changes(5):
                 page.call("preview", **values)

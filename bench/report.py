@@ -114,6 +114,8 @@ def _first_start(data: dict[str, Any]) -> list[Metric]:
     if not first:
         return []
     ratio = first["pip_s"] / first["uv_s"]
+    # Carried from an earlier run (this one had no PyPI to download from): said where the figures come from.
+    earlier = f"; from the run of {first['from_run']}, not measured again" if first.get("from_run") else ""
     return [
         Metric(
             "Fresh clone → first HTTP 200 with `run.sh` (uv), empty caches",
@@ -121,7 +123,7 @@ def _first_start(data: dict[str, Any]) -> list[Metric]:
             "s",
             [first["uv_s"]],
             first["uv_s"] < first["pip_s"],
-            f"pip takes **{ratio:.1f}×** as long",
+            f"pip takes **{ratio:.1f}×** as long{earlier}",
         ),
         Metric("… the same with pip (what run.sh did before uv)", "(baseline)", "s", [first["pip_s"]], None),
     ]
@@ -355,7 +357,12 @@ def _records(data: dict[str, Any]) -> list[Metric]:
             local,
             percentile(local, 95) < 30,
             f"p50 {p(local, 50)} ms, **p95 {p(local, 95)} ms**; its build.json {records['local_manifest_kb']:.0f} KB, "
-            f"the engines folder {where}; a hub model alternating with it: p95 {p(hub, 95)} ms",
+            f"the engines folder {where}; a hub model alternating with it: p95 {p(hub, 95)} ms"
+            + (
+                f"; load average (1 min) {records['load_1min'][0]:.2f} → {records['load_1min'][1]:.2f}"
+                if "load_1min" in records
+                else ""
+            ),
         ),
         Metric(
             f"Engines library list with {where}: round trip (`library_list`)",
@@ -402,8 +409,14 @@ def render(data: dict[str, Any], rows: list[Metric]) -> str:
         "# Performance",
         "",
         f"Measured by `python bench/run.py{' --quick' if data['quick'] else ''}` on {info['date']} "
-        f"in {data['seconds']:.0f} s. Every figure below comes from that one run; run the same command to "
-        "measure your machine (it rewrites this file and keeps the raw samples in `bench/results/`).",
+        f"in {data['seconds']:.0f} s. Every figure below comes from that one run"
+        + (
+            f" except the first start's (the run of {data['first_start']['from_run']}: it downloads from PyPI)"
+            if (data.get("first_start") or {}).get("from_run")
+            else ""
+        )
+        + "; run the same command to measure your machine (it rewrites this file and keeps the raw samples in "
+        "`bench/results/`).",
         "",
         "| machine | |",
         "|---|---|",
@@ -458,7 +471,8 @@ def render(data: dict[str, Any], rows: list[Metric]) -> str:
         "- **Form change** (`bench/form_change.py`): the page's `preview` event (fired by every form change) with a "
         "different form state each call, sent the way the browser's client sends it (one session; `POST "
         "/gradio_api/queue/join`, then the session's server-sent events). *Server time* is measured inside a "
-        "server: the same page served from the bench process, driven the same way over HTTP, with timers around "
+        "server: the same page served from the bench process (its heap then kept out of the collector's full "
+        "passes, as the app does once it serves), driven the same way over HTTP, with timers around "
         f"Gradio's queue push and `process_api` (Gradio hands each of the {server['inputs']} inputs and "
         f"{server['outputs']} outputs to a worker thread, which is most of it). The round trip is what the page "
         "waits, against the separate server process. The handler alone is timed on the same form states; the "

@@ -8,6 +8,7 @@ config back into parameters is config_load.py.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from pathlib import Path
 from typing import Any, TypedDict
@@ -231,13 +232,21 @@ def config_header(params: BakedParams, runtime_line: str = "") -> str:
         f"  {derive.engine_dir(params).as_posix()}",
         "Load it with: create_wrapper_from_config(load_config(<this file>))",
         "",
+        *_key_lines(),
+        *([runtime_line] if runtime_line else []),
+    ]
+    return "".join(f"# {line}\n" if line else "#\n" for line in lines)
+
+
+@functools.cache
+def _key_lines() -> tuple[str, ...]:
+    """The header's lists of baked and runtime keys, wrapped once (the preview writes a header per form change)."""
+    return (
         "BAKED into the TensorRT engines - changing any of these needs a rebuild:",
         *textwrap.wrap(", ".join(baked_keys()), 110, initial_indent="  ", subsequent_indent="  "),
         "RUNTIME - change any time with update_stream_params():",
         *textwrap.wrap(", ".join(RUNTIME_KEYS), 110, initial_indent="  ", subsequent_indent="  "),
-        *([runtime_line] if runtime_line else []),
-    ]
-    return "".join(f"# {line}\n" if line else "#\n" for line in lines)
+    )
 
 
 class _ConfigDumper(yaml.SafeDumper):

@@ -3,28 +3,35 @@
 A typo in an id otherwise costs a build that fails at its download. The answer comes from the Hub's model API
 (`GET {endpoint}/api/models/{id}`) with a short timeout, in a thread, and is kept for the server's life (a missing id
 for a minute: it may be created). Offline, nothing waits: the first failed connection marks the Hub unreachable for a
-few minutes, and every id meanwhile answers "skipped" at once. The endpoint is $HF_ENDPOINT (as for huggingface_hub,
+few minutes, and every id meanwhile answers "skipped" at once, in this process and (through a small file in the
+app's cache folder) in the next ones: a CLI command run offline waits once, not on every run. Reaching the Hub has a
+timeout of its own, shorter than the question's: a network that drops packets costs about a second, not three. The
+endpoint is $HF_ENDPOINT (as for huggingface_hub,
 a mirror or a test server); $HF_HUB_OFFLINE=1 or $SDPREP_HUB_CHECK=0 turn the check off.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-import httpx
-
 from sdprep.messages import Problem, error, warning
 from sdprep.params import BakedParams
-from sdprep.paths import is_hf_id
+from sdprep.paths import atomic_write_text, is_hf_id
 
 Status = Literal["exists", "gated", "missing", "skipped"]
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TIMEOUT = 3.0  # seconds for one question to the Hub
+# Seconds to open the connection (TCP and TLS): the Hub answers that in a few hundred milliseconds from anywhere it
+# can be reached at all; a firewall that drops packets would otherwise hold the first question for all of TIMEOUT.
+CONNECT_TIMEOUT = 1.5
+UNREACHABLE_FILE = "hub-unreachable.json"  # in the app's cache folder: {"endpoint": ..., "until": unix time}
 OFFLINE_FOR = 300.0  # after a failed connection, seconds before the Hub is asked again
 MISSING_FOR = 60.0  # a missing id is asked again after this (it may have been created, or made public)
 MAX_FILES = 2000  # a model repository lists at most a few hundred files
@@ -73,6 +80,9 @@ class HubChecker:
             if now < self._offline_until:
                 return HubAnswer("skipped")
             asking = self._asking.get(model_id)
+            if asking is None and known_unreachable():  # found out by an earlier process, minutes ago
+                self._offline_until = now + OFFLINE_FOR
+                return HubAnswer("skipped")
             if asking is None:
                 asking = self._asking[model_id] = threading.Event()
                 threading.Thread(target=self._ask, args=(model_id, asking), name="sdprep-hub", daemon=True).start()
@@ -84,12 +94,17 @@ class HubChecker:
             return self._answers.get(model_id) or HubAnswer("skipped")
 
     def _ask(self, model_id: str, done: threading.Event) -> None:
+        import httpx  # here: a command that never asks (offline, or known out of reach) starts 0.1 s sooner
+
         try:
             answer = ask_hub(model_id)
         except httpx.HTTPError:  # no connection, a timeout: the Hub is out of reach for now
             answer = HubAnswer("skipped")
             with self._lock:
                 self._offline_until = time.monotonic() + OFFLINE_FOR
+            remember_unreachable()
+        else:
+            forget_unreachable()
         with self._lock:
             self._answers.pop(model_id, None)
             if answer.status != "skipped":  # a skipped one is not kept: asked again once the Hub is back
@@ -102,10 +117,13 @@ class HubChecker:
 
 def ask_hub(model_id: str) -> HubAnswer:
     """One question to the Hub's model API. httpx.HTTPError when the Hub cannot be reached."""
+    import httpx
+
     url = f"{endpoint()}/api/models/{quote(model_id, safe='/')}"
     token = os.environ.get("HF_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = httpx.get(url, timeout=TIMEOUT, headers=headers, follow_redirects=True)
+    timeout = httpx.Timeout(TIMEOUT, connect=CONNECT_TIMEOUT)
+    response = httpx.get(url, timeout=timeout, headers=headers, follow_redirects=True)
     now = time.monotonic()
     if response.status_code == 200:
         try:
@@ -125,6 +143,37 @@ def ask_hub(model_id: str) -> HubAnswer:
     if response.status_code == 404 or (response.status_code == 401 and (not_found or not token)):
         return HubAnswer("missing", (), now)
     return HubAnswer("skipped")
+
+
+def _unreachable_file() -> Path:
+    from sdprep.jobs.environment import cache_dir  # the probe's cache folder (imported late: the CLI starts fast)
+
+    return cache_dir() / UNREACHABLE_FILE
+
+
+def known_unreachable() -> bool:
+    """Whether a process found this endpoint out of reach less than OFFLINE_FOR seconds ago."""
+    try:
+        with _unreachable_file().open("rb") as file:
+            said = json.loads(file.read(1024))
+        until = float(said["until"])
+        return said["endpoint"] == endpoint() and time.time() < until <= time.time() + OFFLINE_FOR
+    except (OSError, ValueError, KeyError, TypeError):  # none, or not ours to trust: ask the Hub
+        return False
+
+
+def remember_unreachable() -> None:
+    try:
+        atomic_write_text(_unreachable_file(), json.dumps({"endpoint": endpoint(), "until": time.time() + OFFLINE_FOR}))
+    except OSError:  # a read-only cache folder: this process still knows
+        pass
+
+
+def forget_unreachable() -> None:
+    try:
+        _unreachable_file().unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 _CHECKER = HubChecker()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -120,3 +121,15 @@ def test_help_does_not_import_gradio(args: tuple[str, ...]) -> None:
 def test_help_speaks_russian_with_lang_ru() -> None:
     done = run("build", "--lang", "ru", "--help")
     assert done.returncode == 0 and "запекаемые параметры" in done.stdout
+
+
+def test_a_build_that_does_not_ask_the_hub_does_not_import_its_client(tmp_path: Path) -> None:
+    """Offline (or the Hub known out of reach) the CLI asks nothing: importing the HTTP client alone cost 0.1 s of
+    every `build`, most of the up-to-date answer's time past its 200 ms goal."""
+    command = [sys.executable, "-X", "importtime", str(ROOT / "gradio_prepare.py"), "build", "--config-only"]
+    done = run_process(
+        [*command, "--engines-dir", str(tmp_path / "engines")], env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    assert "httpx" not in imported and "sdprep" in imported

@@ -143,6 +143,19 @@ def test_this_gpus_speed_on_other_settings_scales_the_table() -> None:
     assert said(promised.time.source).startswith("the reference table × 0.5: how this GPU did in 1 earlier build")
 
 
+def test_an_answer_is_kept_for_the_same_history_and_a_new_history_is_asked_again() -> None:
+    """The preview asks on every form change with load_history's cached tuple: the answer is kept per shape and GPU,
+    and a build recorded since (a new tuple) is taken into account at once."""
+    history = tuple(earlier(f"m/{i}", "RTX", 360, 300, 20) for i in range(3))
+    first = est.estimate(SD21, history, gpu="RTX")
+    assert est.estimate(SD21, history, gpu="RTX") is first
+    assert est.estimate(SD21, history, gpu="Other GPU").time.source.code == "est_src_time_table"
+    assert est.estimate(shape(width=768), history, gpu="RTX") != first
+    learnt = (*history, earlier("m/3", "RTX", 960, 900, 20))
+    assert est.estimate(SD21, learnt, gpu="RTX").time.about == pytest.approx(360)  # median of 360, 360, 360, 960
+    assert est.estimate(SD21, learnt, gpu="RTX").parts[0].seconds.high == pytest.approx(900)
+
+
 def test_recorded_actuals_read_back_and_foreign_shapes_are_ignored() -> None:
     item = est.past_engine_json("unet", "unet", None, SD21, 1234, 5.5)
     assert est.past_build("m/v", "RTX", {"seconds": 9.0, "engines": [item]}) == PastBuild(

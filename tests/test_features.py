@@ -189,23 +189,27 @@ def test_the_form_locks_ip_adapter_and_fp8_where_their_packages_are_missing(page
     state.remember_environment(reported(diffusers_ipadapter=False, insightface=False))
     locked = ipadapter.availability(form, DEFAULTS, "en")
     switch = locked[form.fields["use_ipadapter"]]
-    assert switch.interactive is False and "diffusers_ipadapter" in switch.info and "setup --upgrade" in switch.info
+    assert (
+        switch["interactive"] is False
+        and "diffusers_ipadapter" in switch["info"]
+        and "setup --upgrade" in switch["info"]
+    )
     # Already on (a loaded config): it stays changeable so it can be turned off.
     on = params_from_values({"use_ipadapter": True})
-    assert ipadapter.availability(form, on, "en")[form.fields["use_ipadapter"]].interactive is True
+    assert ipadapter.availability(form, on, "en")[form.fields["use_ipadapter"]]["interactive"] is True
 
     state.remember_environment(reported(insightface=False, modelopt__onnx__quantization=False))
     open_ = ipadapter.availability(form, DEFAULTS, "en")
-    assert open_[form.fields["use_ipadapter"]].interactive is True
-    assert "setup --with faceid" in open_[form.fields["ipadapter_type"]].info
+    assert open_[form.fields["use_ipadapter"]]["interactive"] is True
+    assert "setup --with faceid" in open_[form.fields["ipadapter_type"]]["info"]
     fp8 = profile.availability(form, DEFAULTS, "en")[form.fields["fp8"]]
-    assert fp8.interactive is False and "setup --with fp8" in fp8.info
+    assert fp8["interactive"] is False and "setup --with fp8" in fp8["info"]
 
     state.remember_environment(reported())
-    assert profile.availability(form, DEFAULTS, "en")[form.fields["fp8"]].interactive is True
+    assert profile.availability(form, DEFAULTS, "en")[form.fields["fp8"]]["interactive"] is True
     free = ipadapter.availability(form, DEFAULTS, "en")
-    assert free[form.fields["use_ipadapter"]].interactive is True
-    assert "setup --with" not in str(free[form.fields["ipadapter_type"]].info)
+    assert free[form.fields["use_ipadapter"]]["interactive"] is True
+    assert "setup --with" not in str(free[form.fields["ipadapter_type"]]["info"])
 
 
 def test_the_environment_tab_lists_each_feature_with_the_command_that_installs_it() -> None:

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sdprep.derive import InvalidLoras, parse_lora_json
 from sdprep.messages import msg
@@ -254,6 +256,47 @@ def test_a_near_miss_of_a_known_id_is_a_warning_with_the_known_id(tmp_path: Path
     assert said == ["warning: model: me/my-modle-v3 is not a model this app knows; did you mean me/my-model-v3?"]
 
 
+@given(a=st.text("abc/-", max_size=9), b=st.text("abc/-", max_size=9), limit=st.integers(0, 3))
+@settings(max_examples=300, deadline=None)
+def test_a_bounded_edit_distance_is_the_distance_up_to_its_limit(a: str, b: str, limit: int) -> None:
+    from sdprep.model_ids import edits
+
+    assert edits(a, b, limit) == min(edits(a, b), limit + 1)
+
+
+def test_prepared_ids_are_compared_with_the_known_ones_once_per_change_of_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every form change asks for "did you mean": the ids prepared in the engines folder were compared with every
+    known id each time (20 prepared models cost ~30 ms per form change); now once, until the folder changes."""
+    from sdprep import model_ids
+    from sdprep.params import params_from_values
+    from sdprep.validate import validate
+
+    for index in range(20):
+        folder = tmp_path / f"me--model-{index:02d}"
+        folder.mkdir()
+        (folder / "config.yaml").write_text(f"model_id: me/model-{index:02d}\n", encoding="utf-8")
+    compared: list[str] = []
+    real = model_ids.did_you_mean
+
+    def counting(typed: str, candidates: tuple[str, ...]) -> str | None:
+        compared.append(typed)
+        return real(typed, candidates)
+
+    monkeypatch.setattr(model_ids, "did_you_mean", counting)
+    params = params_from_values({"model": "me/model-O7", "engines_dir": str(tmp_path)})
+    for _ in range(10):
+        said = [str(problem) for problem in validate(params) if problem.message.code == "model_did_you_mean"]
+        assert said and "did you mean me/model-07?" in said[0], said
+    assert sorted(compared) == [f"me/model-{index:02d}" for index in range(20)]
+    (tmp_path / "me--model-20").mkdir()  # a new model prepared: the folder changed, read and compared again
+    (tmp_path / "me--model-20" / "config.yaml").write_text("model_id: me/model-20\n", encoding="utf-8")
+    os.utime(tmp_path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    validate(params)
+    assert len(compared) == 41
+
+
 def test_the_hub_answers_exists_gated_missing_and_which_files(fake_hub: FakeHub) -> None:
     from sdprep.hub import HubChecker
 
@@ -280,6 +323,71 @@ def test_offline_the_hub_check_is_skipped_without_waiting(monkeypatch: pytest.Mo
     # Known to be offline now: another id is answered at once, with no question asked (no thread, no wait).
     again = checker.answer("someone/other-model", wait=0)
     assert again is not None and again.status == "skipped"
+
+
+@pytest.fixture
+def packet_dropping_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Hub behind a firewall that drops packets: its listening queue is full, so a new connection is never
+    answered (the kernel drops the SYN) and opening one waits for its timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    queued = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(server.getsockname())
+        except BlockingIOError:
+            pass
+        queued.append(filler)
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    try:
+        yield url
+    finally:
+        for filler in queued:
+            filler.close()
+        server.close()
+
+
+def test_a_hub_out_of_reach_is_found_out_within_the_connect_timeout(packet_dropping_hub: str) -> None:
+    """Issue 18's leftover: offline, the CLI's first hub check waited the whole question's 3 s."""
+    import httpx
+
+    from sdprep import hub
+
+    started = time.monotonic()
+    with pytest.raises(httpx.ConnectTimeout):
+        hub.ask_hub("stabilityai/sd-turbo")
+    # A kernel timer, not work: this machine's load does not stretch it.
+    assert time.monotonic() - started < hub.TIMEOUT
+    assert hub.CONNECT_TIMEOUT < hub.TIMEOUT
+
+
+def test_the_next_process_knows_the_hub_is_out_of_reach_and_asks_again_once_it_answers(
+    monkeypatch: pytest.MonkeyPatch, packet_dropping_hub: str
+) -> None:
+    from sdprep.hub import HubChecker, known_unreachable
+
+    first = HubChecker().answer("stabilityai/sd-turbo", wait=30)
+    assert first is not None and first.status == "skipped"
+    assert known_unreachable()
+    # A new process (a new checker): answered at once, no question asked, no wait.
+    again = HubChecker().answer("someone/other-model", wait=0)
+    assert again is not None and again.status == "skipped"
+    # Another endpoint is not this one: it is asked; an answer from it clears what was known.
+    hub = FakeHub()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert not known_unreachable()
+        answer = HubChecker().answer("stabilityai/sd-turbo", wait=30)
+        assert answer is not None and answer.status == "exists"
+        monkeypatch.setenv("HF_ENDPOINT", packet_dropping_hub)
+        assert not known_unreachable()
+    finally:
+        hub.close()
 
 
 def test_cli_refuses_an_id_the_hub_does_not_have_and_names_the_near_miss(fake_hub: FakeHub, tmp_path: Path) -> None:

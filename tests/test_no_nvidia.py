@@ -60,6 +60,17 @@ def test_probe_doctor_and_build_say_it_first_and_exit_3(no_nvidia: None) -> None
         assert "setup" not in done.stderr, (args, done.stderr)
 
 
+def test_doctor_writes_its_reason_after_the_colon_as_russian_does(no_nvidia: None) -> None:
+    """Issue 18's leftover: "здесь невозможно: На этой машине…" had a capital after the colon; English keeps its
+    sentence as written."""
+    russian = run_cli("doctor", "--lang", "ru")
+    assert russian.returncode == 3, russian.stderr
+    assert f"здесь невозможно: {t('env_no_nvidia', 'ru')[0].lower()}" in russian.stderr, russian.stderr
+    assert "невозможно: На этой" not in russian.stderr
+    english = run_cli("doctor", "--lang", "en")
+    assert f"cannot run here: {NO_NVIDIA}" in english.stderr, english.stderr
+
+
 def test_without_an_nvidia_gpu_the_form_may_ask_for_anything_another_machine_builds() -> None:
     """A config prepared here is built elsewhere: FP8 or IP-Adapter are not refused for what this machine lacks (a new
     user found Save config only disabled, and the fix offered was a setup that refuses here)."""

@@ -109,14 +109,14 @@ def test_the_form_locks_the_profile_where_the_fork_cannot_build_it(
         profile.render(form)
     updates = profile.availability(form, DEFAULTS, "en")
     radio = updates[form.profile.radio]
-    assert radio.interactive is False and "Only Flexible builds as chosen here" in radio.info
-    assert "ignores static_shapes" in radio.info
+    assert radio["interactive"] is False and "Only Flexible builds as chosen here" in radio["info"]
+    assert "ignores static_shapes" in radio["info"]
     fp8 = updates[form.fields["fp8"]]
-    assert fp8.interactive is False and fp8.info.startswith("FP8 cannot be built here: ")
+    assert fp8["interactive"] is False and fp8["info"].startswith("FP8 cannot be built here: ")
     # A profile loaded from a config that cannot build here stays changeable, so Flexible can be chosen back.
     quality = profile.availability(form, params_from_values(profile_values("quality")), "en")
-    assert quality[form.profile.radio].interactive is True
-    assert quality[form.fields["static_shapes"]].interactive is True
+    assert quality[form.profile.radio]["interactive"] is True
+    assert quality[form.fields["static_shapes"]]["interactive"] is True
 
 
 def test_fp8_is_offered_only_on_ada_or_newer_with_modelopt(
@@ -135,9 +135,9 @@ def test_fp8_is_offered_only_on_ada_or_newer_with_modelopt(
     with gr.Blocks():
         profile.render(form)
     updates = profile.availability(form, DEFAULTS, "en")
-    assert updates[form.profile.radio].interactive is True  # Fast build and Quality still build
-    assert "FP8 cannot be built here" in updates[form.profile.radio].info
-    assert updates[form.fields["fp8"]].interactive is False
+    assert updates[form.profile.radio]["interactive"] is True  # Fast build and Quality still build
+    assert "FP8 cannot be built here" in updates[form.profile.radio]["info"]
+    assert updates[form.fields["fp8"]]["interactive"] is False
 
 
 # --- a profile is part of the engines' identity ------------------------------------------------------------------

@@ -150,6 +150,30 @@ def test_os_errors_a_person_can_act_on_are_worded_in_their_language() -> None:
     assert os_reason(OSError("no errno at all")) == Quote("no errno at all")
 
 
+def test_the_console_writes_code_spans_plainly_and_the_page_keeps_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18's leftover: console lines showed Markdown's backticks (`./run.sh setup`) as they are."""
+    from sdprep.cli.report import Printer
+    from sdprep.messages import Quote
+
+    assert text.plain_code("Run `./run.sh setup` once; ``a`b`` and `c`.") == "Run ./run.sh setup once; a`b and c."
+    assert text.plain_code("one ` tick") == "one ` tick"  # no closing run: no code span
+    message = msg("env_tensorrt_import", error=Quote("No module named 'tensorrt'"))
+    assert "`" in word(message, "en")  # the page shows it as code
+    printer = Printer("en", sys.stdout, sys.stderr)
+    assert printer.word(message).startswith("TensorRT cannot be imported (No module named 'tensorrt')")
+    printer.line("banner_setup")
+    assert "`" not in capsys.readouterr().out
+
+
+def test_a_label_and_a_sentence_are_joined_as_each_language_writes_them() -> None:
+    sentence = text.t("env_no_nvidia", "ru")
+    assert text.labelled("здесь невозможно", sentence, "ru") == f"здесь невозможно: {sentence[0].lower()}{sentence[1:]}"
+    assert text.labelled("ошибка", "CUDA не найдена", "ru") == "ошибка: CUDA не найдена"  # a name stays as written
+    english = text.t("env_no_nvidia", "en")
+    assert text.labelled("cannot run here", english, "en") == f"cannot run here: {english}"
+    assert text.labelled("error", "", "en") == "error"
+
+
 def test_prose_shows_code_spans_as_code_and_escapes_the_rest() -> None:
     from sdprep.ui.views.html import prose
 

@@ -29,7 +29,7 @@ from sdprep.cli.output import never_fail
 from sdprep.config import RuntimeDefaults
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.params import DEFAULTS
-from sdprep.text import system_language, t
+from sdprep.text import plain_code, system_language, t
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = EXIT_CODES["built"], EXIT_CODES["failed"], EXIT_CODES["refused"]
 EXIT_CANCELLED = EXIT_CODES["cancelled"]
@@ -141,5 +141,5 @@ def main(
     except Exception as problem:  # a bug, not a user mistake: one line, the traceback only with --debug
         if getattr(args, "debug", False):
             traceback.print_exc(file=err)
-        print(t("cli_internal_error", lang, type=type(problem).__name__, detail=problem), file=err)
+        print(plain_code(t("cli_internal_error", lang, type=type(problem).__name__, detail=problem)), file=err)
         return EXIT_FAILED

@@ -34,7 +34,7 @@ from sdprep.pack_archive import PackProblem, config_source
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
 from sdprep.runtime import Runtime, load_config
 from sdprep.save import save_config
-from sdprep.text import t
+from sdprep.text import labelled, t
 from sdprep.validate import validate
 
 EXIT_INVALID = EXIT_CODES["refused"]
@@ -188,7 +188,7 @@ def _cannot_build_here(spec: ChildSpec, printer: Printer) -> bool:
     if environment.no_nvidia:  # the root cause alone: nothing else on the list would help
         print(printer.word(missing[0]), file=printer.err)
         return True
-    print(t("cli_cannot_build", printer.lang), file=printer.err)
+    printer.line("cli_cannot_build", printer.err)
     for line in missing:
         print(f"  - {printer.word(line)}", file=printer.err)
     return True
@@ -234,7 +234,7 @@ def check(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     try:
         read_check_config(path)
     except ConfigError as problem:
-        print(f"{t('sev_error', args.lang)}: {printer.word(problem.message)}", file=err)
+        print(labelled(t("sev_error", args.lang), printer.word(problem.message), args.lang), file=err)
         return EXIT_INVALID
     if args.warmup < 0 or args.frames < 1:
         printer.line("cli_bad_frames", err)
@@ -255,7 +255,7 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
     try:
         environment = probe_environment(spec, refresh=args.refresh)
     except ProbeError as problem:
-        print(f"{t('sev_error', args.lang)}: {printer.word(problem.message)}", file=err)
+        print(labelled(t("sev_error", args.lang), printer.word(problem.message), args.lang), file=err)
         return EXIT_CODES["unavailable"]
     missing = environment.missing()
     if environment.no_nvidia:  # the root cause first, before any detail
@@ -282,7 +282,7 @@ def probe(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: 
             print(f"{'installed ' + feature.name:26} {shown}", file=out)
     mismatch = environment.diffusers_mismatch()
     if mismatch is not None:
-        print(f"{t('sev_warning', args.lang)}: {printer.word(mismatch)}", file=err)
+        print(labelled(t("sev_warning", args.lang), printer.word(mismatch), args.lang), file=err)
     for line in [] if environment.no_nvidia else missing:
         print(printer.word(msg("cli_missing", what=line)), file=err)
     return EXIT_CODES["unavailable"] if missing else 0

@@ -19,7 +19,7 @@ from sdprep.jobs.check import CheckResult
 from sdprep.jobs.job import JobResult
 from sdprep.jobs.progress import JobEvent
 from sdprep.messages import Message, Problem, Size
-from sdprep.text import after_colon, t, word
+from sdprep.text import labelled, plain_code, t, word
 
 MARKERS = {"stage": "==>", "log": "   ", "waiting": "...", "tensorrt": "..."}
 PROGRESS_EVERY = 5.0  # seconds between TensorRT progress lines in a redirected output
@@ -73,18 +73,20 @@ class Printer:
             self._printed = (top.name, now, said)
 
     def word(self, message: Message | str) -> str:
-        return word(message, self.lang, namer=lambda name, lang: flag_for(name, lang))
+        """A Message worded for the console: flags for fields, code spans as plain text."""
+        return plain_code(word(message, self.lang, namer=lambda name, lang: flag_for(name, lang)))
 
     def problems(self, problems: list[Problem]) -> None:
         self.settle()
         for problem in problems:
             severity = t(f"sev_{problem.severity}", self.lang)
-            said = after_colon(self.word(problem.message), self.lang)
-            print(f"{severity}: {flag_for(problem.field)}: {said}", file=self.err)
+            print(
+                labelled(f"{severity}: {flag_for(problem.field)}", self.word(problem.message), self.lang), file=self.err
+            )
 
     def line(self, code: str, stream: TextIO | None = None, **params: object) -> None:
         self.settle()
-        print(t(code, self.lang, **params), file=stream or self.out)
+        print(plain_code(t(code, self.lang, **params)), file=stream or self.out)
 
     def event_printer(self) -> Callable[[JobEvent], None]:
         def show(event: JobEvent) -> None:
@@ -108,7 +110,7 @@ class Printer:
         whole log is."""
         self.settle()
         outcome = t(f"cli_outcome_{result.outcome}", self.lang)
-        print(f"{outcome}: {self.word(result.reason)}", file=self.err)
+        print(labelled(outcome, self.word(result.reason), self.lang), file=self.err)
         if result.outcome == "failed" and result.log_tail and (self.debug or not expected):
             self.line("res_log_tail", self.err)
             for line in result.log_tail[-12:]:

@@ -10,6 +10,7 @@ kind and family, else from the table. Every figure carries a Message saying whic
 from __future__ import annotations
 
 import statistics
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -121,10 +122,36 @@ def shape_of(params: BakedParams, safety_engine: bool = True) -> Shape:
     )
 
 
+# The preview asks for an estimate on every form change, with the same history (load_history's cached tuple, until a
+# build.json changes) and mostly the same shape (most fields are not part of it): answers for the last history are
+# kept by shape and GPU. With a few hundred recorded builds an answer costs about a millisecond.
+_MEMO_SIZE = 64
+_memo: dict[tuple[Shape, str | None, bool], Estimate] = {}
+_memo_of: list[tuple[PastBuild, ...]] = [()]  # the history the kept answers were computed from
+_memo_lock = threading.Lock()
+
+
 def estimate(shape: Shape, history: Iterable[PastBuild] = (), gpu: str | None = None, warm: bool = False) -> Estimate:
     """Disk, VRAM and time for a build of `shape`; `history` sharpens sizes (any GPU) and times (`gpu` only, and
     builds of the same timing-cache state: `warm` when this one starts with a cache)."""
     history = tuple(history)
+    key = (shape, gpu, warm)
+    with _memo_lock:
+        known = _memo.get(key) if _memo_of[0] is history else None
+    if known is not None:
+        return known
+    answer = _estimate(shape, history, gpu, warm)
+    with _memo_lock:
+        if _memo_of[0] is not history:
+            _memo.clear()
+            _memo_of[0] = history
+        if len(_memo) >= _MEMO_SIZE:
+            del _memo[next(iter(_memo))]
+        _memo[key] = answer
+    return answer
+
+
+def _estimate(shape: Shape, history: tuple[PastBuild, ...], gpu: str | None, warm: bool) -> Estimate:
     on_this_gpu = tuple(build for build in history if gpu is not None and build.gpu == gpu)
     warm_from_cold = warm and not any(build.warm for build in on_this_gpu) and bool(on_this_gpu)
     on_this_gpu = tuple(build for build in on_this_gpu if build.warm == (warm and not warm_from_cold))

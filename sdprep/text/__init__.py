@@ -116,6 +116,23 @@ def after_colon(text: str, lang: str) -> str:
     return _lower_initial(text) if lang == "ru" else text
 
 
+def labelled(label: str, sentence: str, lang: str) -> str:
+    """A label (an outcome, a severity, a flag) and a worded sentence for a person, as "label: sentence": the one way
+    they are joined outside a template. After the colon Russian writes the sentence's first word in lower case
+    ("здесь невозможно: на этой машине…"); English keeps the sentence as written, as a template would."""
+    return f"{label}: {after_colon(sentence, lang)}" if sentence else label
+
+
+# A Markdown code span: a run of backticks, text, and a run of the same length (`x`, ``a`b``).
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
+
+
+def plain_code(text: str) -> str:
+    """`text` for a console: Markdown code spans written plainly ("run `x setup`" -> "run x setup"). The page keeps
+    them: there they are shown as code (views/html.py)."""
+    return _CODE_SPAN.sub(lambda span: span.group(2), text)
+
+
 def _sentences_or_items(rendered: list[str]) -> str:
     """Whole sentences follow one another ("… torch. TensorRT …"); short items are listed with commas."""
     if len(rendered) > 1 and all(item.rstrip().endswith((".", "!", "?")) for item in rendered):

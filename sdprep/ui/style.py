@@ -92,8 +92,11 @@ code { overflow-wrap: anywhere; }
   #yaml-preview .cm-gutters { display: none; }  /* wrapped lines make the line numbers meaningless */
   #action-bar { padding: .3rem .4rem; gap: .2rem; }
   #action-bar .sdprep-summary p { font-size: .85em; }
-  #action-bar > .sdprep-action-buttons { width: 100%; gap: .3rem; }
-  #action-bar > .sdprep-action-buttons > button { flex: 1 1 0; min-width: 0 !important; padding: .35rem .3rem;
-    white-space: normal; overflow-wrap: anywhere; line-height: 1.15; font-size: .95em; }
+  /* Side by side, each at least as wide as its longest word: a label breaks between words, never inside one, and
+     the buttons go to a second row before a word would be cut. */
+  #action-bar > .sdprep-action-buttons { width: 100%; gap: .3rem; flex-wrap: wrap; }
+  #action-bar > .sdprep-action-buttons > button { flex: 1 1 0; min-width: min-content !important;
+    padding: .35rem .3rem; white-space: normal; overflow-wrap: normal; word-break: normal; hyphens: manual;
+    line-height: 1.15; font-size: .95em; }
 }
 """

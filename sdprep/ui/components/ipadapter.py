@@ -61,10 +61,10 @@ def availability(form: Form, params: BakedParams, lang: str) -> dict[Block, Any]
     faceid = replace(params, use_ipadapter=True, ipadapter_type="faceid")
     face = feature_lock(environment, faceid, "ipadapter_type", lang)
     return {
-        form.fields["use_ipadapter"]: gr.Checkbox(
+        form.fields["use_ipadapter"]: gr.update(
             interactive=not adapter or params.use_ipadapter, info=adapter or _info("use_ipadapter", lang)
         ),
-        form.fields["ipadapter_type"]: gr.Radio(info=face or _info("ipadapter_type", lang)),
+        form.fields["ipadapter_type"]: gr.update(info=face or _info("ipadapter_type", lang)),
     }
 
 

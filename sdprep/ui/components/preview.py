@@ -126,16 +126,16 @@ def live(form: Form, values: dict[Block, Any]) -> dict[Block, Any]:
     blocked = build_blocked(environment, lang)
     target = view_params.config_target(params, form.runtime, form.loaded(values), problems)
     updates: dict[Block, Any] = {
-        form.page.banner: gr.Markdown(value=banner_markdown(environment, lang), visible=bool(blocked)),
+        form.page.banner: gr.update(value=banner_markdown(environment, lang), visible=bool(blocked)),
         form.bar.summary: view_params.summary_markdown(problems, lang, blocked),
         form.preview.derived: view_params.derived_markdown(params, lang, view_params.runtime_text(target, lang)),
         form.preview.yaml: view_params.config_preview(target, problems, lang),
         form.preview.estimate: estimate_text(params, problems, lang),
         form.preview.command: view_params.command_text(params, problems, lang, shell_of(form, values)),
-        form.bar.build: gr.Button(interactive=not has_errors(problems) and not blocked),
-        form.bar.save: gr.Button(interactive=not has_errors(problems)),
+        form.bar.build: gr.update(interactive=not has_errors(problems) and not blocked),
+        form.bar.save: gr.update(interactive=not has_errors(problems)),
         # A machine that cannot build may still rehearse: the rehearsal says how far the build path gets there.
-        form.bar.rehearse: gr.Button(interactive=not has_errors(problems)),
+        form.bar.rehearse: gr.update(interactive=not has_errors(problems)),
     }
     routed = view_params.route_problems(problems, {name: fields for name, (fields, _, _) in form.sections.items()})
     hints = view_params.section_hints(params, lang)

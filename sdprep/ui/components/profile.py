@@ -99,10 +99,10 @@ def availability(form: Form, params: BakedParams, lang: str) -> dict[Block, Any]
     elif fp8:
         info = f"{info} {t('fp8_unavailable', lang, reason=fp8)}"
     return {
-        form.profile.radio: gr.Radio(interactive=not others or profile_of(params) != "flexible", info=info),
-        form.fields["static_shapes"]: gr.Checkbox(interactive=not others or params.static_shapes),
+        form.profile.radio: gr.update(interactive=not others or profile_of(params) != "flexible", info=info),
+        form.fields["static_shapes"]: gr.update(interactive=not others or params.static_shapes),
         form.fields["opt_level"]: gr.update(interactive=not others or params.opt_level != flexible["opt_level"]),
-        form.fields["fp8"]: gr.Checkbox(
+        form.fields["fp8"]: gr.update(
             interactive=not fp8 or params.fp8,
             info=t("fp8_unavailable", lang, reason=fp8) if fp8 else t("i_fp8", lang),
         ),
