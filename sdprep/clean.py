@@ -53,6 +53,7 @@ from sdprep.model_folder import (
     ASIDE_DIR,
     CONFIGS_DIR,
     ENGINE_SUFFIX,
+    KEEP_LOGS,
     LOGS_DIR,
     MAX_WALK_DEPTH,
     holds_model,
@@ -65,7 +66,6 @@ from sdprep.model_folder import (
 from sdprep.paths import inside
 from sdprep.timing_cache import MODEL_CACHE_DIR, TimingCache, caches_beside, foreign_beside, gpu_key, shared_caches
 
-KEEP_LOGS = 20  # build and check runs whose logs are kept per model, newest first
 TRASH_PREFIX = ".clean-"
 
 Kind = Literal["engines_other", "engines_unused", "onnx", "aside", "temp", "logs", "timing_cache", "unfinished"]

@@ -35,6 +35,7 @@ MANIFEST_NAME = "build.json"
 LOGS_DIR = "logs"
 ASIDE_DIR = ".aside"
 ENGINE_SUFFIX = ".engine"
+KEEP_LOGS = 20  # build and check runs whose logs `clean` keeps per model, newest first
 MAX_WALK_DEPTH = 8  # engines sit two or three folders down (an HF id's owner, then the prefix)
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
-from sdprep.clean import KEEP_LOGS, find_leftovers, plan_messages, removal_messages, remove_leftovers
 from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.messages import msg
+from sdprep.model_folder import KEEP_LOGS
 from sdprep.params import DEFAULTS
 from sdprep.text import t
 
@@ -27,6 +27,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, lang: str) -> None:
 def clean(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
     """Exit 0 after a dry run or a removal of everything listed, 1 when something could not be removed, 2 for a bad
     --keep-logs."""
+    # Imported when run: every command's start stays as quick as the CLI's smallest (`build` when up to date).
+    from sdprep.clean import find_leftovers, plan_messages, removal_messages, remove_leftovers
+
     printer = Printer(args.lang, out, err)
     if args.keep_logs < 0:
         printer.line("cli_clean_keep_logs_negative", err)

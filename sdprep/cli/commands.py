@@ -30,7 +30,6 @@ from sdprep.jobs.job import EXIT_CODES
 from sdprep.jobs.pipeline import build_and_check
 from sdprep.jobs.process import ChildSpec
 from sdprep.messages import Problem, Size, has_errors, msg
-from sdprep.pack_archive import PackProblem, config_source
 from sdprep.params import DEFAULTS, BakedParams, params_from_values
 from sdprep.runtime import Runtime, load_config
 from sdprep.save import save_config
@@ -101,6 +100,8 @@ def _params_and_runtime(
 
 def _from_config(args: argparse.Namespace, printer: Printer) -> tuple[BakedParams, Runtime] | None:
     """The parameters of --from-config and its runtime values, which the written config keeps."""
+    from sdprep.pack_archive import PackProblem, config_source  # zip: only for --from-config
+
     source = Path(args.from_config)
     try:
         with config_source(source) as path:  # a pack's config is read from inside it (sdprep.pack_archive)

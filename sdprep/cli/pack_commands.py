@@ -12,7 +12,7 @@ import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sdprep.cli.args import add_child_flags
 from sdprep.cli.commands import child_spec
@@ -20,11 +20,14 @@ from sdprep.cli.report import Printer
 from sdprep.config import RuntimeDefaults
 from sdprep.jobs.job import EXIT_CODES
 from sdprep.messages import Duration, Size, msg
-from sdprep.pack import pack as pack_build
-from sdprep.pack_archive import PackProblem
 from sdprep.params import DEFAULTS
 from sdprep.text import t
-from sdprep.unpack import unpack as unpack_file
+
+if TYPE_CHECKING:
+    from sdprep.pack_archive import PackProblem
+
+# sdprep.pack and sdprep.unpack (zip, hashing) are imported when a pack command runs: every command's start stays as
+# quick as the CLI's smallest (`build` when up to date).
 
 PROGRESS_EVERY = 2.0  # seconds between progress lines on stderr
 
@@ -73,6 +76,9 @@ def _refused(printer: Printer, problem: PackProblem) -> int:
 
 
 def pack(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    from sdprep.pack import pack as pack_build
+    from sdprep.pack_archive import PackProblem
+
     printer = Printer(args.lang, out, err, args.debug)
     output = Path(args.output) if args.output else None
     try:
@@ -98,6 +104,9 @@ def pack(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: T
 
 
 def unpack(args: argparse.Namespace, runtime: RuntimeDefaults, out: TextIO, err: TextIO) -> int:
+    from sdprep.pack_archive import PackProblem
+    from sdprep.unpack import unpack as unpack_file
+
     printer = Printer(args.lang, out, err, args.debug)
     try:
         done = unpack_file(Path(args.pack), Path(args.engines_dir), child_spec(args), _progress(printer))
