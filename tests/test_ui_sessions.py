@@ -20,10 +20,12 @@ import gradio as gr
 import httpx
 import pytest
 
+from bench.soak import build_then_cancel
 from sdprep.ui import sessions
 from sdprep.ui.app import MAX_THREADS, create_demo
+from testkit.page_client import PageClient
 from tests.conftest import ROOT, runtime_defaults
-from tests.ui_helpers import Api
+from tests.ui_helpers import STANDIN, Api
 
 FORK_CONFIG = ROOT / "tests" / "data" / "forkni" / "profiling_quality_ipa.yaml"
 
@@ -106,6 +108,32 @@ def test_library_refreshes_leave_the_session_the_same_size(demo: tuple[gr.Blocks
         assert session_size(blocks, api.client.session_hash) == before
     finally:
         api.close()
+
+
+def test_builds_cancels_and_saves_leave_the_session_the_same_size(
+    demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each build cleared the message box in its first update and left it out of the rest (a skipped output): the
+    next build's plain value added a copy of the box to the session, one a build."""
+    blocks, url = demo
+    monkeypatch.setenv("SDPREP_STREAMDIFFUSION_SRC", str(STANDIN))
+    monkeypatch.setenv("STANDIN_SLOW_SECONDS", "0.2")
+    page = PageClient(url, deadline=120)
+    try:
+
+        def round_of_actions(n: int) -> None:
+            page.call("build", model=f"standin/success-{n % 2}", denoise_steps=1 + n % 3)
+            page.call("build", model="standin/exception-0")
+            build_then_cancel(page, {"model": "standin/slow-0", "denoise_steps": 2}, 0.1)
+            page.call("save_config", model="standin/success-0", denoise_steps=1 + n % 3)
+
+        round_of_actions(0)
+        before = session_size(blocks, page.session)
+        for n in range(1, 6):
+            round_of_actions(n)
+        assert session_size(blocks, page.session) == before
+    finally:
+        page.close()
 
 
 def test_a_closed_page_session_is_released(demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch) -> None:
