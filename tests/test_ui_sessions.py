@@ -136,6 +136,31 @@ def test_builds_cancels_and_saves_leave_the_session_the_same_size(
         page.close()
 
 
+def test_a_library_that_changes_between_refreshes_leaves_the_session_the_same_size(
+    demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each build adds a model or a variant, so each refresh gives the lists new choices: Gradio keeps a copy of a list
+    for each change once it is read again; the refresh drops the earlier copies."""
+    blocks, url = demo
+    monkeypatch.setenv("SDPREP_STREAMDIFFUSION_SRC", str(STANDIN))
+    page = PageClient(url, deadline=120)
+    try:
+
+        def round_of_actions(n: int) -> None:
+            page.call("build", model=f"standin/success-{n}", denoise_steps=1 + n % 2, check=n % 3 == 0)
+            page.call("library_list")
+            page.call("library_variants", **{"library-model": f"standin--success-{n}"})
+
+        for n in range(3):  # the lists' copies Gradio reads: the one now kept and the one before it
+            round_of_actions(n)
+        before = session_size(blocks, page.session)
+        for n in range(3, 10):
+            round_of_actions(n)
+        assert session_size(blocks, page.session) == before
+    finally:
+        page.close()
+
+
 def test_a_closed_page_session_is_released(demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch) -> None:
     blocks, url = demo
     monkeypatch.setattr(sessions, "CLOSED_SESSION_GRACE", 0.2)

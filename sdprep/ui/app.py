@@ -79,7 +79,7 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
         preview.listen(form)
         build.listen(form)
         actions.listen(form)
-        library.listen(form)
+        library.listen(form, demo)
         release_closed_sessions(demo)
     # No size limit: builds are bounded by the JobBoard, per page and in all, with a message; every other event
     # answers in milliseconds and must never meet "Queue is full". Every running event, a page following a build

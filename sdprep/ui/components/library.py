@@ -23,6 +23,7 @@ from sdprep.ui.components.actions import fill_fields, fill_outputs, load_into_fo
 from sdprep.ui.components.common import message_box, only_changed, plain_values, redraw_on_language, say
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
+from sdprep.ui.sessions import drop_stale_copies
 from sdprep.ui.views.library import library_html
 
 CURRENT = "config.yaml"  # the variant choice that means the model's current config.yaml
@@ -152,7 +153,7 @@ def delete(form: Form, values: dict[Block, Any], request: gr.Request | None) -> 
     return {**say(form, "lib_message", [said], lang), sure: False}
 
 
-def listen(form: Form) -> None:
+def listen(form: Form, demo: gr.Blocks) -> None:
     lang_input = {form.lang} if form.lang is not None else set()
     names = ("library", "lib_model", "lib_variant", "lib_load", "lib_sure", "lib_delete", "lib_access")
     listing = [form.parts[name] for name in names]
@@ -162,6 +163,10 @@ def listen(form: Form) -> None:
     refresh_inputs = {form.parts["lib_model"], form.parts["lib_variant"], form.parts["lib_sure"], sent, *lang_input}
 
     def list_library(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        # A change of the lists' choices leaves a copy of each in the page's session; a refresh (after every build,
+        # cancel and save) drops the earlier ones, so a page open for days keeps the same size.
+        if request.session_hash:
+            drop_stale_copies(demo, request.session_hash)
         return only_changed(sent, values, refresh(form, values, is_owner(request)))
 
     def variants(values: dict[Block, Any]) -> dict[Block, Any]:
