@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import random
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import httpx
 import pytest
 
 from bench.soak import build_then_cancel
@@ -164,30 +162,17 @@ def test_a_library_that_changes_between_refreshes_leaves_the_session_the_same_si
 def test_a_closed_page_session_is_released(demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch) -> None:
     blocks, url = demo
     monkeypatch.setattr(sessions, "CLOSED_SESSION_GRACE", 0.2)
-    api = Api(url)
-    session = api.client.session_hash
-    opened, close = threading.Event(), threading.Event()
-
-    def heartbeat() -> None:
-        """The page's heartbeat: open while the page is, ended when it closes."""
-        with httpx.Client(timeout=30) as http, http.stream("GET", f"{url}gradio_api/heartbeat/{session}"):
-            opened.set()
-            close.wait(30)
-
-    beating = threading.Thread(target=heartbeat)
-    beating.start()
+    page = PageClient(url, deadline=60)
     try:
-        assert opened.wait(30)
-        api.call("/preview", width=640)
-        assert session in blocks.state_holder.session_data
+        page.beat()  # the page's heartbeat: open while the page is, ended when it closes
+        page.call("preview", width=640)
+        assert page.session in blocks.state_holder.session_data
     finally:
-        close.set()
-        beating.join(30)
-        api.close()
+        page.close()
     deadline = time.monotonic() + 30
-    while session in blocks.state_holder.session_data and time.monotonic() < deadline:
+    while page.session in blocks.state_holder.session_data and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert session not in blocks.state_holder.session_data
+    assert page.session not in blocks.state_holder.session_data
 
 
 def test_a_page_that_comes_back_keeps_its_session(demo: tuple[gr.Blocks, str]) -> None:
