@@ -21,7 +21,7 @@ from sdprep.jobs.environment import ProbeError, probe
 from sdprep.messages import has_errors
 from sdprep.params import DEFAULTS
 from sdprep.text import system_language, t, word
-from sdprep.ui import state
+from sdprep.ui import heap, state
 from sdprep.ui.components import (
     actions,
     build,
@@ -169,6 +169,7 @@ def launch(demo: gr.Blocks, host: str, port: int, auth: str | None, open_browser
     if open_browser is None:
         open_browser = os.environ.get(OPEN_BROWSER_ENV, "") not in ("", "0")
     main = threading.current_thread() is threading.main_thread()  # not a hot reload's watcher thread
+    heap.limit_arenas()  # before Gradio's worker threads exist (sdprep/ui/heap.py says why)
     try:
         demo.launch(
             server_name=host,
