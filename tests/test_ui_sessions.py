@@ -20,7 +20,7 @@ import pytest
 
 from bench.soak import build_then_cancel
 from sdprep.ui import sessions
-from sdprep.ui.app import MAX_THREADS, create_demo
+from sdprep.ui.app import GRADIO_EVENT_RECORDS, MAX_THREADS, create_demo
 from testkit.page_client import PageClient
 from tests.conftest import ROOT, runtime_defaults
 from tests.ui_helpers import STANDIN, Api
@@ -157,6 +157,20 @@ def test_a_library_that_changes_between_refreshes_leaves_the_session_the_same_si
         assert session_size(blocks, page.session) == before
     finally:
         page.close()
+
+
+def test_gradio_keeps_a_bounded_record_of_events(demo: tuple[gr.Blocks, str]) -> None:
+    """Gradio records each event for its monitoring dashboard, 10,000 of them unless told (and summarises them all
+    after each event); the app keeps a few."""
+    blocks, url = demo
+    bound = int(GRADIO_EVENT_RECORDS["GRADIO_ANALYTICS_MAX_EVENTS"])
+    page = PageClient(url, deadline=60)
+    try:
+        for n in range(bound + 20):
+            page.call("preview", width=512 + 64 * (n % 3))
+    finally:
+        page.close()
+    assert 0 < len(blocks._queue.event_analytics) <= bound
 
 
 def test_a_closed_page_session_is_released(demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ many short events is reused rather than kept.
 glibc gives threads their own malloc arenas, up to eight per core, and each keeps what its threads freed for its
 own later use. The server runs every page event on one of Gradio's worker threads, whichever is free, so in a soak
 (docs/reliability.md) the free memory held in those arenas grew all the time (3 -> 14 MB in 5 minutes, the server's
-RSS with it) while the memory in use stayed level; with two arenas it stayed at 2-3 MB. The server's own work is
+RSS with it) while the memory in use stayed level; with two arenas it stayed at 2-6 MB. The server's own work is
 I/O and small parsing (the build runs in a child process), so threads sharing two arenas wait on each other
 very little.
 
