@@ -257,6 +257,10 @@ class SoakPage:
         closed, as a closed tab's does)."""
         page = PageClient(self.url, deadline=EVENT_DEADLINE)
         page.beat()
+        # The page lists the library as it opens (a Delete offers only the models listed: before this, a fresh page's
+        # delete of a model it had not listed was refused by Gradio, which a person cannot do)
+        outputs, _ = page.call("library_list")
+        self.observe("library_list", outputs)
         return page
 
     def run(self) -> None:
