@@ -74,25 +74,29 @@ def measure_app(args: argparse.Namespace, state: Path, say: Any) -> dict[str, An
     return out
 
 
-def run_soak(minutes: float, pages: int) -> int:
+def run_soak(minutes: float, pages: int, trace: int = 0, grace: float = soak.SESSION_GRACE) -> int:
     if not 0 < minutes <= 24 * 60 or not 1 <= pages <= 32:
         print("--soak: 0 < MINUTES <= 1440 and 1 <= --pages <= 32", file=sys.stderr)
         return 2
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     state = Path(tempfile.mkdtemp(prefix="sdprep-soak-"))
+    out = ROOT / "bench" / "results" / f"soak-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        print(f"soak: {pages} pages, {minutes:g} min", flush=True)
-        data = soak.measure(state, minutes, pages, lambda text: print(text, flush=True))
+        print(f"soak: {pages} pages, {minutes:g} min{f', tracemalloc {trace} frames' if trace else ''}", flush=True)
+        say = lambda text: print(text, flush=True)  # noqa: E731
+        data = soak.measure(state, minutes, pages, say, out=out, trace=trace, grace=grace)
     finally:
         shutil.rmtree(state, ignore_errors=True)
     data["when"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
     machine = report.machine()
     data["machine"] = ", ".join(machine[key] for key in ("cpu", "cores", "os") if key in machine)
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    raw = results / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    raw = out / "soak.json"
     raw.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    if trace:  # a traced server is slower and larger: its figures are for finding growth, not for the page
+        print(soak.render(data), flush=True)
+        print(f"traced run: docs/reliability.md left as it is; the growth tables and {raw.name} are in {out}")
+        return 0
     page = ROOT / "docs" / "reliability.md"
     soak.write_section(page, soak.render(data))
     print(soak.render(data), flush=True)
@@ -133,12 +137,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=soak.PAGES, help="the soak's simulated pages (default 4)")
     parser.add_argument("--packs", action="store_true", help="only packs: pack/unpack against a copy, and memory")
     parser.add_argument("--pack-mb", type=int, default=packs.DEFAULT_MB, help="the large build's size (default 2048)")
+    parser.add_argument(
+        "--trace", type=int, default=0, metavar="FRAMES", help="the soak's server under tracemalloc (FRAMES deep)"
+    )
+    parser.add_argument(
+        "--session-grace",
+        type=float,
+        default=soak.SESSION_GRACE,
+        metavar="SECONDS",
+        help=f"seconds the soak's server keeps a closed page's session (default {soak.SESSION_GRACE:g}; the app: 3600)",
+    )
     args = parser.parse_args(argv)
     if args.packs:
         run_packs(args.pack_mb, Path(args.out), lambda text: print(text, flush=True))
         return 0
     if args.soak is not None:
-        return run_soak(args.soak, args.pages)
+        return run_soak(args.soak, args.pages, args.trace, args.session_grace)
     if args.from_json:
         raw = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
         raw["notes"] = raw.get("notes", []) + args.note

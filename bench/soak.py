@@ -41,6 +41,8 @@ EVENT_DEADLINE = 120.0  # seconds one page event may take (a build waits behind 
 MODES = ("success", "slow", "exception", "exporterror", "crash", "oomkill", "hang", "fallback")
 CHECK_MODES = ("success", "rebuild_on_load", "loadfail", "slowframes")
 MODELS_PER_MODE = 3
+LIBRARY_LEVEL = 60  # variants the library holds at most (about 150 engines); past it a page deletes models
+SESSION_GRACE = 60.0  # seconds the soak's server keeps a closed page's session (the app: an hour), see measure()
 SLOPE_GOAL = 1.0  # MB/min over the second half
 ENV = {
     "STANDIN_SLOW_SECONDS": "0.6",
@@ -247,11 +249,22 @@ class SoakPage:
 
     def __init__(self, url: str, engines: Path, tally: Tally, rng: random.Random, until: float) -> None:
         self.url, self.engines, self.tally, self.rng, self.until = url, engines, tally, rng, until
-        self.page = PageClient(url, deadline=EVENT_DEADLINE)
+        self.page = self.open()
         self.done = 0
 
+    def open(self) -> PageClient:
+        """A fresh page: its own session, with the heartbeat an open tab holds (its end tells the server the page
+        closed, as a closed tab's does)."""
+        page = PageClient(self.url, deadline=EVENT_DEADLINE)
+        page.beat()
+        # The page lists the library as it opens (a Delete offers only the models listed: before this, a fresh page's
+        # delete of a model it had not listed was refused by Gradio, which a person cannot do)
+        outputs, _ = page.call("library_list")
+        self.observe("library_list", outputs)
+        return page
+
     def run(self) -> None:
-        operations: list[tuple[Callable[[], None], int]] = [
+        operations: list[tuple[Callable[[], object], int]] = [
             (self.build, 40),
             (self.cancel_at_random, 12),
             (self.save, 10),
@@ -272,7 +285,7 @@ class SoakPage:
                 self.done += 1
                 if self.done % RECYCLE_AFTER == 0:
                     self.page.close()
-                    self.page = PageClient(self.url, deadline=EVENT_DEADLINE)
+                    self.page = self.open()
                     self.tally.count("pages_opened")
         finally:
             self.page.close()
@@ -345,6 +358,16 @@ class SoakPage:
         finally:
             self._end(values)
         self.refresh()
+        self.keep_level()
+
+    def keep_level(self) -> None:
+        """Delete models (idle ones, at random) while the library holds more than LIBRARY_LEVEL variants: the
+        library stays about one size, so the memory's slope is about the server, not about more data."""
+        for _ in range((len(MODES) + len(CHECK_MODES)) * MODELS_PER_MODE):
+            with self.tally.lock:
+                held = sum(len(names) for names in self.tally.seen.values())
+            if held <= LIBRARY_LEVEL or not self.delete():
+                return
 
     def cancel_at_random(self, values: dict[str, Any] | None = None) -> None:
         """Start a build and, once the page shows it (and with it the Cancel button), cancel it after a random
@@ -415,12 +438,13 @@ class SoakPage:
         outputs, _ = self.page.call("library_load", **chosen)
         self.observe("library_load", outputs)
 
-    def delete(self) -> None:
-        """Delete a model no page is building (the pages' record of what is built follows the delete)."""
+    def delete(self) -> bool:
+        """Delete a model no page is building (the pages' record of what is built follows the delete); whether one
+        was deleted."""
         with self.tally.lock:
             idle = [folder.name for folder in self._models() if not self.tally.building.get(folder.name)]
             if not idle:
-                return
+                return False
             slug = idle[self.rng.randrange(len(idle))]
             self.tally.building[slug] = self.tally.building.get(slug, 0) + 1  # no build of it starts meanwhile
         try:
@@ -431,14 +455,25 @@ class SoakPage:
                 self.tally.count("delete_done")
                 with self.tally.lock:
                     self.tally.seen.pop(slug, None)
-            else:
-                self.tally.count("delete_refused")
+                return True
+            self.tally.count("delete_refused")
+            return False
         finally:
             with self.tally.lock:
                 self.tally.building[slug] -= 1
 
 
 # --- the server ----------------------------------------------------------------------------------------------------
+SERVER = Path(__file__).with_name("soak_server.py")
+
+
+def server_stats(path: Path) -> list[dict[str, Any]]:
+    """The lines bench/soak_server.py wrote: sessions held, glibc's heap, traced bytes, over time."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def sample(pid: int) -> dict[str, float]:
     process = psutil.Process(pid)
     with process.oneshot():
@@ -467,11 +502,32 @@ def strays(marker: str, exclude: set[int]) -> list[str]:
     return found
 
 
-def measure(state: Path, minutes: float, pages: int, say: Callable[[str], None], seed: int = 23) -> dict[str, Any]:
-    """Drive one server for `minutes` from `pages` pages; the samples, the counts and the checks at the end."""
+def measure(
+    state: Path,
+    minutes: float,
+    pages: int,
+    say: Callable[[str], None],
+    seed: int = 23,
+    out: Path | None = None,
+    trace: int = 0,
+    grace: float = SESSION_GRACE,
+) -> dict[str, Any]:
+    """Drive one server for `minutes` from `pages` pages; the samples, the counts and the checks at the end.
+
+    The server (bench/soak_server.py) writes what it holds to `out` (the state folder unless given): its page
+    sessions and glibc's heap, and with `trace` (frames) tracemalloc's largest growths. It keeps a closed page's
+    session `grace` seconds, not the app's hour: a page is replaced every RECYCLE_AFTER operations, far more often
+    than a person opens one, and an hour of them would be held at the end of any soak shorter than an hour (the
+    size of one session is measured apart, and shown)."""
     tally = Tally()
     samples: list[dict[str, float]] = []
-    with app_server(state, "soak", env=ENV) as server:
+    out = out or state
+    out.mkdir(parents=True, exist_ok=True)
+    stats = out / "server-stats.jsonl"
+    env = {**ENV, "SOAK_STATS": str(stats), "SOAK_SESSION_GRACE": str(grace), "SOAK_STATS_EVERY": str(SAMPLE_EVERY)}
+    if trace:
+        env["SOAK_TRACEMALLOC"] = str(trace)
+    with app_server(state, "soak", env=env, script=SERVER) as server:
         pid = server.process.pid
         started = time.monotonic()
         until = started + minutes * 60
@@ -513,7 +569,17 @@ def measure(state: Path, minutes: float, pages: int, say: Callable[[str], None],
         consistency = check_folder(server.engines, tally.seen)
     orphans = strays(marker, {psutil.Process().pid})
     series = [(point["t"], point["rss_mb"] * MB) for point in samples]
+    held = server_stats(stats)
     return {
+        "server_stats": held,
+        "server_clock_offset": server.ready - server.started,  # its clock starts this much before the samples'
+        "variants_at_end": sum(len(names) for names in tally.seen.values()),
+        "traced": trace,
+        "session_grace_s": grace,
+        "library_level": LIBRARY_LEVEL,
+        "malloc_slope_mb_min": slope_mb_per_min(
+            [(line["t"], float(line["malloc_in_use"])) for line in held if "malloc_in_use" in line]
+        ),
         "minutes": minutes,
         "pages": pages,
         "seconds": elapsed,
@@ -532,6 +598,33 @@ def measure(state: Path, minutes: float, pages: int, say: Callable[[str], None],
         "consistency": consistency.__dict__,
         "consistency_problems": consistency.problems(),
     }
+
+
+def held_text(data: dict[str, Any], held: list[dict[str, Any]]) -> list[str]:
+    """What the server said it holds (bench/soak_server.py), in words: sessions, glibc's heap."""
+    if not held:
+        return []
+    per_session = [line["session_components"] / line["sessions"] for line in held if line["sessions"]]
+    text = [
+        f"The library was held at about {data.get('library_level', LIBRARY_LEVEL)} variants (a page deletes models "
+        f"past it; {data.get('variants_at_end', '?')} at the end), so that the slope is about the server and not "
+        "about more data. A closed page's session was released "
+        f"{data.get('session_grace_s', SESSION_GRACE):g} s after its heartbeat ended (the app waits an hour, for a "
+        "page that comes back; the soak replaces a page far more often than a person opens one, and an hour of "
+        "closed pages would all still be held at the end of a 20-minute run). The server held "
+        f"{min(line['sessions'] for line in held)}–{max(line['sessions'] for line in held)} page sessions of "
+        f"{min(per_session, default=0):.0f}–{max(per_session, default=0):.0f} components each.",
+    ]
+    heap = [line for line in held if "malloc_in_use" in line]
+    if heap:
+        slope = data.get("malloc_slope_mb_min", float("nan"))
+        text.append(
+            f"glibc's heap (mallinfo2; Python's own small-object arenas are not in it): in use "
+            f"{heap[0]['malloc_in_use'] / MB:.0f} → {heap[-1]['malloc_in_use'] / MB:.0f} MB (slope over the second "
+            f"half {slope:.2f} MB/min), free but kept by the allocator {heap[0]['malloc_free'] / MB:.0f} → "
+            f"{heap[-1]['malloc_free'] / MB:.0f} MB."
+        )
+    return text
 
 
 def render(data: dict[str, Any]) -> str:
@@ -586,15 +679,30 @@ def render(data: dict[str, Any]) -> str:
             f"Cancel answered (request → cancelled view) in median {cancels[len(cancels) // 2]:.2f} s, "
             f"max {cancels[-1]:.2f} s over {len(cancels)} cancels."
         )
-    lines += ["", "| minute | RSS MB | open fds | threads | children |", "|---:|---:|---:|---:|---:|"]
+    held = data.get("server_stats") or []
+    lines += ["", *held_text(data, held)]
+    lines += [
+        "",
+        "| minute | RSS MB | open fds | threads | children | sessions | components in them | malloc in use MB | "
+        "malloc free MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     step = max(1, len(samples) // 20)
     shown = samples[::step]
     if samples and shown[-1] is not samples[-1]:
         shown.append(samples[-1])
+    offset = float(data.get("server_clock_offset") or 0.0)
     for point in shown:
+        near = min(held, key=lambda line: abs(line["t"] - offset - point["t"])) if held else {}
+        server = (
+            f"{near['sessions']} | {near['session_components']} | {near.get('malloc_in_use', float('nan')) / MB:.1f} | "
+            f"{near.get('malloc_free', float('nan')) / MB:.1f}"
+            if near
+            else "– | – | – | –"
+        )
         lines.append(
             f"| {point['t'] / 60:.1f} | {point['rss_mb']:.1f} | {point['fds']:.0f} | {point['threads']:.0f} | "
-            f"{point['children']:.0f} |"
+            f"{point['children']:.0f} | {server} |"
         )
     for title, items in (
         ("Raw errors", data["raw_errors"]),

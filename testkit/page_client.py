@@ -10,8 +10,12 @@ page does: the server uses the session's own value.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +50,8 @@ class PageClient:
         self.http = http or httpx.Client(timeout=timeout)
         self._own_http = http is None
         self.session = uuid.uuid4().hex[:12]
+        self._heartbeat: threading.Thread | None = None
+        self._beating: socket.socket | None = None
         config = self.http.get(f"{self.url}/config").json()
         components = {component["id"]: component for component in config["components"]}
         self.endpoints: dict[str, PageEndpoint] = {}
@@ -122,6 +128,31 @@ class PageClient:
             last = (outputs, float(output.get("duration") or 0.0))
         return last
 
+    def beat(self) -> None:
+        """Hold the page's heartbeat open, as an open browser tab does, until close(): its end is how Gradio learns
+        that the page closed (the app's unload event). A plain socket, so that close() ends it at once (an HTTP
+        client's read would wait for the server's next beat)."""
+        address = urllib.parse.urlsplit(self.url)
+        sock = socket.create_connection((address.hostname or "127.0.0.1", address.port or 80), timeout=30)
+        path = f"{address.path}/gradio_api/heartbeat/{self.session}"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {address.netloc}\r\nAccept: text/event-stream\r\n\r\n".encode())
+        sock.recv(1)  # the server has taken the page as open
+        sock.settimeout(None)
+
+        def heartbeat() -> None:
+            with contextlib.suppress(OSError):
+                while sock.recv(4096):
+                    pass
+
+        self._beating = sock
+        self._heartbeat = threading.Thread(target=heartbeat, name=f"heartbeat-{self.session}", daemon=True)
+        self._heartbeat.start()
+
     def close(self) -> None:
+        if self._beating is not None and self._heartbeat is not None:
+            with contextlib.suppress(OSError):
+                self._beating.shutdown(socket.SHUT_RDWR)  # the server sees the page close
+            self._beating.close()
+            self._heartbeat.join(30)
         if self._own_http:
             self.http.close()

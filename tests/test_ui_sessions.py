@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import random
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import httpx
 import pytest
 
+from bench.soak import build_then_cancel
 from sdprep.ui import sessions
-from sdprep.ui.app import MAX_THREADS, create_demo
+from sdprep.ui.app import GRADIO_EVENT_RECORDS, MAX_THREADS, create_demo
+from testkit.page_client import PageClient
 from tests.conftest import ROOT, runtime_defaults
-from tests.ui_helpers import Api
+from tests.ui_helpers import STANDIN, Api
 
 FORK_CONFIG = ROOT / "tests" / "data" / "forkni" / "profiling_quality_ipa.yaml"
 
@@ -108,33 +108,85 @@ def test_library_refreshes_leave_the_session_the_same_size(demo: tuple[gr.Blocks
         api.close()
 
 
+def test_builds_cancels_and_saves_leave_the_session_the_same_size(
+    demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each build cleared the message box in its first update and left it out of the rest (a skipped output): the
+    next build's plain value added a copy of the box to the session, one a build."""
+    blocks, url = demo
+    monkeypatch.setenv("SDPREP_STREAMDIFFUSION_SRC", str(STANDIN))
+    monkeypatch.setenv("STANDIN_SLOW_SECONDS", "0.2")
+    page = PageClient(url, deadline=120)
+    try:
+
+        def round_of_actions(n: int) -> None:
+            page.call("build", model=f"standin/success-{n % 2}", denoise_steps=1 + n % 3)
+            page.call("build", model="standin/exception-0")
+            build_then_cancel(page, {"model": "standin/slow-0", "denoise_steps": 2}, 0.1)
+            page.call("save_config", model="standin/success-0", denoise_steps=1 + n % 3)
+
+        round_of_actions(0)
+        before = session_size(blocks, page.session)
+        for n in range(1, 6):
+            round_of_actions(n)
+        assert session_size(blocks, page.session) == before
+    finally:
+        page.close()
+
+
+def test_a_library_that_changes_between_refreshes_leaves_the_session_the_same_size(
+    demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each build adds a model or a variant, so each refresh gives the lists new choices: Gradio keeps a copy of a list
+    for each change once it is read again; the refresh drops the earlier copies."""
+    blocks, url = demo
+    monkeypatch.setenv("SDPREP_STREAMDIFFUSION_SRC", str(STANDIN))
+    page = PageClient(url, deadline=120)
+    try:
+
+        def round_of_actions(n: int) -> None:
+            page.call("build", model=f"standin/success-{n}", denoise_steps=1 + n % 2, check=n % 3 == 0)
+            page.call("library_list")
+            page.call("library_variants", **{"library-model": f"standin--success-{n}"})
+
+        for n in range(3):  # the lists' copies Gradio reads: the one now kept and the one before it
+            round_of_actions(n)
+        before = session_size(blocks, page.session)
+        for n in range(3, 10):
+            round_of_actions(n)
+        assert session_size(blocks, page.session) == before
+    finally:
+        page.close()
+
+
+def test_gradio_keeps_a_bounded_record_of_events(demo: tuple[gr.Blocks, str]) -> None:
+    """Gradio records each event for its monitoring dashboard, 10,000 of them unless told (and summarises them all
+    after each event); the app keeps a few."""
+    blocks, url = demo
+    bound = int(GRADIO_EVENT_RECORDS["GRADIO_ANALYTICS_MAX_EVENTS"])
+    page = PageClient(url, deadline=60)
+    try:
+        for n in range(bound + 20):
+            page.call("preview", width=512 + 64 * (n % 3))
+    finally:
+        page.close()
+    assert 0 < len(blocks._queue.event_analytics) <= bound
+
+
 def test_a_closed_page_session_is_released(demo: tuple[gr.Blocks, str], monkeypatch: pytest.MonkeyPatch) -> None:
     blocks, url = demo
     monkeypatch.setattr(sessions, "CLOSED_SESSION_GRACE", 0.2)
-    api = Api(url)
-    session = api.client.session_hash
-    opened, close = threading.Event(), threading.Event()
-
-    def heartbeat() -> None:
-        """The page's heartbeat: open while the page is, ended when it closes."""
-        with httpx.Client(timeout=30) as http, http.stream("GET", f"{url}gradio_api/heartbeat/{session}"):
-            opened.set()
-            close.wait(30)
-
-    beating = threading.Thread(target=heartbeat)
-    beating.start()
+    page = PageClient(url, deadline=60)
     try:
-        assert opened.wait(30)
-        api.call("/preview", width=640)
-        assert session in blocks.state_holder.session_data
+        page.beat()  # the page's heartbeat: open while the page is, ended when it closes
+        page.call("preview", width=640)
+        assert page.session in blocks.state_holder.session_data
     finally:
-        close.set()
-        beating.join(30)
-        api.close()
+        page.close()
     deadline = time.monotonic() + 30
-    while session in blocks.state_holder.session_data and time.monotonic() < deadline:
+    while page.session in blocks.state_holder.session_data and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert session not in blocks.state_holder.session_data
+    assert page.session not in blocks.state_holder.session_data
 
 
 def test_a_page_that_comes_back_keeps_its_session(demo: tuple[gr.Blocks, str]) -> None:

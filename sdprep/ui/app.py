@@ -23,7 +23,7 @@ from sdprep.jobs.environment import ProbeError, probe
 from sdprep.messages import has_errors
 from sdprep.params import DEFAULTS
 from sdprep.text import labelled, plain_code, system_language, t, word
-from sdprep.ui import state
+from sdprep.ui import heap, state
 from sdprep.ui.components import (
     actions,
     build,
@@ -49,6 +49,11 @@ from sdprep.ui.views.params import summary_markdown
 FORM_SECTIONS = (checkpoint, sampling, resolution, lora, controlnet, ipadapter, profile, output)
 OPEN_BROWSER_ENV = "SDPREP_OPEN_BROWSER"
 MAX_THREADS = build.FOLLOWERS + 64  # Gradio's event slots: every follower of a build, and 64 more for the rest
+# Gradio records every event for its monitoring dashboard (up to 10,000 records, about 4 MB, a server's memory growing
+# for its first hours) and summarises all of them with pandas after each event (30-50 ms of CPU at 1,000-10,000).
+# The app does not offer that dashboard (launch(enable_monitoring=False)): a few records, summarised rarely. Its own
+# settings, read when the queue is made; one given in the environment is kept.
+GRADIO_EVENT_RECORDS = {"GRADIO_ANALYTICS_MAX_EVENTS": "100", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000"}
 
 
 @dataclass(frozen=True)
@@ -103,13 +108,15 @@ def create_demo(runtime: RuntimeDefaults) -> gr.Blocks:
         preview.listen(form)
         build.listen(form)
         actions.listen(form)
-        library.listen(form)
+        library.listen(form, demo)
         release_closed_sessions(demo)
     # No size limit: builds are bounded by the JobBoard, per page and in all, with a message; every other event
     # answers in milliseconds and must never meet "Queue is full". Every running event, a page following a build
     # too, holds one of Gradio's max_threads slots (40 by default): above the builds lane's limit, so followers
     # never take the slots form changes and Cancel need.
     demo.max_threads = MAX_THREADS
+    for name, value in GRADIO_EVENT_RECORDS.items():
+        os.environ.setdefault(name, value)
     demo.queue(max_size=None, default_concurrency_limit=None)
     _prepare_for_hot_reload(demo)
     return demo
@@ -216,6 +223,7 @@ def launch(
     if open_browser is None:
         open_browser = os.environ.get(OPEN_BROWSER_ENV, "") not in ("", "0")
     main = threading.current_thread() is threading.main_thread()  # not a hot reload's watcher thread
+    heap.limit_arenas()  # before Gradio's worker threads exist (sdprep/ui/heap.py says why)
     try:
         demo.launch(
             server_name=host,
@@ -229,6 +237,7 @@ def launch(
             quiet=True,
             max_file_size=actions.UPLOAD_LIMIT,
             max_threads=MAX_THREADS,
+            enable_monitoring=False,
             footer_links=["gradio", "settings"] if credentials else ["api", "gradio", "settings"],
             prevent_thread_lock=True,  # the address is printed once the port is ours, then this thread waits
         )

@@ -223,17 +223,15 @@ def listen(form: Form) -> None:
     lang_input = form.language_input()
 
     async def build(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
-        # The build's view replaces what Save or Load said before it.
-        said = form.actions.message.cleared()
         async for update in start(form, values, owner=request.session_hash or ""):
-            yield {**said, **update}
-            said = {}
+            yield update
 
     async def rehearse(values: dict[Block, Any], request: gr.Request) -> AsyncIterator[dict[Block, Any]]:
-        said = form.actions.message.cleared()
         async for update in start(form, values, owner=request.session_hash or "", rehearse_only=True):
-            yield {**said, **update}
-            said = {}
+            yield update
+
+    def clear_message() -> dict[Block, Any]:
+        return form.actions.message.cleared()
 
     async def cancel_build(values: dict[Block, Any]) -> dict[Block, Any]:
         return await cancel(form, values)
@@ -247,7 +245,7 @@ def listen(form: Form) -> None:
         button.click(
             handler,
             inputs=build_inputs,
-            outputs=[*outputs(form), *form.actions.message.outputs()],
+            outputs=outputs(form),
             api_name=api_name,
             concurrency_limit=FOLLOWERS,
             concurrency_id="builds",
@@ -255,6 +253,18 @@ def listen(form: Form) -> None:
         )
         for button, handler, api_name in ((form.bar.build, build, "build"), (form.bar.rehearse, rehearse, "rehearse"))
     )
+    # The build's view replaces what Save or Load said before it. An event of its own, so that the message box always
+    # gets a plain value: the build's later updates would leave it out, and a component that gets a skipped output
+    # and later a plain value adds a copy of itself to the page's session (docs/gradio-session-growth.md).
+    for button, api_name in ((form.bar.build, "build"), (form.bar.rehearse, "rehearse")):
+        button.click(
+            clear_message,
+            outputs=form.actions.message.outputs(),
+            api_name=f"{api_name}_clear_message",
+            api_visibility="private",
+            show_progress="hidden",
+            queue=False,
+        )
     follow_event = form.events.loaded().then(
         follow_running,
         inputs={form.build.job, *lang_input},

@@ -26,6 +26,7 @@ from sdprep.ui.components.actions import fill_fields, fill_outputs, load_into_fo
 from sdprep.ui.components.common import MessageBox, message_box, only_changed, plain_values, redraw_on_language
 from sdprep.ui.form import Form
 from sdprep.ui.i18n import label
+from sdprep.ui.sessions import drop_stale_copies
 from sdprep.ui.views.library import library_html
 
 CURRENT = "config.yaml"  # the variant choice that means the model's current config.yaml
@@ -167,7 +168,7 @@ def delete(form: Form, values: dict[Block, Any], request: gr.Request | None) -> 
     return {**form.library.message.say([said], lang), sure: False}
 
 
-def listen(form: Form) -> None:
+def listen(form: Form, demo: gr.Blocks) -> None:
     library_pack.listen(form)  # first: the listing below refreshes after an import
     lang_input = {form.lang} if form.lang is not None else set()
     library = form.library
@@ -177,6 +178,10 @@ def listen(form: Form) -> None:
     refresh_inputs: set[Block] = {library.model, library.variant, library.sure, sent, *lang_input}
 
     def list_library(values: dict[Block, Any], request: gr.Request) -> dict[Block, Any]:
+        # A change of the lists' choices leaves a copy of each in the page's session; a refresh (after every build,
+        # cancel and save) drops the earlier ones, so a page open for days keeps the same size.
+        if request.session_hash:
+            drop_stale_copies(demo, request.session_hash)
         return only_changed(sent, values, refresh(form, values, is_owner(request)))
 
     def variants(values: dict[Block, Any]) -> dict[Block, Any]:
