@@ -27,10 +27,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # The stand-in torch plays an NVIDIA GPU, so its driver is played too (uv's override, which setup and the probe read),
 # for apps a module starts before any test's own setting as well. UV_CUDA_DRIVER_VERSION=none plays a machine without.
 os.environ["UV_CUDA_DRIVER_VERSION"] = "570.86.10"
-# A suite started in the background by a shell without job control (`cmd &` in a script) inherits SIGINT ignored, and
-# so would every process it starts (exec keeps an ignored signal): the Ctrl-C tests would send a signal no CLI hears.
-# A handler here gives each child the default back, as a terminal's Ctrl-C finds it.
-signal.signal(signal.SIGINT, signal.default_int_handler)
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,6 +34,11 @@ from testkit.app import runtime_defaults
 from testkit.paths import ROOT, STANDIN
 from testkit.processes import RUN_ENV, TEST_ENV, describe, kill, marked, new_marker, run_cli
 from testkit.timing import machine_factor, wait_until
+
+# A suite started in the background by a shell without job control (`cmd &` in a script) inherits SIGINT ignored, and
+# so would every process it starts (exec keeps an ignored signal): the Ctrl-C tests would send a signal no CLI hears.
+# A handler here gives each child the default back, as a terminal's Ctrl-C finds it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 __all__ = ["ROOT", "STANDIN", "run_cli", "runtime_defaults", "said"]
 
